@@ -1,0 +1,62 @@
+# Sonar + mine. `make test` and `make demo` do all set-up on a fresh machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+SOLC_VERSION := 0.8.28
+ANVIL_BIN := $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin
+
+# the real anvil binary first (not npm's node wrapper), then npm tools, then the venv
+export PATH := $(ANVIL_BIN):$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
+
+.PHONY: setup test test-contracts test-ganache test-mine demo bench gas clean
+
+setup: $(VENV)/.installed node_modules/.installed .solcx/solc-v$(SOLC_VERSION) build/.compiled
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# `npm install` with the committed lockfile (`npm ci` trips over an optional GitHub-hosted dependency)
+node_modules/.installed: package.json package-lock.json
+	npm install --no-audit --no-fund --loglevel=error
+	test -x $(ANVIL_BIN)/anvil
+	touch $@
+
+.solcx/solc-v$(SOLC_VERSION): tools/solc.js node_modules/.installed
+	mkdir -p .solcx
+	ln -sf ../tools/solc.js $@
+	$@ --version | grep -q "Version: $(SOLC_VERSION)"
+
+build/.compiled: $(VENV)/.installed .solcx/solc-v$(SOLC_VERSION) $(wildcard contracts/*.sol contracts/*/*.sol) brownie-config.yaml
+	$(VENV)/bin/brownie compile
+	touch $@
+
+test: setup test-contracts test-mine
+
+# contract tests: brownie starts (and stops) anvil itself for `development`
+test-contracts: setup
+	$(VENV)/bin/brownie test tests/contracts --network development
+
+# the same contract suite on ganache 7.9.2
+test-ganache: setup
+	$(VENV)/bin/brownie test tests/contracts --network ganache-cli
+
+# client tests: fixtures start anvil and an IPFS node on free loopback ports and stop them
+test-mine: setup
+	$(PY) -m pytest -p no:pytest-brownie -q tests/mine
+
+demo: setup
+	$(VENV)/bin/mine demo --out demo-out
+
+gas: setup
+	$(VENV)/bin/brownie run scripts/gas_table.py --network development
+
+bench: setup
+	$(PY) -m bench.run
+
+clean:
+	rm -rf build .solcx demo-out reports .hypothesis
