@@ -1,0 +1,398 @@
+"""Access to the Sonar contract over JSON-RPC with web3.py: views, signed transactions, events.
+
+Everything the client does on chain goes through `SonarClient`. Reverts are decoded into the
+contract's custom error names (`SonarDeadlinePassed(bountyId=3, deadline=…)`) and raised as
+`ChainError`s; an unreachable node, a wrong chain id and a missing contract each get their own
+error that says what to do.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3Exception
+
+from mine.errors import (
+    ChainError,
+    ChainUnreachableError,
+    ConfigError,
+    InsufficientFundsError,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+SCORE_SCALE = 10**6
+
+
+class BountyStatus(enum.IntEnum):
+    NONE = 0
+    OPEN = 1
+    COMPLETED = 2
+    CLOSED = 3
+
+
+class SubmissionStatus(enum.IntEnum):
+    NONE = 0
+    COMMITTED = 1
+    REVEALED = 2
+    ACCEPTED = 3
+    REJECTED = 4
+    RECLAIMED = 5
+    EXPIRED = 6
+
+
+@dataclass(frozen=True)
+class Bounty:
+    id: int
+    owner: str
+    deadline: int
+    eval_window: int
+    higher_is_better: bool
+    status: BountyStatus
+    token: str
+    stake: int
+    reward: int
+    escrow: int
+    initial_score: int
+    target_score: int
+    best_score: int
+    latest_version: int
+    next_eval: int
+    submissions: int
+    pending: int
+    last_due: int
+    paid: int
+    validation_commitment: bytes
+
+
+@dataclass(frozen=True)
+class Submission:
+    bounty_id: int
+    index: int
+    miner: str
+    base_version: int
+    committed_at: int
+    status: SubmissionStatus
+    codec: int
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    bounty_id: int
+    version: int
+    digest: bytes
+    codec: int
+    score: int
+    submission: int
+    created_at: int
+
+
+@dataclass(frozen=True)
+class BountyParams:
+    token: str
+    reward: int
+    stake: int
+    deadline: int
+    eval_window: int
+    initial_score: int
+    target_score: int
+    higher_is_better: bool
+    validation_commitment: bytes
+    model_digest: bytes
+    model_codec: int
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (
+            to_checksum_address(self.token), self.reward, self.stake, self.deadline, self.eval_window,
+            self.initial_score, self.target_score, self.higher_is_better, self.validation_commitment,
+            self.model_digest, self.model_codec,
+        )
+
+
+def build_dir() -> Path:
+    """Where brownie writes contract artifacts (override with SONAR_BUILD_DIR)."""
+    return Path(os.environ.get("SONAR_BUILD_DIR", PROJECT_ROOT / "build"))
+
+
+def load_artifact(name: str) -> dict[str, Any]:
+    """ABI and bytecode of a compiled contract from the build directory."""
+    path = build_dir() / "contracts" / f"{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no build artifact {path}: run `make setup` (compiles the contracts)") from None
+
+
+def recorded_deployment(chain_id: int) -> str | None:
+    """The Sonar address `scripts/deploy.py` recorded for `chain_id`, if any."""
+    path = build_dir() / "deployments" / f"sonar-{chain_id}.json"
+    if not path.exists():
+        return None
+    return str(json.loads(path.read_text())["address"])
+
+
+def record_deployment(chain_id: int, address: str) -> Path:
+    """Remember a Sonar deployment so `mine init` can find it."""
+    path = build_dir() / "deployments" / f"sonar-{chain_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"chain_id": chain_id, "address": address}) + "\n")
+    return path
+
+
+def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
+    """A Web3 connected to `rpc_url`, or ChainUnreachableError."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    try:
+        w3.eth.chain_id
+    except (OSError, Web3Exception) as exc:
+        raise ChainUnreachableError(
+            f"no Ethereum node answers at {rpc_url} ({type(exc).__name__}); start one "
+            "(`anvil`, or `make demo` which starts its own) or pass --rpc URL"
+        ) from None
+    return w3
+
+
+class _ErrorDecoder:
+    """Turns revert data into `ErrorName(arg=value, …)` using the ABI's custom errors."""
+
+    def __init__(self, abi: list[dict[str, Any]]) -> None:
+        self._errors: dict[bytes, dict[str, Any]] = {}
+        for item in abi:
+            if item.get("type") == "error":
+                types = ",".join(i["type"] for i in item["inputs"])
+                self._errors[keccak(text=f"{item['name']}({types})")[:4]] = item
+
+    def describe(self, data: str | bytes | None) -> str:
+        raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
+        if not raw or len(raw) < 4:
+            return "reverted without a reason"
+        item = self._errors.get(raw[:4])
+        if item is None:
+            return f"reverted with data 0x{raw.hex()}"
+        values = abi_decode([i["type"] for i in item["inputs"]], raw[4:])
+        args = ", ".join(
+            f"{i['name']}={v.hex() if isinstance(v, bytes) else v}" for i, v in zip(item["inputs"], values)
+        )
+        return f"{item['name']}({args})"
+
+
+class SonarClient:
+    """The Sonar contract at `address`, sending transactions from `account` (if given)."""
+
+    def __init__(self, w3: Web3, address: str, account: LocalAccount | None = None) -> None:
+        self.w3 = w3
+        self.address = to_checksum_address(address)
+        self.account = account
+        artifact = load_artifact("Sonar")
+        self.contract = w3.eth.contract(address=self.address, abi=artifact["abi"])
+        self._decoder = _ErrorDecoder(artifact["abi"])
+        self._nonce: int | None = None
+        self.chain_seconds = 0.0  # time spent waiting on the chain, for the demo's timings
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def open(
+        cls,
+        rpc_url: str,
+        address: str | None,
+        account: LocalAccount | None = None,
+        *,
+        expected_chain_id: int | None = None,
+    ) -> SonarClient:
+        """Connect and check the chain id and that a Sonar contract is at `address`."""
+        w3 = connect(rpc_url)
+        chain_id = w3.eth.chain_id
+        if expected_chain_id is not None and chain_id != expected_chain_id:
+            raise ChainError(
+                f"{rpc_url} is chain {chain_id}, but this mine is configured for chain {expected_chain_id}; "
+                "pass the right --rpc or run `mine init` again"
+            )
+        address = address or recorded_deployment(chain_id)
+        if not address:
+            raise ConfigError(
+                f"no Sonar address for chain {chain_id}: deploy with `brownie run scripts/deploy.py` "
+                "or pass --sonar ADDRESS"
+            )
+        if not Web3.is_address(address):
+            raise ConfigError(f"{address!r} is not an Ethereum address")
+        if w3.eth.get_code(to_checksum_address(address)) in (b"", b"\x00"):
+            raise ChainError(
+                f"no contract at {address} on chain {chain_id}: the chain was probably restarted; "
+                "deploy again (`brownie run scripts/deploy.py`) and run `mine init --sonar NEW_ADDRESS`"
+            )
+        return cls(w3, address, account)
+
+    @classmethod
+    def deploy(cls, w3: Web3, account: LocalAccount) -> SonarClient:
+        """Deploy a fresh Sonar from the build artifacts (tests and `mine demo`)."""
+        artifact = load_artifact("Sonar")
+        factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        tx = factory.constructor().build_transaction(
+            {"from": account.address, "nonce": w3.eth.get_transaction_count(account.address), "gasPrice": w3.eth.gas_price}
+        )
+        receipt = _send_signed(w3, account, tx)
+        return cls(w3, receipt["contractAddress"], account)
+
+    def with_account(self, account: LocalAccount) -> SonarClient:
+        """The same contract, sending from another account."""
+        clone = SonarClient.__new__(SonarClient)
+        clone.__dict__.update(self.__dict__)
+        clone.account = account
+        clone._nonce = None
+        return clone
+
+    # ------------------------------------------------------------------ views
+
+    def bounty_count(self) -> int:
+        return int(self._call("bountyCount"))
+
+    def bounty(self, bounty_id: int) -> Bounty:
+        t = self._call("getBounty", bounty_id)
+        return Bounty(
+            bounty_id, t[0], t[1], t[2], t[3], BountyStatus(t[4]), t[5], t[6], t[7], t[8], t[9], t[10], t[11],
+            t[12], t[13], t[14], t[15], t[16], t[17], bytes(t[18]),
+        )
+
+    def submission(self, bounty_id: int, index: int) -> Submission:
+        t = self._call("getSubmission", bounty_id, index)
+        return Submission(bounty_id, index, t[0], t[1], t[2], SubmissionStatus(t[3]), t[4], bytes(t[5]))
+
+    def model_version(self, bounty_id: int, version: int) -> ModelVersion:
+        t = self._call("getModelVersion", bounty_id, version)
+        return ModelVersion(bounty_id, version, bytes(t[0]), t[1], t[2], t[3], t[4])
+
+    def credits(self, account: str, token: str = ZERO_ADDRESS) -> int:
+        return int(self._call("credits", to_checksum_address(token), to_checksum_address(account)))
+
+    def preview_reward(self, bounty_id: int, score: int) -> int:
+        return int(self._call("previewReward", bounty_id, score))
+
+    def commitment_of(
+        self, bounty_id: int, miner: str, digest: bytes, codec: int, base_version: int, salt: bytes
+    ) -> bytes:
+        return bytes(self._call("commitmentOf", bounty_id, to_checksum_address(miner), digest, codec, base_version, salt))
+
+    def events(self, name: str, *, from_block: int = 0, **filters: Any) -> list[Any]:
+        """Logs of event `name` whose indexed arguments equal `filters`."""
+        event = getattr(self.contract.events, name)
+        try:
+            return list(event.get_logs(from_block=from_block, argument_filters=filters or None))
+        except (OSError, Web3Exception) as exc:
+            raise ChainError(f"could not read {name} events: {exc}") from None
+
+    def now(self) -> int:
+        """Timestamp of the latest block."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    # ------------------------------------------------------------------ transactions
+
+    def post_bounty(self, params: BountyParams) -> tuple[int, dict[str, Any]]:
+        value = params.reward if int(params.token, 16) == 0 else 0
+        receipt = self._transact("postBounty", params.as_tuple(), value=value)
+        (event,) = self.contract.events.BountyPosted().process_receipt(receipt)
+        return int(event["args"]["bountyId"]), receipt
+
+    def commit(self, bounty_id: int, commitment: bytes, *, stake: int, token: str = ZERO_ADDRESS) -> tuple[int, dict[str, Any]]:
+        value = stake if int(token, 16) == 0 else 0
+        receipt = self._transact("commit", bounty_id, commitment, value=value)
+        (event,) = self.contract.events.UpdateCommitted().process_receipt(receipt)
+        return int(event["args"]["index"]), receipt
+
+    def reveal(
+        self, bounty_id: int, index: int, digest: bytes, codec: int, base_version: int, salt: bytes
+    ) -> dict[str, Any]:
+        return self._transact("reveal", bounty_id, index, digest, codec, base_version, salt)
+
+    def accept(self, bounty_id: int, index: int, score: int, model_digest: bytes, model_codec: int) -> dict[str, Any]:
+        return self._transact("accept", bounty_id, index, score, model_digest, model_codec)
+
+    def reject(self, bounty_id: int, index: int, score: int, reason: int) -> dict[str, Any]:
+        return self._transact("reject", bounty_id, index, score, reason)
+
+    def reclaim_stake(self, bounty_id: int, index: int) -> dict[str, Any]:
+        return self._transact("reclaimStake", bounty_id, index)
+
+    def skip(self, bounty_id: int) -> dict[str, Any]:
+        return self._transact("skip", bounty_id)
+
+    def close(self, bounty_id: int) -> dict[str, Any]:
+        return self._transact("close", bounty_id)
+
+    def withdraw(self, token: str = ZERO_ADDRESS) -> dict[str, Any]:
+        return self._transact("withdraw", to_checksum_address(token))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _call(self, fn: str, *args: Any) -> Any:
+        try:
+            return getattr(self.contract.functions, fn)(*args).call()
+        except ContractCustomError as exc:
+            raise ChainError(f"{fn}: {self._decoder.describe(exc.data)}") from None
+        except ContractLogicError as exc:
+            raise ChainError(f"{fn}: {exc}") from None
+        except (OSError, Web3Exception) as exc:
+            raise ChainUnreachableError(f"{fn}: the node did not answer ({exc})") from None
+
+    def _transact(self, fn: str, *args: Any, value: int = 0) -> dict[str, Any]:
+        if self.account is None:
+            raise ConfigError("no account to send from: run `mine account new` or pass --dev-account N")
+        started = time.perf_counter()
+        sender = self.account.address
+        call = getattr(self.contract.functions, fn)(*args)
+        try:
+            if self._nonce is None:
+                self._nonce = self.w3.eth.get_transaction_count(sender, "pending")
+            tx = call.build_transaction(
+                {"from": sender, "value": value, "nonce": self._nonce, "gasPrice": self.w3.eth.gas_price}
+            )
+        except ContractCustomError as exc:
+            raise ChainError(f"{fn} would revert: {self._decoder.describe(exc.data)}") from None
+        except ContractLogicError as exc:
+            raise ChainError(f"{fn} would revert: {exc}") from None
+        except (OSError, Web3Exception) as exc:
+            raise _classify(fn, exc, sender) from None
+        try:
+            receipt = _send_signed(self.w3, self.account, tx)
+        except ChainError:
+            self._nonce = None
+            raise
+        self._nonce += 1
+        self.chain_seconds += time.perf_counter() - started
+        return receipt
+
+
+def _classify(fn: str, exc: Exception, sender: str) -> ChainError:
+    text = str(exc)
+    if "insufficient funds" in text.lower() or "lack of funds" in text.lower():
+        return InsufficientFundsError(
+            f"{fn}: account {sender} cannot pay value + gas; fund it (or use another --account)"
+        )
+    if isinstance(exc, OSError):
+        return ChainUnreachableError(f"{fn}: the node did not answer ({text})")
+    return ChainError(f"{fn}: {text}")
+
+
+def _send_signed(w3: Web3, account: LocalAccount, tx: dict[str, Any], *, timeout: float = 120) -> dict[str, Any]:
+    try:
+        signed = account.sign_transaction(tx)
+        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.05)
+    except TimeExhausted:
+        raise ChainError(f"transaction not mined within {timeout:.0f} s; is the node mining?") from None
+    except (OSError, Web3Exception, ValueError) as exc:
+        raise _classify(tx.get("data", "tx")[:10], exc, account.address) from None
+    if receipt["status"] != 1:
+        raise ChainError(f"transaction {tx_hash.hex()} reverted")
+    return dict(receipt)
