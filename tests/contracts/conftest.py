@@ -1,0 +1,259 @@
+"""Fixtures for the Sonar contract tests (brownie, against the anvil or ganache brownie starts).
+
+Contracts are deployed once per module; `fn_isolation` (autouse) snapshots the chain after the
+module fixtures and reverts to it before every test, so each test starts from the same state.
+
+Helpers are fixtures too (the brownie-mix way): `E` formats the revert string brownie gives a
+custom error, `params` builds a `BountyParams` tuple, `post` posts a bounty, `submit` commits (and
+optionally reveals) an update, `sleep` moves time forward.
+"""
+
+import pytest
+from brownie import ZERO_ADDRESS, chain
+
+# 6-decimal fixed-point scores (SCORE_SCALE = 1e6)
+SCALE = 10**6
+REWARD = 10**18  # 1 ETH / 1 token
+STAKE = 10**16  # 0.01
+WINDOW = 3600  # evalWindow: an hour to reveal, another to evaluate
+DURATION = 7 * 86400  # deadline = now + a week
+MODEL_DIGEST = b"\x11" * 32
+VALIDATION = b"\x22" * 32
+
+# ISonar enums
+BOUNTY_NONE, BOUNTY_OPEN, BOUNTY_COMPLETED, BOUNTY_CLOSED = range(4)
+(
+    SUB_NONE,
+    SUB_COMMITTED,
+    SUB_REVEALED,
+    SUB_ACCEPTED,
+    SUB_REJECTED,
+    SUB_RECLAIMED,
+    SUB_EXPIRED,
+) = range(7)
+
+
+@pytest.fixture(scope="function", autouse=True)
+def isolate(fn_isolation):
+    # snapshot after the module fixtures, revert before every test
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# accounts and contracts
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deployer(accounts):
+    return accounts[0]
+
+
+@pytest.fixture(scope="module")
+def owner(accounts):
+    return accounts[1]
+
+
+@pytest.fixture(scope="module")
+def owner2(accounts):
+    return accounts[2]
+
+
+@pytest.fixture(scope="module")
+def miner(accounts):
+    return accounts[3]
+
+
+@pytest.fixture(scope="module")
+def miner2(accounts):
+    return accounts[4]
+
+
+@pytest.fixture(scope="module")
+def miner3(accounts):
+    return accounts[5]
+
+
+@pytest.fixture(scope="module")
+def stranger(accounts):
+    return accounts[6]
+
+
+@pytest.fixture(scope="module")
+def sonar(Sonar, deployer):
+    return Sonar.deploy({"from": deployer})
+
+
+@pytest.fixture(scope="module")
+def token(TestToken, sonar, deployer, accounts):
+    """A plain ERC-20; every account holds 1000 tokens and has approved Sonar for all of it."""
+    t = TestToken.deploy({"from": deployer})
+    for acct in accounts[:10]:
+        t.mint(acct, 1000 * REWARD, {"from": deployer})
+        t.approve(sonar, 2**256 - 1, {"from": acct})
+    return t
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+class _Errors:
+    """`E.SonarUnknownBounty(7)` -> "SonarUnknownBounty: 7", the string brownie 1.22 gives a
+    custom-error revert (brownie.exceptions.decode_typed_error: name, then the decoded arguments
+    joined by ", "; addresses as lower-case hex strings, enums as ints, strings as is)."""
+
+    def __getattr__(self, name):
+        if not name.startswith("Sonar"):
+            raise AttributeError(name)
+
+        def fmt(*args):
+            return f"{name}: {', '.join(str(_fmt_arg(a)) for a in args)}"
+
+        return fmt
+
+
+def _fmt_arg(a):
+    # brownie prints decoded addresses in lower case
+    a = getattr(a, "address", a)  # Account / Contract
+    if isinstance(a, str) and a.startswith("0x") and len(a) == 42:
+        return a.lower()
+    return a
+
+
+@pytest.fixture(scope="session")
+def E():
+    return _Errors()
+
+
+def now():
+    """Timestamp the next block will (at least) have."""
+    return chain.time()
+
+
+@pytest.fixture(scope="session")
+def sleep():
+    def _sleep(seconds):
+        chain.sleep(seconds)
+        chain.mine()
+
+    return _sleep
+
+
+def make_params(
+    token=ZERO_ADDRESS,
+    reward=REWARD,
+    stake=STAKE,
+    deadline=None,
+    eval_window=WINDOW,
+    initial=800_000,
+    target=900_000,
+    higher=True,
+    validation=VALIDATION,
+    model_digest=MODEL_DIGEST,
+    model_codec=0x70,
+):
+    if deadline is None:
+        deadline = now() + DURATION
+    token = getattr(token, "address", token)
+    return (
+        token,
+        reward,
+        stake,
+        deadline,
+        eval_window,
+        initial,
+        target,
+        higher,
+        validation,
+        model_digest,
+        model_codec,
+    )
+
+
+@pytest.fixture(scope="session")
+def params():
+    return make_params
+
+
+@pytest.fixture(scope="module")
+def post(sonar):
+    """post(sender, **BountyParams overrides) -> bountyId; pays the reward in ETH (msg.value) or,
+    for `token=<ERC-20>`, through the module-wide approval."""
+
+    def _post(sender, **kw):
+        p = make_params(**kw)
+        value = p[1] if p[0] == ZERO_ADDRESS else 0
+        tx = sonar.postBounty(p, {"from": sender, "value": value})
+        return tx.events["BountyPosted"]["bountyId"]
+
+    return _post
+
+
+def salt_for(n):
+    return n.to_bytes(32, "big")
+
+
+def digest_for(n):
+    return (0xD16E57 * 2**32 + n).to_bytes(32, "big")
+
+
+class Update:
+    """A submitted update: what the miner committed to, and the tx receipts."""
+
+    def __init__(self, bounty, index, miner, digest, codec, base, salt, commit_tx):
+        self.bounty = bounty
+        self.index = index
+        self.miner = miner
+        self.digest = digest
+        self.codec = codec
+        self.base = base
+        self.salt = salt
+        self.commit_tx = commit_tx
+        self.reveal_tx = None
+
+    def reveal_args(self):
+        return (self.bounty, self.index, self.digest, self.codec, self.base, self.salt)
+
+
+@pytest.fixture(scope="module")
+def submit(sonar):
+    """submit(bountyId, miner, reveal=True, n=<unique int>, base=0, codec=0x55) -> Update.
+    Commits {commitmentOf(...)} with the bounty's stake (ETH as msg.value; ERC-20 via approval)
+    and, unless reveal=False, reveals it in the next block."""
+    counter = {"n": 0}
+
+    def _submit(bounty, miner, reveal=True, n=None, base=0, codec=0x55):
+        if n is None:
+            counter["n"] += 1
+            n = counter["n"]
+        b = sonar.getBounty(bounty)
+        value = b["stake"] if b["token"] == ZERO_ADDRESS else 0
+        digest, salt = digest_for(n), salt_for(n)
+        commitment = sonar.commitmentOf(bounty, miner, digest, codec, base, salt)
+        tx = sonar.commit(bounty, commitment, {"from": miner, "value": value})
+        u = Update(bounty, tx.events["UpdateCommitted"]["index"], miner, digest, codec, base, salt, tx)
+        if reveal:
+            u.reveal_tx = sonar.reveal(*u.reveal_args(), {"from": miner})
+        return u
+
+    return _submit
+
+
+def expected_reward(reward, escrow, best, score, initial, target, higher):
+    """Python model of Sonar._rewardFor: (reward, reached)."""
+    if higher:
+        assert score > best
+        improvement, span, reached = score - best, target - initial, score >= target
+    else:
+        assert score < best
+        improvement, span, reached = best - score, initial - target, score <= target
+    if reached:
+        return escrow, True
+    return min(reward * improvement // span, escrow), False
+
+
+@pytest.fixture(scope="session")
+def reward_model():
+    return expected_reward
