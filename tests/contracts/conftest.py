@@ -128,12 +128,22 @@ def E():
 
 
 def now():
-    """Timestamp the next block will (at least) have."""
-    return chain.time()
+    """Mine a block and return its timestamp: the chain's "now", which the next transaction's block
+    will (at least) have. Not `chain.time()`: after a snapshot revert brownie's clock and the
+    node's can disagree by seconds, and the latest block may be older than the node's clock."""
+    chain.mine()
+    return chain[-1].timestamp
+
+
+@pytest.fixture(scope="session", name="now")
+def now_fixture():
+    return now
 
 
 @pytest.fixture(scope="session")
 def sleep():
+    """sleep(n): move the node's clock n seconds forward and mine a block."""
+
     def _sleep(seconds):
         chain.sleep(seconds)
         chain.mine()

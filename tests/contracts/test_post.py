@@ -113,9 +113,9 @@ def test_post_zero_reward_reverts(sonar, owner, params, E):
         sonar.postBounty(params(reward=0), {"from": owner})
 
 
-def test_post_past_deadline_reverts(sonar, owner, params, E, chain):
+def test_post_past_deadline_reverts(sonar, owner, params, E, now):
     with brownie.reverts(E.SonarInvalidParams("deadline")):
-        sonar.postBounty(params(deadline=chain.time() - 10), {"from": owner, "value": REWARD})
+        sonar.postBounty(params(deadline=now() - 10), {"from": owner, "value": REWARD})
 
 
 @pytest.mark.parametrize("window", [0, 30 * 86400 + 1])
