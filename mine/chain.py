@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
+from web3.logs import DISCARD
 from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3Exception
 
 from mine.errors import (
@@ -118,6 +120,15 @@ class BountyParams:
             self.initial_score, self.target_score, self.higher_is_better, self.validation_commitment,
             self.model_digest, self.model_codec,
         )
+
+
+def commitment(bounty_id: int, miner: str, digest: bytes, codec: int, base_version: int, salt: bytes) -> bytes:
+    """The commitment Sonar checks at reveal (the same encoding as `Sonar.commitmentOf`)."""
+    encoded = abi_encode(
+        ["uint256", "address", "bytes32", "uint16", "uint32", "bytes32"],
+        [bounty_id, to_checksum_address(miner), digest, codec, base_version, salt],
+    )
+    return keccak(encoded)
 
 
 def build_dir() -> Path:
@@ -245,6 +256,10 @@ class SonarClient:
         receipt = _send_signed(w3, account, tx)
         return cls(w3, receipt["contractAddress"], account)
 
+    def reset_nonce(self) -> None:
+        """Forget the cached nonce (after a chain revert, or when another process sent from the account)."""
+        self._nonce = None
+
     def with_account(self, account: LocalAccount) -> SonarClient:
         """The same contract, sending from another account."""
         clone = SonarClient.__new__(SonarClient)
@@ -284,6 +299,10 @@ class SonarClient:
     ) -> bytes:
         return bytes(self._call("commitmentOf", bounty_id, to_checksum_address(miner), digest, codec, base_version, salt))
 
+    def receipt_events(self, receipt: dict[str, Any], name: str) -> list[Any]:
+        """Events `name` emitted by this contract in a receipt."""
+        return list(getattr(self.contract.events, name)().process_receipt(receipt, errors=DISCARD))
+
     def events(self, name: str, *, from_block: int = 0, **filters: Any) -> list[Any]:
         """Logs of event `name` whose indexed arguments equal `filters`."""
         event = getattr(self.contract.events, name)
@@ -301,13 +320,13 @@ class SonarClient:
     def post_bounty(self, params: BountyParams) -> tuple[int, dict[str, Any]]:
         value = params.reward if int(params.token, 16) == 0 else 0
         receipt = self._transact("postBounty", params.as_tuple(), value=value)
-        (event,) = self.contract.events.BountyPosted().process_receipt(receipt)
+        (event,) = self.contract.events.BountyPosted().process_receipt(receipt, errors=DISCARD)
         return int(event["args"]["bountyId"]), receipt
 
     def commit(self, bounty_id: int, commitment: bytes, *, stake: int, token: str = ZERO_ADDRESS) -> tuple[int, dict[str, Any]]:
         value = stake if int(token, 16) == 0 else 0
         receipt = self._transact("commit", bounty_id, commitment, value=value)
-        (event,) = self.contract.events.UpdateCommitted().process_receipt(receipt)
+        (event,) = self.contract.events.UpdateCommitted().process_receipt(receipt, errors=DISCARD)
         return int(event["args"]["index"]), receipt
 
     def reveal(

@@ -495,7 +495,7 @@ def bounty_close(obj: Ctx, bounty_id: int) -> None:
     """After the deadline, end the bounty and take back what is left."""
     client = obj.client()
     receipt = client.close(bounty_id)
-    (event,) = client.contract.events.BountyClosed().process_receipt(receipt)
+    (event,) = client.receipt_events(receipt, "BountyClosed")
     out_console.print(f"bounty {bounty_id} closed: paid {fmt_eth(event['args']['paid'])}, refunded {fmt_eth(event['args']['refunded'])} (withdraw it with `mine withdraw`)")
 
 

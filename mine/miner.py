@@ -17,10 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from eth_abi import encode as abi_encode
-from eth_utils import keccak
-
-from mine.chain import BountyStatus, SonarClient, SubmissionStatus
+from mine.chain import BountyStatus, SonarClient, SubmissionStatus, commitment
 from mine.errors import ChainError, ValidationError, VaultError
 from mine.home import MineHome, read_json, write_json_atomic
 from mine.model import build_model, make_update
@@ -139,15 +136,6 @@ class Journal:
     def upsert(self, entry: JournalEntry) -> None:
         entries = [e for e in self.entries() if not (e.bounty == entry.bounty and e.cid == entry.cid)]
         self.save(entries + [entry])
-
-
-def commitment(bounty_id: int, miner: str, digest: bytes, codec: int, base_version: int, salt: bytes) -> bytes:
-    """The commitment Sonar checks at reveal (same encoding as `Sonar.commitmentOf`)."""
-    encoded = abi_encode(
-        ["uint256", "address", "bytes32", "uint16", "uint32", "bytes32"],
-        [bounty_id, miner, digest, codec, base_version, salt],
-    )
-    return keccak(encoded)
 
 
 def _find_commit(client: SonarClient, entry: JournalEntry, commit_hash: bytes) -> int | None:

@@ -166,7 +166,7 @@ def evaluate_pending(
                 )
                 digest, codec = cid_to_chain(cid)
                 receipt = client.accept(bid, index, after_fixed, digest, codec)
-                (event,) = client.contract.events.UpdateAccepted().process_receipt(receipt)
+                (event,) = client.receipt_events(receipt, "UpdateAccepted")
                 version = int(event["args"]["version"])
                 owned.accepted_norms.append(decision.norm)
                 current = LoadedVersion(version, cid, version_record, manifest, decision.new_state, after_fixed)
