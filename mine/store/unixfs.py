@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -45,6 +47,7 @@ CHUNK_SIZE = 262144
 """Kubo's default chunker ``size-262144``."""
 MAX_LINKS = 174
 """Kubo's balanced layout: at most 174 links per internal node."""
+_PARALLEL_MIN = 8 << 20
 
 UNIXFS_RAW = 0
 UNIXFS_DIRECTORY = 1
@@ -134,8 +137,13 @@ class DagBuilder:
 
     def add_chunk(self, chunk: bytes | bytearray | memoryview) -> None:
         """Add one leaf chunk (normally :data:`CHUNK_SIZE` bytes, the last one may be shorter)."""
-        if self._finished:
-            raise RuntimeError("DagBuilder already finished")
+        self.add_leaf(*self.hash_leaf(chunk))
+
+    def hash_leaf(self, chunk: bytes | bytearray | memoryview) -> tuple[Link, tuple[bytes | memoryview, ...]]:
+        """Hash one chunk as a leaf block; return its link and the block's parts (no state change).
+
+        Thread-safe, so leaves can be hashed in parallel and then fed in order to :meth:`add_leaf`.
+        """
         size = len(chunk)
         if self.cid_version == 0:
             frame = self._frames.get(size)
@@ -145,17 +153,17 @@ class DagBuilder:
             hasher = hashlib.sha256(head)
             hasher.update(chunk)
             hasher.update(tail)
-            cid = CID(0, DAG_PB, hasher.digest())
-            tsize = len(head) + size + len(tail)
-            if self.sink is not None:
-                self.sink(cid, (head, chunk, tail))
-        else:
-            cid = CID(1, RAW, hashlib.sha256(chunk).digest())
-            tsize = size
-            if self.sink is not None:
-                self.sink(cid, (chunk,))
-        self._size += size
-        self._push(0, Link(cid, tsize, size))
+            return Link(CID(0, DAG_PB, hasher.digest()), len(head) + size + len(tail), size), (head, chunk, tail)
+        return Link(CID(1, RAW, hashlib.sha256(chunk).digest()), size, size), (chunk,)
+
+    def add_leaf(self, link: Link, parts: Sequence[bytes | memoryview]) -> None:
+        """Append a leaf produced by :meth:`hash_leaf` (in file order)."""
+        if self._finished:
+            raise RuntimeError("DagBuilder already finished")
+        if self.sink is not None:
+            self.sink(link.cid, parts)
+        self._size += link.filesize
+        self._push(0, link)
 
     def _push(self, level: int, link: Link) -> None:
         levels = self._levels
@@ -230,9 +238,24 @@ def build(chunks: Iterable[bytes | bytearray | memoryview], *, cid_version: int 
     return builder.finish()
 
 
-def compute_cid(data: bytes | bytearray | memoryview, *, cid_version: int = 0) -> str:
-    """The CID ``ipfs add`` (Kubo defaults) would give ``data``; v1 uses raw leaves and base32."""
-    return build(iter_chunks(data), cid_version=cid_version).cid.encode()
+def compute_cid(data: bytes | bytearray | memoryview, *, cid_version: int = 0,
+                workers: int | None = None) -> str:
+    """The CID ``ipfs add`` (Kubo defaults) would give ``data``; v1 uses raw leaves and base32.
+
+    Leaves of large buffers are hashed on ``workers`` threads (hashlib releases the GIL); the
+    default uses every CPU for inputs of at least 8 MiB. ``workers=1`` forces a single thread.
+    """
+    if workers is None:
+        workers = (os.cpu_count() or 1) if len(data) >= _PARALLEL_MIN else 1
+    builder = DagBuilder(cid_version=cid_version)
+    if workers <= 1:
+        for chunk in iter_chunks(data):
+            builder.add_chunk(chunk)
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cid") as pool:
+            for link, parts in pool.map(builder.hash_leaf, iter_chunks(data)):
+                builder.add_leaf(link, parts)
+    return builder.finish().cid.encode()
 
 
 def compute_cid_file(path: str | bytes | "io.PathLike[str]", *, cid_version: int = 0) -> str:
@@ -332,3 +355,18 @@ def decode_dag_pb(block: bytes | memoryview) -> UnixFSNode:
     if node_type < 0:
         raise ValueError("UnixFS Data without a Type")
     return UnixFSNode(tuple(links), node_type, data, filesize, tuple(blocksizes))
+
+
+def rechunk(pieces: Iterable[bytes | bytearray | memoryview], chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """Regroup a stream of arbitrary-sized pieces into exact ``chunk_size`` chunks (last may be short)."""
+    pending = bytearray()
+    for piece in pieces:
+        if not pending and len(piece) == chunk_size:
+            yield bytes(piece)
+            continue
+        pending += piece
+        while len(pending) >= chunk_size:
+            yield bytes(pending[:chunk_size])
+            del pending[:chunk_size]
+    if pending:
+        yield bytes(pending)
