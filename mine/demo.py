@@ -1,0 +1,333 @@
+"""`mine demo`: the whole marketplace on one machine, with real parts.
+
+One model owner (holding a validation split) posts a bounty on a real chain (anvil, or `--rpc`),
+N miners each keep a non-IID shard (Dirichlet label split) in their own mine and vault, K of them
+attack, and for R rounds every miner trains the latest model locally and submits its update by
+commit–reveal through the store; the owner evaluates each round's updates in commit order.
+Everything a miner sends is an update file and transactions; shards stay in the miners' folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mine import attacks, datasets
+from mine.chain import SonarClient, connect, recorded_deployment
+from mine.devnet import anvil, dev_account
+from mine.evaluate import evaluate, score_from_chain
+from mine.home import Config, MineHome
+from mine.miner import submit, train_update
+from mine.model import build_model, default_manifest, with_normalization
+from mine.owner import EvalRecord, OwnedBounty, Validation, create_bounty, evaluate_pending, file_commitment
+from mine.report import write_report
+from mine.store import Store, open_store
+from mine.train import train
+from mine.vault import Vault
+from mine.versions import load_version
+
+ETHER = 10**18
+VALIDATION_FRACTION = 0.25
+DIRICHLET_ALPHA = 0.5
+TARGETS = {"digits": 0.99, "breast_cancer": 0.995, "diabetes": 2600.0}
+POLICY_SETTINGS: dict[str, dict[str, Any]] = {"digits": {}, "breast_cancer": {}, "diabetes": {}}
+
+
+@dataclass
+class DemoSettings:
+    dataset: str = "digits"
+    miners: int = 8
+    malicious: int = 2
+    attack: str = "label_flip"
+    rounds: int = 5
+    seed: int = 0
+    out: Path = Path("demo-out")
+    rpc: str | None = None
+    ipfs_api: str | None = None
+    sonar: str | None = None
+    reward_wei: int = 10 * ETHER
+    stake_wei: int = ETHER // 100
+
+
+class TimedStore:
+    """A store that adds up the seconds spent in it (for the demo's time split)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+
+    def add(self, data: bytes, **kwargs: Any) -> str:
+        started = time.perf_counter()
+        try:
+            return self.inner.add(data, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def cat(self, cid: str, **kwargs: Any) -> bytes:
+        started = time.perf_counter()
+        try:
+            return self.inner.cat(cid, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@dataclass
+class MinerState:
+    name: str
+    honest: bool
+    home: MineHome
+    client: SonarClient
+    submissions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _chain(settings: DemoSettings) -> Iterator[str]:
+    if settings.rpc:
+        yield settings.rpc
+    else:
+        with anvil(accounts=max(10, settings.miners + 2)) as url:
+            yield url
+
+
+def _attack_transform(attack: str, seed: int) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None:
+    if attack == "noise":
+        return lambda delta: attacks.noise_update(delta, scale=1.0, seed=seed)
+    if attack == "scale":
+        return lambda delta: attacks.scale_update(delta, factor=20.0)
+    return None
+
+
+def _close_after_deadline(owner: SonarClient, bounty_id: int) -> int:
+    """Move a local chain's clock past the deadline and close; returns the refund (0 if not possible)."""
+    bounty = owner.bounty(bounty_id)
+    if bounty.status.name == "CLOSED":
+        return 0
+    wait = max(bounty.deadline, bounty.last_due) - owner.now() + 1
+    try:
+        owner.w3.provider.make_request("evm_increaseTime", [max(wait, 1)])
+        owner.w3.provider.make_request("evm_mine", [])
+    except (OSError, ValueError):
+        return 0
+    receipt = owner.close(bounty_id)
+    (event,) = owner.receipt_events(receipt, "BountyClosed")
+    owner.withdraw()
+    return int(event["args"]["refunded"])
+
+
+def _centralized_score(manifest: Any, X: np.ndarray, y: np.ndarray, val: Validation, *, epochs: int, seed: int) -> float:
+    model = build_model(manifest, seed=seed)
+    train(model, X, y, manifest, epochs=epochs, seed=seed)
+    return evaluate(model, val.X, val.y, manifest).score
+
+
+def run_demo(settings: DemoSettings, *, console: Console, progress_console: Console) -> dict[str, Any]:
+    """Run the scenario, print the tables, write summary.json and report.html; returns the summary."""
+    t_start = time.perf_counter()
+    out = settings.out
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(settings.seed)
+    torch.manual_seed(settings.seed)
+
+    # --- data: the owner's validation split and the miners' private shards ---------------------
+    data = datasets.load(settings.dataset)
+    split = datasets.train_validation_split(
+        data.X, data.y, validation_fraction=VALIDATION_FRACTION, seed=settings.seed, task=data.task
+    )
+    shards = datasets.dirichlet_shards(
+        split.y_train, settings.miners, alpha=DIRICHLET_ALPHA, seed=settings.seed, min_size=10, task=data.task
+    )
+    malicious = set(rng.choice(settings.miners, size=settings.malicious, replace=False).tolist())
+    manifest = with_normalization(default_manifest(settings.dataset), split.X_val)
+    num_classes = manifest.num_classes or 0
+    trigger = attacks.default_trigger(len(data.feature_names)) if settings.attack == "backdoor" else None
+    target_label = 0
+
+    timings = {"train": 0.0, "chain": 0.0, "store": 0.0, "evaluate": 0.0}
+    with _chain(settings) as rpc:
+        w3 = connect(rpc)
+        chain_id = int(w3.eth.chain_id)
+        owner_account = dev_account(0)
+        address = settings.sonar or recorded_deployment(chain_id)
+        if address and w3.eth.get_code(w3.to_checksum_address(address)) not in (b"", b"\x00"):
+            owner_client = SonarClient(w3, address, owner_account)
+        else:
+            owner_client = SonarClient.deploy(w3, owner_account)
+        store = TimedStore(open_store(settings.ipfs_api, out / "store"))
+
+        owner_home = MineHome(out / "homes" / "owner")
+        owner_home.init(Config(rpc=rpc, chain_id=chain_id, sonar=owner_client.address, store=settings.ipfs_api or "embedded"))
+        val_path = owner_home.root / "validation.csv"
+        datasets.write_csv(val_path, split.X_val, split.y_val, data.feature_names, data.target_name)
+        Vault(owner_home).add("validation", val_path, target=data.target_name)
+        X_val, y_val, cols = Vault(owner_home).load("validation")
+        val = Validation(datasets.select_features(X_val, cols, list(manifest.features)), y_val,
+                         file_commitment(val_path.read_bytes()))
+
+        initial_state = build_model(manifest, seed=settings.seed).state_dict()
+        bounty_id, model_cid, initial_score = create_bounty(
+            owner_client, store, manifest, initial_state, val,
+            reward=settings.reward_wei, target=TARGETS[settings.dataset], deadline=owner_client.now() + 86400,
+            eval_window=3600, stake=settings.stake_wei, policy="default",
+            policy_settings=POLICY_SETTINGS[settings.dataset],
+        )
+        owned = OwnedBounty(bounty_id, "validation", "default", POLICY_SETTINGS[settings.dataset])
+        owned.save(owner_home)
+
+        miners: list[MinerState] = []
+        for i in range(settings.miners):
+            home = MineHome(out / "homes" / f"miner{i}")
+            home.init(Config(rpc=rpc, chain_id=chain_id, sonar=owner_client.address, store="embedded"))
+            idx = shards[i]
+            X_m, y_m = split.X_train[idx], split.y_train[idx]
+            if i in malicious and settings.attack == "label_flip":
+                y_m = attacks.label_flip(y_m, num_classes=num_classes, seed=settings.seed + i)
+            if i in malicious and settings.attack == "backdoor":
+                X_m, y_m = attacks.backdoor(X_m, y_m, trigger=trigger, target_label=target_label, fraction=0.5,
+                                            seed=settings.seed + i)
+            path = home.root / "data.csv"
+            datasets.write_csv(path, X_m, y_m, data.feature_names, data.target_name)
+            Vault(home).add("private", path, target=data.target_name)
+            client = SonarClient(w3, owner_client.address, dev_account(i + 1))
+            miners.append(MinerState(f"miner{i}", i not in malicious, home, client))
+
+        console.print(
+            f"[bold]Sonar demo[/]: {settings.dataset}, {settings.miners} miners ({settings.malicious} malicious: "
+            f"{settings.attack}), {settings.rounds} rounds; bounty {bounty_id} with {settings.reward_wei / ETHER:g} ETH, "
+            f"model {model_cid}, initial score {initial_score:.4f}"
+        )
+        current = load_version(owner_client, store, bounty_id)
+        all_records: list[tuple[int, EvalRecord]] = []
+        by_address = {m.client.account.address: m for m in miners}
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       console=progress_console, disable=not progress_console.is_terminal, transient=True)
+        with bar:
+            task = bar.add_task("rounds", total=settings.rounds * settings.miners)
+            for rnd in range(settings.rounds):
+                if owner_client.bounty(bounty_id).status.name != "OPEN":
+                    break
+                for i, m in enumerate(miners):
+                    bar.update(task, description=f"round {rnd + 1}: {m.name} training")
+                    X_m, y_m, cols_m = Vault(m.home).load("private")
+                    t0 = time.perf_counter()
+                    transform = _attack_transform(settings.attack, settings.seed + 1000 * rnd + i) if not m.honest else None
+                    update = train_update(m.home, m.client, store, bounty_id, X_m, y_m, cols_m,
+                                          seed=settings.seed + 1000 * rnd + i, transform=transform)
+                    timings["train"] += time.perf_counter() - t0
+                    entry = submit(m.home, m.client, store, bounty_id, update.path)
+                    m.submissions.append({"round": rnd + 1, "index": entry.index, "cid": entry.cid})
+                    bar.advance(task)
+                bar.update(task, description=f"round {rnd + 1}: owner evaluating")
+                t0 = time.perf_counter()
+                chain_before, store_before = owner_client.chain_seconds, store.seconds
+                records, current = evaluate_pending(owner_client, store, owned, val, current=current)
+                timings["evaluate"] += (time.perf_counter() - t0) - (owner_client.chain_seconds - chain_before) \
+                    - (store.seconds - store_before)
+                owned.save(owner_home)
+                all_records += [(rnd + 1, r) for r in records]
+
+        # --- settle: past the deadline the owner closes; everyone withdraws ---------------------
+        closed = _close_after_deadline(owner_client, bounty_id)
+        final_bounty = owner_client.bounty(bounty_id)
+        for m in miners:
+            if m.client.credits(m.client.account.address) > 0:
+                m.client.withdraw()
+        versions = [owner_client.model_version(bounty_id, v) for v in range(final_bounty.latest_version + 1)]
+        from mine.store import cid_from_chain
+
+        model_versions = [{"version": v.version, "cid": cid_from_chain(v.digest, v.codec),
+                           "score": score_from_chain(v.score)} for v in versions]
+        timings["chain"] = owner_client.chain_seconds + sum(m.client.chain_seconds for m in miners)
+        timings["store"] = store.seconds
+
+    # --- reference and summary ---------------------------------------------------------------
+    union = np.concatenate(shards)
+    epochs = int(manifest.training["epochs"]) * settings.rounds
+    X_train_all = datasets.select_features(split.X_train, data.feature_names, list(manifest.features))
+    centralized = _centralized_score(manifest, X_train_all[union], split.y_train[union], val, epochs=epochs,
+                                     seed=settings.seed)
+    final_score = model_versions[-1]["score"]
+    submissions = []
+    for rnd, rec in all_records:
+        m = by_address[rec.miner]
+        submissions.append({
+            "miner": m.name, "honest": m.honest, "round": rnd, "index": rec.index, "accepted": rec.accepted,
+            "reason": rec.reason, "score_before": rec.score_before, "score_after": rec.score_after,
+            "reward_wei": int(rec.reward), "norm": rec.norm,
+        })
+    paid = int(final_bounty.paid)
+    timings["total"] = time.perf_counter() - t_start
+    summary: dict[str, Any] = {
+        "dataset": settings.dataset, "metric": manifest.metric, "attack": settings.attack,
+        "miners": settings.miners, "malicious": settings.malicious, "malicious_miners": sorted(f"miner{i}" for i in malicious),
+        "rounds": settings.rounds, "seed": settings.seed, "bounty_id": bounty_id,
+        "initial_score": initial_score, "final_score": final_score, "centralized_score": centralized,
+        "target_score": TARGETS[settings.dataset],
+        "bounty_wei": settings.reward_wei, "paid_wei": paid, "refunded_wei": closed,
+        "escrow_left_wei": int(final_bounty.escrow),
+        "submissions": submissions, "model_versions": model_versions,
+        "malicious_accepted": sum(1 for s in submissions if not s["honest"] and s["accepted"]),
+        "malicious_submitted": sum(1 for s in submissions if not s["honest"]),
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    if settings.attack == "backdoor" and trigger is not None:
+        model = build_model(manifest)
+        model.load_state_dict(current.state)
+        summary["backdoor_success"] = attacks.backdoor_success(model, val.X, val.y, manifest, trigger=trigger,
+                                                               target_label=target_label)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_report(summary, out / "report.html")
+    _print_tables(summary, console)
+    return summary
+
+
+def _print_tables(summary: dict[str, Any], console: Console) -> None:
+    per_miner: dict[str, dict[str, Any]] = {}
+    for s in summary["submissions"]:
+        row = per_miner.setdefault(s["miner"], {"honest": s["honest"], "submitted": 0, "accepted": 0, "rejected": {}, "reward": 0})
+        row["submitted"] += 1
+        row["reward"] += s["reward_wei"]
+        if s["accepted"]:
+            row["accepted"] += 1
+        else:
+            reason = s["reason"].split(":")[0]
+            row["rejected"][reason] = row["rejected"].get(reason, 0) + 1
+    table = Table("miner", "honest", "submitted", "accepted", "rejected (reasons)", "reward (ETH)", title="Miners")
+    for name in sorted(per_miner, key=lambda n: int(n[5:])):
+        row = per_miner[name]
+        reasons = ", ".join(f"{k} ×{v}" for k, v in row["rejected"].items()) or "-"
+        table.add_row(name, "yes" if row["honest"] else "[red]no[/]", str(row["submitted"]), str(row["accepted"]),
+                      f"{sum(row['rejected'].values())} ({reasons})", f"{row['reward'] / ETHER:.4f}")
+    console.print(table)
+    versions = Table("version", "score", "cid", title=f"Model versions ({summary['metric']})")
+    for v in summary["model_versions"]:
+        versions.add_row(str(v["version"]), f"{v['score']:.4f}", v["cid"])
+    console.print(versions)
+    t = summary["timings_s"]
+    console.print(
+        f"initial {summary['initial_score']:.4f} → final {summary['final_score']:.4f} "
+        f"(centralized reference {summary['centralized_score']:.4f}); malicious accepted "
+        f"{summary['malicious_accepted']} of {summary['malicious_submitted']}"
+        + (f"; backdoor success {summary['backdoor_success']:.1%}" if "backdoor_success" in summary else "")
+    )
+    console.print(
+        f"bounty {summary['bounty_wei'] / ETHER:g} ETH: paid {summary['paid_wei'] / ETHER:.4f}, "
+        f"refunded {summary['refunded_wei'] / ETHER:.4f} (stakes of rejected updates join the escrow)"
+    )
+    console.print(
+        f"time {t['total']:.1f} s: training {t['train']:.1f} s, chain {t['chain']:.1f} s, "
+        f"store {t['store']:.1f} s, evaluation {t['evaluate']:.1f} s"
+    )
