@@ -267,3 +267,24 @@ def expected_reward(reward, escrow, best, score, initial, target, higher):
 @pytest.fixture(scope="session")
 def reward_model():
     return expected_reward
+
+
+def set_balance(address, wei):
+    """Give `address` `wei` ETH on the dev node (anvil or ganache 7)."""
+    from brownie import web3
+
+    method = "evm_setAccountBalance" if "ganache" in web3.client_version.lower() else "anvil_setBalance"
+    result = web3.provider.make_request(method, [str(address), hex(wei)])
+    assert "error" not in result, result
+
+
+@pytest.fixture(scope="session")
+def impersonate(accounts):
+    """impersonate(address) -> an account that sends transactions from `address` (even a
+    contract's), funded with 10 ETH for gas."""
+
+    def _impersonate(address):
+        set_balance(address, 10 * REWARD)
+        return accounts.at(address, force=True)
+
+    return _impersonate
