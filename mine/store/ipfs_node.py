@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import ipfshttpclient
+import requests
+import urllib3
 from ipfshttpclient import exceptions as ipfs_exc
 
 from mine.errors import ContentNotFoundError, IntegrityError, StoreError
@@ -49,7 +51,7 @@ class IpfsNodeStore:
         self.probe_timeout = min(float(probe_timeout), self.timeout)
         try:
             # connect() would reject every daemon newer than 0.8 (VersionMismatch); skip that check
-            self._client = ipfshttpclient.Client(api, timeout=self.timeout)
+            self._client = ipfshttpclient.Client(api, timeout=self.timeout, session=True)
         except ipfs_exc.AddressError as exc:
             raise StoreError(f"{api!r} is not a valid IPFS API multiaddr; use e.g. {DEFAULT_API}") from exc
 
@@ -69,7 +71,10 @@ class IpfsNodeStore:
             yield
         except ipfs_exc.ConnectionError as exc:
             raise StoreError(f"cannot reach the IPFS node at {self.api} ({what}): {_HOW_TO_START}") from exc
-        except ipfs_exc.TimeoutError as exc:
+        except (ipfs_exc.TimeoutError, requests.exceptions.RequestException) as exc:
+            # a read timeout while iterating a streamed response surfaces as a raw requests error
+            if isinstance(exc, requests.exceptions.RequestException) and not _is_timeout(exc):
+                raise StoreError(f"the connection to the IPFS node at {self.api} failed during {what}: {exc}") from exc
             if cid is not None:
                 raise ContentNotFoundError(
                     f"{cid} could not be fetched from the IPFS node at {self.api} within {self.timeout:g}s; "
@@ -231,6 +236,18 @@ class IpfsNodeStore:
         with open(path, "rb") as stream, self._errors("dag/import"):
             self._client.dag.imprt(stream, timeout=self._transfer_timeout(path.stat().st_size))
         return [root.encode() for root in roots]
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """Whether a requests/urllib3 error (possibly wrapped) is a timeout."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError)):
+            return True
+        if any(isinstance(arg, urllib3.exceptions.TimeoutError) for arg in seen.args):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _verify_car(path: Path, root: CID | None) -> list[CID]:
