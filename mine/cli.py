@@ -24,8 +24,8 @@ from rich.table import Table
 
 from mine.errors import ConfigError, ExitStatus, MineError, ValidationError
 
-err_console = Console(stderr=True)
-out_console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+out_console = Console(soft_wrap=True)
 
 
 # ---------------------------------------------------------------------- context
@@ -49,10 +49,13 @@ class Ctx:
         return self.home().load_config()
 
     def store(self) -> Any:
-        from mine.store import open_store
+        """The configured store; `embedded:DIR` shares one embedded block store between mines."""
+        from mine.store import EmbeddedStore, open_store
 
         home = self.home()
         spec = self.store_spec or (home.load_config().store if home.exists() else None)
+        if spec and spec.startswith("embedded:"):
+            return EmbeddedStore(Path(spec.split(":", 1)[1]).expanduser())
         return open_store(spec, home.root)
 
     def client(self, *, with_account: bool = True) -> Any:

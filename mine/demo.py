@@ -41,7 +41,9 @@ ETHER = 10**18
 VALIDATION_FRACTION = 0.25
 DIRICHLET_ALPHA = 0.5
 TARGETS = {"digits": 0.99, "breast_cancer": 0.995, "diabetes": 2600.0}
-POLICY_SETTINGS: dict[str, dict[str, Any]] = {"digits": {}, "breast_cancer": {}, "diabetes": {}}
+POLICY_SETTINGS: dict[str, dict[str, Any]] = {
+    "digits": {"server_lr": 0.3}, "breast_cancer": {"server_lr": 0.3}, "diabetes": {"server_lr": 0.5},
+}
 
 
 @dataclass
@@ -153,7 +155,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
     malicious = set(rng.choice(settings.miners, size=settings.malicious, replace=False).tolist())
     manifest = with_normalization(default_manifest(settings.dataset), split.X_val)
     num_classes = manifest.num_classes or 0
-    trigger = attacks.default_trigger(len(data.feature_names)) if settings.attack == "backdoor" else None
+    trigger = attacks.make_trigger(split.X_train) if settings.attack == "backdoor" else None
     target_label = 0
 
     timings = {"train": 0.0, "chain": 0.0, "store": 0.0, "evaluate": 0.0}

@@ -28,7 +28,6 @@ from typing import Any, Final
 import numpy as np
 import torch
 from safetensors.torch import load as _st_load
-from safetensors.torch import save as _st_save
 
 from mine.errors import ValidationError, VaultError
 
@@ -598,7 +597,28 @@ def state_to_bytes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str
         if not isinstance(k, str) or not isinstance(v, torch.Tensor):
             raise ValidationError(f"state entry {k!r} must map a string to a torch.Tensor")
         tensors[k] = v.detach().to(device="cpu", dtype=torch.float32).contiguous()
-    return _st_save(tensors, metadata=_check_metadata(metadata))
+    return _safetensors_bytes(tensors, _check_metadata(metadata))
+
+
+def _safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None) -> bytes:
+    """The safetensors format written deterministically (the Rust writer orders metadata by hash).
+
+    Layout: u64-LE header length, a JSON header (sorted keys; tensors as dtype/shape/data_offsets,
+    optional ``__metadata__``) padded with spaces to 8 bytes, then the tensors' bytes in name order.
+    """
+    header: dict[str, Any] = {}
+    offset = 0
+    blobs = []
+    for name in sorted(tensors):
+        blob = tensors[name].numpy().astype("<f4", copy=False).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    if metadata:
+        header["__metadata__"] = dict(sorted(metadata.items()))
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + b"".join(blobs)
 
 
 def _parse_header(data: bytes) -> tuple[dict[str, Any], dict[str, str]]:

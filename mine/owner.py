@@ -157,7 +157,7 @@ def evaluate_pending(
                                 before, before, 0.0, seconds=time.perf_counter() - started)
         else:
             decision = policy.decide(manifest, current.state, delta, (val.X, val.y, val.groups), owned.accepted_norms)
-            after_fixed = score_to_chain(decision.score_after)
+            after_fixed = decision.chain_score
             improves = after_fixed > bounty.best_score if bounty.higher_is_better else after_fixed < bounty.best_score
             if decision.accepted and improves and decision.new_state is not None:
                 cid, version_record = publish_version(

@@ -1,0 +1,254 @@
+"""The `mine` command end to end: real anvil, real Sonar, both store backends, CliRunner.
+
+One owner and one miner, each with its own mine home; the owner posts a digits bounty, the miner
+trains on its private shard and submits, the owner evaluates, the miner withdraws. Then: the raw
+rows never appear in anything that left the miner, an interrupted submit finishes without a second
+commit, errors have their exit codes, and `mine audit` catches a misreported score.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from mine import datasets
+from mine.chain import SonarClient, SubmissionStatus, connect
+from mine.cli import cli
+from mine.devnet import dev_account, free_port
+from mine.errors import ExitStatus
+from mine.model import default_manifest, with_normalization
+
+OWNER, MINER = 0, 1
+
+
+@dataclass
+class World:
+    rpc: str
+    sonar: SonarClient
+    store_spec: str
+    owner_home: Path
+    miner_home: Path
+    shard_path: Path
+    val_path: Path
+    model_path: Path
+    runner: CliRunner
+
+    def run(self, home: Path, *args: str, dev: int | None = None, ok: bool = True) -> Result:
+        base = ["--home", str(home), "--rpc", self.rpc, "--sonar", self.sonar.address, "--store", self.store_spec]
+        if dev is not None:
+            base += ["--dev-account", str(dev)]
+        result = self.runner.invoke(cli, [*base, *args], catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    def owner(self, *args: str, ok: bool = True) -> Result:
+        return self.run(self.owner_home, *args, dev=OWNER, ok=ok)
+
+    def miner(self, *args: str, ok: bool = True) -> Result:
+        return self.run(self.miner_home, *args, dev=MINER, ok=ok)
+
+
+@pytest.fixture(scope="module", params=["embedded", "ipfs"])
+def world(request: pytest.FixtureRequest, rpc_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp(f"cli-{request.param}")
+    store_spec = f"embedded:{tmp / 'shared-blocks'}" if request.param == "embedded" else request.getfixturevalue("ipfs_api")
+    sonar = SonarClient.deploy(connect(rpc_url), dev_account(OWNER))
+    data = datasets.load("digits")
+    split = datasets.train_validation_split(data.X, data.y, validation_fraction=0.25, seed=0, task=data.task)
+    shard = datasets.dirichlet_shards(split.y_train, 4, alpha=100.0, seed=0, task=data.task)[0]
+    shard_path, val_path = tmp / "miner-data" / "shard.csv", tmp / "owner-data" / "validation.csv"
+    shard_path.parent.mkdir()
+    val_path.parent.mkdir()
+    datasets.write_csv(shard_path, split.X_train[shard], split.y_train[shard], data.feature_names, data.target_name)
+    datasets.write_csv(val_path, split.X_val, split.y_val, data.feature_names, data.target_name)
+    model_path = tmp / "owner-data" / "digits.json"
+    model_path.write_bytes(with_normalization(default_manifest("digits"), split.X_val).to_json())
+    w = World(rpc_url, sonar, store_spec, tmp / "owner", tmp / "miner", shard_path, val_path, model_path, CliRunner())
+    for home in (w.owner_home, w.miner_home):
+        w.run(home, "init", "--rpc", rpc_url, "--sonar", sonar.address)
+    w.owner("vault", "add", "validation", str(val_path), "--target", data.target_name)
+    w.miner("vault", "add", "private", str(shard_path), "--target", data.target_name)
+    yield w
+
+
+def _bounty_id(result: Result) -> int:
+    match = re.search(r"bounty (\d+) posted", result.output)
+    assert match, result.output
+    return int(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def posted(world: World) -> int:
+    result = world.owner("bounty", "create", "--model", str(world.model_path), "--validation", "validation",
+                         "--reward", "1ether", "--target", "0.99", "--deadline", "2h", "--eval-window", "30m",
+                         "--stake", "0.01ether")
+    return _bounty_id(result)
+
+
+def test_init_creates_private_home(world: World) -> None:
+    assert world.miner_home.stat().st_mode & 0o777 == 0o700
+    config = json.loads((world.miner_home / "config.json").read_text())
+    assert config["sonar"] == world.sonar.address and config["chain_id"] == 31337
+
+
+def test_bounties_lists_the_posted_bounty_with_fit(world: World, posted: int) -> None:
+    result = world.miner("bounties")
+    row = next(line for line in result.output.splitlines() if line.strip().startswith(f"│ {posted} "))
+    assert "digits-mlp" in row and "private" in row
+
+
+def test_train_submit_evaluate_withdraw(world: World, posted: int) -> None:
+    world.miner("train", str(posted), "--dataset", "private", "--epochs", "2", "--seed", "1")
+    updates = sorted((world.miner_home / "outbox").glob("*.safetensors"))
+    assert len(updates) == 1
+    submitted = world.miner("submit", str(posted))
+    assert "as #0" in submitted.output
+    assert world.sonar.submission(posted, 0).status == SubmissionStatus.REVEALED
+
+    evaluated = world.owner("evaluate", str(posted))
+    assert "accepted 1 of 1" in evaluated.output, evaluated.output
+    bounty = world.sonar.bounty(posted)
+    assert bounty.latest_version == 1 and bounty.paid > 0
+
+    status = world.miner("status")
+    assert "accepted" in status.output
+    before = world.sonar.w3.eth.get_balance(dev_account(MINER).address)
+    world.miner("withdraw")
+    assert world.sonar.credits(dev_account(MINER).address) == 0
+    assert world.sonar.w3.eth.get_balance(dev_account(MINER).address) > before
+
+
+def test_same_seed_gives_same_update_bytes(world: World, posted: int) -> None:
+    outbox = world.miner_home / "outbox"
+    existing = set(outbox.glob("*.safetensors"))
+    for _ in range(2):
+        world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "7")
+    first, second = sorted(set(outbox.glob("*.safetensors")) - existing)
+    assert first.read_bytes() == second.read_bytes()
+    for path in (first, second):
+        path.unlink()
+        path.with_suffix(".json").unlink()
+
+
+def _outgoing_bytes(world: World, output: str) -> bytes:
+    """Everything that left the miner: stored blocks, calldata, event data, and what the CLI printed."""
+    chunks: list[bytes] = [output.encode()]
+    spec = world.store_spec
+    if spec.startswith("embedded:"):
+        for path in Path(spec.split(":", 1)[1]).rglob("*"):
+            if path.is_file():
+                chunks.append(path.read_bytes())
+    else:
+        for path in (world.miner_home / "outbox").glob("*.safetensors"):
+            chunks.append(path.read_bytes())
+    w3 = world.sonar.w3
+    for number in range(w3.eth.block_number + 1):
+        block = w3.eth.get_block(number, full_transactions=True)
+        for tx in block["transactions"]:
+            chunks.append(bytes(tx["input"]))
+            for log in w3.eth.get_transaction_receipt(tx["hash"])["logs"]:
+                chunks.append(bytes(log["data"]) + b"".join(bytes(t) for t in log["topics"]))
+    return b"\n".join(chunks)
+
+
+def test_raw_rows_never_leave_the_mine(world: World, posted: int) -> None:
+    outputs = world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "3").output
+    outputs += world.miner("submit", str(posted)).output + world.miner("status").output
+    haystack = _outgoing_bytes(world, outputs)
+    lines = world.shard_path.read_text().splitlines()[1:]
+    X, _y, _ = datasets.read_table(world.shard_path, target="digit")
+    assert len(lines) > 50
+    for line, row in zip(lines, X):
+        features_text = line.rsplit(",", 1)[0]
+        assert features_text.encode() not in haystack
+        for dtype in (np.float32, np.float64):
+            assert row.astype(dtype).tobytes() not in haystack
+    # the check is able to fail: the shard itself would be found
+    assert lines[0].rsplit(",", 1)[0].encode() in world.shard_path.read_bytes()
+
+
+def test_interrupted_submit_finishes_without_second_commit(
+    world: World, posted: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "11")
+    commits_before = len(world.sonar.events("UpdateCommitted", bountyId=posted))
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(SonarClient, "reveal", crash)
+        result = world.miner("submit", str(posted), ok=False)
+    assert result.exit_code == ExitStatus.INTERRUPTED, result.output
+    journal = json.loads((world.miner_home / "journal.json").read_text())
+    assert [e["state"] for e in journal if e["state"] != "revealed"] == ["committed"]
+
+    world.miner("status")
+    journal = json.loads((world.miner_home / "journal.json").read_text())
+    assert all(e["state"] == "revealed" for e in journal)
+    assert len(world.sonar.events("UpdateCommitted", bountyId=posted)) == commits_before + 1
+    index = max(e["index"] for e in journal)
+    assert world.sonar.submission(posted, index).status == SubmissionStatus.REVEALED
+    world.owner("evaluate", str(posted))
+
+
+def test_changed_vault_file_is_refused(world: World, posted: int, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(world.shard_path.read_bytes())
+    world.miner("vault", "add", "copy", str(copy), "--target", "digit")
+    data = copy.read_bytes()
+    copy.write_bytes(data + data.splitlines(keepends=True)[-1])  # one more row: the hash changes
+    result = world.miner("train", str(posted), "--dataset", "copy", ok=False)
+    assert result.exit_code == ExitStatus.VAULT
+    assert "changed since it was added" in result.output
+    world.miner("vault", "remove", "copy")
+
+
+def test_unreachable_chain_exit_code(world: World) -> None:
+    result = world.runner.invoke(cli, ["--home", str(world.miner_home), "--rpc", f"http://127.0.0.1:{free_port()}",
+                                       "bounties"])
+    assert result.exit_code == ExitStatus.CHAIN_UNREACHABLE
+    assert result.output.startswith("error: no Ethereum node answers")
+
+
+def test_missing_cid_is_a_store_error(world: World) -> None:
+    result = world.miner("ipfs", "cat", "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", ok=False)
+    assert result.exit_code == ExitStatus.STORE, result.output
+
+
+def test_ipfs_add_prints_kubo_cid(world: World, tmp_path: Path) -> None:
+    hello = tmp_path / "hello.txt"
+    hello.write_bytes(b"hello world\n")
+    result = world.miner("ipfs", "add", "-n", str(hello))
+    assert result.output.strip() == "added QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o hello.txt"
+    cid = world.miner("ipfs", "add", "--cid-version", "1", str(hello)).output.split()[1]
+    assert cid.startswith("bafk")
+    assert world.miner("ipfs", "cat", cid).output == "hello world\n"
+
+
+def test_audit_catches_a_misreported_score(world: World, posted: int) -> None:
+    honest = world.run(world.miner_home, "audit", str(posted), "--validation", str(world.val_path))
+    assert "0 reported score(s) do not reproduce" in honest.output
+
+    # a dishonest owner accepts the next update claiming a score its model does not have
+    world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "21")
+    world.miner("submit", str(posted))
+    owner = world.sonar
+    owner.reset_nonce()
+    bounty = owner.bounty(posted)
+    head = owner.submission(posted, bounty.next_eval)
+    latest = owner.model_version(posted, bounty.latest_version)
+    owner.accept(posted, bounty.next_eval, bounty.best_score + 50_000, latest.digest, latest.codec)
+    assert head.status == SubmissionStatus.REVEALED
+
+    result = world.run(world.miner_home, "audit", str(posted), "--validation", str(world.val_path), ok=False)
+    assert result.exit_code == ExitStatus.VALIDATION, result.output
+    assert f"MISMATCH version {bounty.latest_version + 1}" in result.output
