@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,9 +31,6 @@ __all__ = ["DEFAULT_API", "IpfsNodeStore"]
 DEFAULT_API = "/ip4/127.0.0.1/tcp/5001"
 _UPLOAD_RATE = 8 << 20  # bytes/s assumed when stretching timeouts for large uploads
 
-# ipfshttpclient 0.7 passes a parameter urllib3 2.x deprecates; the warning is noise for our users.
-warnings.filterwarnings("ignore", message="The 'strict' parameter is no longer needed", category=FutureWarning)
-
 _HOW_TO_START = (
     "start a node (Kubo: `ipfs daemon`; js-ipfs: `jsipfs daemon`, or `make setup` and the "
     "mine.store.daemon helper) or use the embedded store instead (store spec \"embedded\")"
@@ -54,6 +50,7 @@ class IpfsNodeStore:
             self._client = ipfshttpclient.Client(api, timeout=self.timeout, session=True)
         except ipfs_exc.AddressError as exc:
             raise StoreError(f"{api!r} is not a valid IPFS API multiaddr; use e.g. {DEFAULT_API}") from exc
+        _drop_strict_pool_option(self._client)
 
     def __repr__(self) -> str:
         return f"IpfsNodeStore({self.api!r})"
@@ -236,6 +233,16 @@ class IpfsNodeStore:
         with open(path, "rb") as stream, self._errors("dag/import"):
             self._client.dag.imprt(stream, timeout=self._transfer_timeout(path.stat().st_size))
         return [root.encode() for root in roots]
+
+
+def _drop_strict_pool_option(client: ipfshttpclient.Client) -> None:
+    """ipfshttpclient 0.7 hands urllib3 2.x a ``strict`` pool option it ignores but warns about
+    (FutureWarning) on every request; remove it from this client's persistent session."""
+    session = getattr(getattr(client, "_client", None), "_session", None)
+    for adapter in getattr(session, "adapters", {}).values():
+        pool_kw = getattr(getattr(adapter, "poolmanager", None), "connection_pool_kw", None)
+        if isinstance(pool_kw, dict):
+            pool_kw.pop("strict", None)
 
 
 def _is_timeout(exc: BaseException) -> bool:

@@ -30,9 +30,6 @@ from mine.store import (
 from mine.store.car import read_car
 from mine.store.daemon import find_jsipfs
 
-# ipfshttpclient 0.7 passes `strict` to urllib3 2.x, which warns once per connection pool
-pytestmark = pytest.mark.filterwarnings("ignore:The 'strict' parameter:FutureWarning")
-
 MISSING = cid_from_chain(b"\x5a" * 32, 0)
 BOUNDARY_SIZES = [0, 1, CHUNK_SIZE, CHUNK_SIZE + 1, 174 * CHUNK_SIZE, 174 * CHUNK_SIZE + 1]
 
