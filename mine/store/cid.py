@@ -126,7 +126,7 @@ def b32decode(text: str) -> bytes:
     padded = text.upper() + "=" * (-len(text) % 8)
     try:
         return base64.b32decode(padded)
-    except (ValueError, base64.binascii.Error) as exc:  # type: ignore[attr-defined]
+    except ValueError as exc:  # binascii.Error is a ValueError
         raise ValueError(f"invalid base32: {exc}") from None
 
 

@@ -21,7 +21,6 @@ computing a CID costs about one sha256 pass over the data.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -258,7 +257,7 @@ def compute_cid(data: bytes | bytearray | memoryview, *, cid_version: int = 0,
     return builder.finish().cid.encode()
 
 
-def compute_cid_file(path: str | bytes | "io.PathLike[str]", *, cid_version: int = 0) -> str:
+def compute_cid_file(path: str | os.PathLike[str], *, cid_version: int = 0) -> str:
     """:func:`compute_cid` of a file's contents, streamed in 256 KiB chunks."""
     with open(path, "rb", buffering=0) as stream:
         return build(iter_file_chunks(stream), cid_version=cid_version).cid.encode()
