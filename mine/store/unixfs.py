@@ -237,15 +237,30 @@ def build(chunks: Iterable[bytes | bytearray | memoryview], *, cid_version: int 
     return builder.finish()
 
 
+def _idle_workers() -> int:
+    """Threads worth using now: available CPUs minus the load of other processes (at least 1)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    # +1: the caller's own thread is part of the load average when it hashes repeatedly
+    return max(1, min(cpus, round(cpus - load + 1)))
+
+
 def compute_cid(data: bytes | bytearray | memoryview, *, cid_version: int = 0,
                 workers: int | None = None) -> str:
     """The CID ``ipfs add`` (Kubo defaults) would give ``data``; v1 uses raw leaves and base32.
 
-    Leaves of large buffers are hashed on ``workers`` threads (hashlib releases the GIL); the
-    default uses every CPU for inputs of at least 8 MiB. ``workers=1`` forces a single thread.
+    Leaves of large buffers are hashed on ``workers`` threads (hashlib releases the GIL); by
+    default inputs of at least 8 MiB use the CPUs that are currently idle. ``workers=1`` forces a
+    single thread.
     """
     if workers is None:
-        workers = (os.cpu_count() or 1) if len(data) >= _PARALLEL_MIN else 1
+        workers = _idle_workers() if len(data) >= _PARALLEL_MIN else 1
     builder = DagBuilder(cid_version=cid_version)
     if workers <= 1:
         for chunk in iter_chunks(data):
