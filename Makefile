@@ -49,8 +49,9 @@ test-ganache: setup
 test-mine: setup
 	$(PY) -m pytest -p no:pytest-brownie -q tests/mine
 
+# the main job: local anvil + brownie deployment + `mine demo` (ARGS="--dataset diabetes" to vary)
 demo: setup
-	$(VENV)/bin/mine demo --out demo-out
+	bash scripts/run_demo.sh $(ARGS)
 
 gas: setup
 	$(VENV)/bin/brownie run scripts/gas_table.py --network development

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,10 +40,13 @@ from mine.versions import load_version
 
 ETHER = 10**18
 VALIDATION_FRACTION = 0.25
-DIRICHLET_ALPHA = 0.5
+DIRICHLET_ALPHA = 1.0
+SHORT_REASONS = {1: "structure", 2: "no gain", 3: "subgroup", 4: "outlier", 5: "unreadable"}
 TARGETS = {"digits": 0.99, "breast_cancer": 0.995, "diabetes": 2600.0}
 POLICY_SETTINGS: dict[str, dict[str, Any]] = {
-    "digits": {"server_lr": 0.3}, "breast_cancer": {"server_lr": 0.3}, "diabetes": {"server_lr": 0.5},
+    "digits": {"server_lr": 0.5, "subgroup_tolerance": 0.2},
+    "breast_cancer": {"server_lr": 0.5, "subgroup_tolerance": 0.2},
+    "diabetes": {"server_lr": 0.5},
 }
 
 
@@ -141,8 +145,11 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
     t_start = time.perf_counter()
     out = settings.out
     out.mkdir(parents=True, exist_ok=True)
+    for stale in ("homes", "store"):  # a previous run's mines; the demo owns these folders
+        shutil.rmtree(out / stale, ignore_errors=True)
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
+    torch.set_num_threads(1)  # the models are small: one thread beats two that contend
 
     # --- data: the owner's validation split and the miners' private shards ---------------------
     data = datasets.load(settings.dataset)
@@ -219,9 +226,9 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
         with bar:
             task = bar.add_task("rounds", total=settings.rounds * settings.miners)
             for rnd in range(settings.rounds):
-                if owner_client.bounty(bounty_id).status.name != "OPEN":
-                    break
                 for i, m in enumerate(miners):
+                    if owner_client.bounty(bounty_id).status.name != "OPEN":
+                        break  # target reached: the bounty takes no more updates
                     bar.update(task, description=f"round {rnd + 1}: {m.name} training")
                     X_m, y_m, cols_m = Vault(m.home).load("private")
                     t0 = time.perf_counter()
@@ -231,15 +238,16 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                     timings["train"] += time.perf_counter() - t0
                     entry = submit(m.home, m.client, store, bounty_id, update.path)
                     m.submissions.append({"round": rnd + 1, "index": entry.index, "cid": entry.cid})
+                    # the owner evaluates as updates arrive (`mine evaluate --watch`), so the next
+                    # miner trains on the newest model version
+                    t0 = time.perf_counter()
+                    chain_before, store_before = owner_client.chain_seconds, store.seconds
+                    records, current = evaluate_pending(owner_client, store, owned, val, current=current)
+                    timings["evaluate"] += (time.perf_counter() - t0) - (owner_client.chain_seconds - chain_before) \
+                        - (store.seconds - store_before)
+                    all_records += [(rnd + 1, r) for r in records]
                     bar.advance(task)
-                bar.update(task, description=f"round {rnd + 1}: owner evaluating")
-                t0 = time.perf_counter()
-                chain_before, store_before = owner_client.chain_seconds, store.seconds
-                records, current = evaluate_pending(owner_client, store, owned, val, current=current)
-                timings["evaluate"] += (time.perf_counter() - t0) - (owner_client.chain_seconds - chain_before) \
-                    - (store.seconds - store_before)
                 owned.save(owner_home)
-                all_records += [(rnd + 1, r) for r in records]
 
         # --- settle: past the deadline the owner closes; everyone withdraws ---------------------
         closed = _close_after_deadline(owner_client, bounty_id)
@@ -267,7 +275,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
         m = by_address[rec.miner]
         submissions.append({
             "miner": m.name, "honest": m.honest, "round": rnd, "index": rec.index, "accepted": rec.accepted,
-            "reason": rec.reason, "score_before": rec.score_before, "score_after": rec.score_after,
+            "reason": rec.reason, "reason_code": rec.reason_code, "score_before": rec.score_before, "score_after": rec.score_after,
             "reward_wei": int(rec.reward), "norm": rec.norm,
         })
     paid = int(final_bounty.paid)
@@ -305,7 +313,7 @@ def _print_tables(summary: dict[str, Any], console: Console) -> None:
         if s["accepted"]:
             row["accepted"] += 1
         else:
-            reason = s["reason"].split(":")[0]
+            reason = SHORT_REASONS.get(s["reason_code"], str(s["reason_code"]))
             row["rejected"][reason] = row["rejected"].get(reason, 0) + 1
     table = Table("miner", "honest", "submitted", "accepted", "rejected (reasons)", "reward (ETH)", title="Miners")
     for name in sorted(per_miner, key=lambda n: int(n[5:])):
