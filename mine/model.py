@@ -832,5 +832,5 @@ def default_manifest(dataset: str) -> Manifest:
                         max_weight_bytes=16 << 10)
     return Manifest(name="diabetes-linear", task="regression", features=features, target=target,
                     num_classes=None, layers=_mlp([10, 1]), loss="mse", metric="mse",
-                    training={"epochs": 20, "lr": 0.05, "batch_size": 32, "optimizer": "adam"},
+                    training={"epochs": 20, "lr": 0.05, "batch_size": 32, "optimizer": "sgd"},
                     max_weight_bytes=4 << 10)

@@ -1,0 +1,166 @@
+"""Validation scoring, reproducible bit for bit (an auditor holding the validation set replays it).
+
+How determinism is obtained:
+
+* inputs are normalised in float32 exactly as in training (:func:`mine.model.prepare_inputs`);
+* the forward pass runs in eval mode under ``torch.inference_mode`` with
+  ``torch.use_deterministic_algorithms(True)`` and **one** intra-op thread (both restored
+  afterwards), over fixed-size chunks of rows, so the result does not depend on the caller's
+  thread settings or batch layout;
+* accuracy is an exact ratio of integers; MSE is summed in float64 with numpy's pairwise sum;
+* nothing is random.
+
+The same torch build on the same CPU family gives identical scores; different BLAS kernels (e.g.
+AVX2 vs AVX-512) may differ in the last float32 bit of a logit, which can only matter for exact
+ties.
+
+On chain a score is a ``uint64`` fixed-point number with scale 1e6 (:data:`SCORE_SCALE`); see
+:func:`score_to_chain`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
+
+import numpy as np
+import torch
+
+from mine.errors import ValidationError
+from mine.model import Manifest, prepare_inputs, prepare_targets
+
+__all__ = ["EvalResult", "SCORE_SCALE", "deterministic", "evaluate", "predict", "score_from_chain",
+           "score_to_chain"]
+
+#: Fixed-point scale of on-chain scores (the contract's ``SCORE_SCALE``).
+SCORE_SCALE = 1_000_000
+_UINT64_MAX = 2**64 - 1
+#: Rows per forward pass during evaluation (fixed, so results do not depend on memory settings).
+CHUNK_ROWS = 8192
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    """A validation score, per-subgroup scores (keys are ``str`` of the group value) and the row count."""
+
+    score: float
+    per_group: dict[str, float]
+    n: int
+
+
+@contextlib.contextmanager
+def deterministic(threads: int = 1) -> Iterator[None]:
+    """Run torch with deterministic algorithms and a fixed thread count; restore both on exit."""
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+        torch.set_num_threads(old_threads)
+
+
+def predict(model: torch.nn.Module, X: np.ndarray | torch.Tensor, manifest: Manifest, *,
+            normalized: bool = False) -> torch.Tensor:
+    """Raw model outputs (logits or regression values, float32) for ``X``, deterministically.
+
+    ``X`` is in raw units unless ``normalized=True`` (then it must already be a prepared tensor).
+    """
+    xt = X if normalized and isinstance(X, torch.Tensor) else prepare_inputs(manifest, X)
+    was_training = model.training
+    model.eval()
+    try:
+        with deterministic(), torch.inference_mode():
+            outs = [model(xt[i:i + CHUNK_ROWS]) for i in range(0, xt.shape[0], CHUNK_ROWS)]
+    finally:
+        model.train(was_training)
+    if not outs:
+        return torch.empty((0, manifest.output_width), dtype=torch.float32)
+    return torch.cat(outs).to(torch.float32)
+
+
+def _group_key(v: object) -> str:
+    if isinstance(v, (np.floating, float)) and float(v).is_integer():
+        return str(int(v))
+    return str(v.item() if isinstance(v, np.generic) else v)
+
+
+def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Manifest, *,
+             groups: np.ndarray | None = None) -> EvalResult:
+    """Score ``model`` on ``(X, y)`` with the manifest's metric, overall and per subgroup.
+
+    Subgroups are the classes present in ``y`` for classification when ``groups`` is ``None``
+    (none for regression), or the distinct values of ``groups`` (one entry per row). Accuracy is
+    ``correct / n`` (ties in the logits go to the lowest class index); MSE is the float64 mean of
+    squared float32 errors. Raises ``VaultError``/``ValidationError`` on data that does not fit.
+    """
+    yt = prepare_targets(manifest, y)
+    n = int(yt.shape[0])
+    if n == 0:
+        raise ValidationError("cannot evaluate on an empty validation set")
+    out = predict(model, X, manifest)
+    if out.shape[0] != n:
+        raise ValidationError(f"X has {out.shape[0]} rows but y has {n}")
+
+    if manifest.task == "classification":
+        pred = out.argmax(dim=1).numpy()
+        labels = yt.numpy()
+        per_row = (pred == labels).astype(np.float64)
+
+        def score_of(mask: np.ndarray) -> float:
+            return int(np.count_nonzero(per_row[mask])) / int(np.count_nonzero(mask))
+
+        default_groups = labels
+    else:
+        err = (out[:, 0] - yt).numpy().astype(np.float64)
+        per_row = np.square(err)
+
+        def score_of(mask: np.ndarray) -> float:
+            return float(np.sum(per_row[mask])) / int(np.count_nonzero(mask))
+
+        default_groups = None
+
+    all_rows = np.ones(n, dtype=bool)
+    score = score_of(all_rows)
+    g = default_groups if groups is None else np.asarray(groups)
+    per_group: dict[str, float] = {}
+    if g is not None:
+        if g.ndim != 1 or len(g) != n:
+            raise ValidationError(f"groups must be a 1-D array with one entry per row ({n}), got shape {g.shape}")
+        for value in np.unique(g):
+            per_group[_group_key(value)] = score_of(g == value)
+    return EvalResult(score=score, per_group=per_group, n=n)
+
+
+def score_to_chain(score: float) -> int:
+    """A score as the contract's fixed-point ``uint64``: ``round(score * 1e6)``, half away from zero.
+
+    The score's shortest round-trip decimal representation (``repr``) is scaled exactly with
+    :class:`decimal.Decimal`, so ``0.5000005`` → ``500001`` (no binary-float surprises). Scores must
+    be finite, >= 0 and fit a ``uint64`` after scaling; otherwise ``ValidationError``.
+    """
+    if isinstance(score, bool) or not isinstance(score, (int, float, np.floating, np.integer)):
+        raise ValidationError(f"score must be a number, got {score!r}")
+    f = float(score)
+    if not math.isfinite(f):
+        raise ValidationError(f"score {f!r} is not finite and cannot be put on chain")
+    q = (Decimal(repr(f)) * SCORE_SCALE).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    v = int(q)
+    if v < 0 or v > _UINT64_MAX:
+        raise ValidationError(f"score {f!r} is outside the on-chain range 0..{_UINT64_MAX / SCORE_SCALE:g}")
+    return v
+
+
+def score_from_chain(value: int) -> float:
+    """The float score of an on-chain fixed-point value (``value / 1e6``, correctly rounded)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValidationError(f"an on-chain score must be an integer, got {value!r}")
+    if not 0 <= int(value) <= _UINT64_MAX:
+        raise ValidationError(f"an on-chain score must be a uint64, got {value!r}")
+    return int(value) / SCORE_SCALE
