@@ -252,3 +252,31 @@ def test_audit_catches_a_misreported_score(world: World, posted: int) -> None:
     result = world.run(world.miner_home, "audit", str(posted), "--validation", str(world.val_path), ok=False)
     assert result.exit_code == ExitStatus.VALIDATION, result.output
     assert f"MISMATCH version {bounty.latest_version + 1}" in result.output
+
+
+def test_rejected_update_shows_its_reason(world: World, posted: int, tmp_path: Path) -> None:
+    from mine import attacks
+
+    X, y, names = datasets.read_table(world.shard_path, target="digit")
+    flipped = tmp_path / "flipped.csv"
+    datasets.write_csv(flipped, X, attacks.label_flip(y, num_classes=10, seed=0), names, "digit")
+    world.miner("vault", "add", "flipped", str(flipped), "--target", "digit")
+    world.miner("train", str(posted), "--dataset", "flipped", "--epochs", "3", "--seed", "5")
+    world.miner("submit", str(posted))
+    evaluated = world.owner("evaluate", str(posted))
+    assert "rejected" in evaluated.output and "accepted 0 of 1" in evaluated.output, evaluated.output
+    status = world.miner("status")
+    assert "rejected" in status.output and ("no improvement" in status.output or "subgroup" in status.output)
+
+
+def test_close_refunds_the_rest_after_the_deadline(world: World, posted: int) -> None:
+    early = world.owner("bounty", "close", str(posted), ok=False)
+    assert early.exit_code == ExitStatus.CHAIN and "SonarStillInWindow" in early.output
+    bounty = world.sonar.bounty(posted)
+    w3 = world.sonar.w3
+    w3.provider.make_request("evm_increaseTime", [max(bounty.deadline, bounty.last_due) - world.sonar.now() + 1])
+    w3.provider.make_request("evm_mine", [])
+    closed = world.owner("bounty", "close", str(posted))
+    assert re.search(r"paid [\d.]+ ETH, refunded [\d.]+ ETH", closed.output), closed.output
+    assert world.sonar.bounty(posted).escrow == 0
+    assert world.sonar.credits(dev_account(OWNER).address) == bounty.escrow
