@@ -22,6 +22,7 @@ Labels come back as int64 when every value is integral, else float32; features a
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import zipfile
 from collections.abc import Sequence
@@ -99,8 +100,14 @@ def load(name: str) -> Dataset:
 
 def schema(name: str) -> tuple[list[str], str]:
     """``(feature_names, target_name)`` of a bundled dataset."""
+    names, target = _schema(name)
+    return list(names), target
+
+
+@functools.lru_cache(maxsize=None)
+def _schema(name: str) -> tuple[tuple[str, ...], str]:
     ds = load(name)
-    return ds.feature_names, ds.target_name
+    return tuple(ds.feature_names), ds.target_name
 
 
 def _check_xy(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
