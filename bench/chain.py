@@ -1,0 +1,115 @@
+"""Chain throughput: submissions per second through `SonarClient` vs raw signed transfers.
+
+Both sides run against the same anvil (automine), from the same 20 miner accounts
+(``mine.devnet.dev_account(1..20)``) taken round-robin, and both sign locally and wait for each
+transaction's receipt before sending the next — the way a miner's client works:
+
+* client: ``commitment`` + ``SonarClient.commit`` + ``SonarClient.reveal`` (the client also
+  estimates gas, reads the gas price and decodes the event) — a submission is 2 transactions;
+* raw: a 1-wei ETH transfer, built by hand (explicit nonce, gas 21,000, cached gas price and chain
+  id), signed with ``eth_account``, ``send_raw_transaction``, ``wait_for_transaction_receipt``.
+
+The ratio compares transactions per second (client tx/s = 2 × submissions/s). Runs alternate
+(client, raw, client, raw, ...) and the best rate of each side is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from mine.chain import BountyParams, SonarClient, ZERO_ADDRESS, commitment, connect
+from mine.devnet import anvil, dev_account
+from bench.gas import CODEC_MODEL, CODEC_UPDATE, word
+
+MINERS = 20
+STAKE = 10**15
+GOAL = 0.5
+
+
+def _bounty(owner: SonarClient) -> int:
+    params = BountyParams(token=ZERO_ADDRESS, reward=10**18, stake=STAKE, deadline=owner.now() + 30 * 86_400,
+                          eval_window=30 * 86_400, initial_score=100_000, target_score=900_000,
+                          higher_is_better=True, validation_commitment=word("val", 0),
+                          model_digest=word("model", 0), model_codec=CODEC_MODEL)
+    bounty_id, _ = owner.post_bounty(params)
+    return bounty_id
+
+
+def client_run(clients: list[SonarClient], bounty_id: int, submissions: int, offset: int) -> float:
+    """Seconds for `submissions` commit+reveal pairs through the client."""
+    for client in clients:
+        client.reset_nonce()  # the raw run sent from the same accounts
+    started = time.perf_counter()
+    for n in range(submissions):
+        client = clients[n % len(clients)]
+        digest, salt = word("digest", offset + n), word("salt", offset + n)
+        c = commitment(bounty_id, client.account.address, digest, CODEC_UPDATE, 0, salt)
+        index, _ = client.commit(bounty_id, c, stake=STAKE)
+        client.reveal(bounty_id, index, digest, CODEC_UPDATE, 0, salt)
+    return time.perf_counter() - started
+
+
+def raw_run(w3: Web3, accounts: list[LocalAccount], txs: int) -> float:
+    """Seconds for `txs` locally signed 1-wei transfers, each waited for."""
+    chain_id, gas_price = w3.eth.chain_id, w3.eth.gas_price
+    sink = dev_account(0).address
+    started = time.perf_counter()
+    # like the client, which asks each account's nonce once (then caches it)
+    nonces = {a.address: w3.eth.get_transaction_count(a.address, "pending") for a in accounts}
+    for n in range(txs):
+        account = accounts[n % len(accounts)]
+        tx = {"to": sink, "value": 1, "gas": 21_000, "gasPrice": gas_price, "nonce": nonces[account.address],
+              "chainId": chain_id}
+        signed = account.sign_transaction(tx)
+        receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction),
+                                                      timeout=60, poll_latency=0.01)
+        if receipt["status"] != 1:
+            raise RuntimeError("a raw transfer reverted")
+        nonces[account.address] += 1
+    return time.perf_counter() - started
+
+
+def measure(w3: Web3, *, submissions: int, repeats: int) -> dict[str, Any]:
+    accounts = [dev_account(i) for i in range(1, MINERS + 1)]
+    owner = SonarClient.deploy(w3, dev_account(0))
+    bounty_id = _bounty(owner)
+    clients = [owner.with_account(a) for a in accounts]
+    client_run(clients, bounty_id, min(MINERS, submissions), 10**7)  # warm-up: every account once
+    raw_run(w3, accounts, MINERS)
+    client_s, raw_s = [], []
+    for r in range(repeats):
+        client_s.append(client_run(clients, bounty_id, submissions, r * submissions))
+        raw_s.append(raw_run(w3, accounts, 2 * submissions))
+    client_sub_per_s = submissions / min(client_s)
+    raw_tx_per_s = 2 * submissions / min(raw_s)
+    return {
+        "client_submissions_per_s": round(client_sub_per_s, 2),
+        "client_tx_per_s": round(2 * client_sub_per_s, 2),
+        "raw_tx_per_s": round(raw_tx_per_s, 2),
+        "ratio": round(2 * client_sub_per_s / raw_tx_per_s, 3),
+        "ratio_counts": "client tx/s (2 per submission: commit + reveal) / raw signed transfers per s",
+        "submissions_per_run": submissions, "runs": repeats, "miners": MINERS,
+        "client_runs_s": [round(s, 3) for s in client_s], "raw_runs_s": [round(s, 3) for s in raw_s],
+    }
+
+
+def goals(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {"chain_client_vs_raw": {"value": c["ratio"], "goal": f">= {GOAL}x raw tx/s", "met": c["ratio"] >= GOAL}}
+
+
+def run(*, quick: bool = False, rpc_url: str | None = None) -> dict[str, Any]:
+    """On ``rpc_url`` (needs >= 21 dev accounts; snapshot/revert around the run) or a fresh anvil."""
+    sizes = {"submissions": 10, "repeats": 1} if quick else {"submissions": 100, "repeats": 2}
+    if rpc_url is not None:
+        w3 = connect(rpc_url)
+        snap = w3.provider.make_request("evm_snapshot", [])["result"]
+        try:
+            return measure(w3, **sizes)
+        finally:
+            w3.provider.make_request("evm_revert", [snap])
+    with anvil(accounts=MINERS + 1 + 9) as url:
+        return measure(connect(url), **sizes)
