@@ -258,3 +258,21 @@ def test_registry_and_settings() -> None:
         P.DefaultPolicy(min_history=0)
     with pytest.raises(TypeError):
         P.DefaultPolicy(0.1)  # type: ignore[misc]  # settings are keyword-only
+
+
+def test_norm_bounding_blunts_a_backdoor(world) -> None:
+    m, s, sh = world["manifest"], world["split"], world["shards"][2]
+    trigger = A.make_trigger(s.X_train, list(range(8)))
+    Xb, yb = A.backdoor(s.X_train[sh], s.y_train[sh], trigger=trigger, target_label=0, fraction=0.3, seed=0)
+    upd = world["local_update"](world["state1"], Xb, yb, 2)
+
+    def success(state) -> float:
+        model = M.build_model(m)
+        model.load_state_dict(state)
+        return A.backdoor_success(model, s.X_val, s.y_val, m, trigger=trigger, target_label=0)
+
+    undefended = P.AcceptAllPolicy().decide(m, world["state1"], upd, world["validation"], world["norms"])
+    defended = P.DefaultPolicy().decide(m, world["state1"], upd, world["validation"], world["norms"])
+    assert success(undefended.new_state) > 0.5
+    if defended.accepted:  # a backdoor that also helps clean accuracy can pass the score checks ...
+        assert success(defended.new_state) < success(undefended.new_state) - 0.2  # ... but is clipped and damped
