@@ -1,0 +1,132 @@
+"""Training overhead: ``mine.train.train`` vs a bare torch loop over the same tensors.
+
+Both train the digits MLP (``default_manifest("digits")`` with normalisation from the training
+split) from the same initial weights, for the same epochs and batch size, with the same optimizer
+(the manifest's Adam, lr 0.01, torch's fused CPU kernel — what ``make_optimizer`` picks), the same
+per-epoch seeded permutation and the same torch thread count (1, as ``mine demo`` uses):
+
+* ``mine``: the wall time of the whole ``train(...)`` call — validating arguments, normalising
+  ``X`` from numpy, the loop, and the final loss/metric pass over the training set;
+* ``bare``: only the loop, over tensors normalised beforehand (outside the timing).
+
+Runs alternate (mine, bare, textbook; bare, mine, textbook; ...). The goal figure is
+min(mine) / min(bare) of the process CPU time (``time.process_time``: the work done, which other
+processes on a busy 2-core machine do not inflate); the wall-time ratio of the minima and the
+median of the per-pair wall ratios are reported alongside. The two must end with bit-identical weights (checked).
+A "textbook" loop (``torch.optim.Adam`` defaults, per-batch fancy indexing) is timed as well,
+for information.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mine import datasets
+from mine.model import build_model, default_manifest, prepare_inputs, prepare_targets, with_normalization
+from mine.train import train
+
+GOAL = 1.05
+SEED = 0
+
+
+def _data() -> tuple[Any, np.ndarray, np.ndarray]:
+    ds = datasets.load("digits")
+    split = datasets.train_validation_split(ds.X, ds.y, validation_fraction=0.25, seed=SEED, task=ds.task)
+    manifest = with_normalization(default_manifest("digits"), split.X_train)
+    return manifest, split.X_train, split.y_train
+
+
+def bare_loop(model: torch.nn.Module, xt: torch.Tensor, yt: torch.Tensor, *, epochs: int, batch_size: int,
+              lr: float, seed: int) -> None:
+    """The loop anyone would write, over ready tensors, with the same optimizer and shuffling."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    gen = torch.Generator().manual_seed(seed)
+    n = xt.shape[0]
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        xs, ys = xt[perm], yt[perm]
+        for i in range(0, n, batch_size):
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(xs[i:i + batch_size]), ys[i:i + batch_size])
+            loss.backward()
+            opt.step()
+
+
+def textbook_loop(model: torch.nn.Module, xt: torch.Tensor, yt: torch.Tensor, *, epochs: int, batch_size: int,
+                  lr: float, seed: int) -> None:
+    """Default Adam (foreach), indexing each batch out of the permutation."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    n = xt.shape[0]
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            opt.zero_grad()
+            loss = F.cross_entropy(model(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+
+
+def measure(*, epochs: int, repeats: int, threads: int = 1) -> dict[str, Any]:
+    manifest, X, y = _data()
+    tr = manifest.training
+    lr, batch_size = float(tr["lr"]), int(tr["batch_size"])
+    xt, yt = prepare_inputs(manifest, X), prepare_targets(manifest, y)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    times: dict[str, list[float]] = {"mine": [], "bare": [], "textbook": []}
+    cpu: dict[str, list[float]] = {"mine": [], "bare": [], "textbook": []}
+    final: dict[str, dict[str, torch.Tensor]] = {}
+    try:
+        for rep in range(repeats + 1):  # run 0 warms up (allocator, kernels) and is not counted
+            for name in ("mine", "bare", "textbook") if rep % 2 == 0 else ("bare", "mine", "textbook"):
+                model = build_model(manifest, seed=SEED)
+                started, cpu_started = time.perf_counter(), time.process_time()
+                if name == "mine":
+                    train(model, X, y, manifest, epochs=epochs, seed=SEED)
+                elif name == "bare":
+                    bare_loop(model, xt, yt, epochs=epochs, batch_size=batch_size, lr=lr, seed=SEED)
+                else:
+                    textbook_loop(model, xt, yt, epochs=epochs, batch_size=batch_size, lr=lr, seed=SEED)
+                elapsed, cpu_elapsed = time.perf_counter() - started, time.process_time() - cpu_started
+                if rep:
+                    times[name].append(elapsed)
+                    cpu[name].append(cpu_elapsed)
+                final[name] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    finally:
+        torch.set_num_threads(old_threads)
+    identical = all(torch.equal(final["mine"][k], final["bare"][k]) for k in final["mine"])
+    ratios = [m / b for m, b in zip(times["mine"], times["bare"])]
+    return {
+        "mine_s": round(min(cpu["mine"]), 4),
+        "bare_torch_s": round(min(cpu["bare"]), 4),
+        "ratio": round(min(cpu["mine"]) / min(cpu["bare"]), 3),
+        "ratio_measure": "CPU time (process_time), min of runs",
+        "mine_wall_s": round(min(times["mine"]), 4),
+        "bare_torch_wall_s": round(min(times["bare"]), 4),
+        "ratio_wall": round(min(times["mine"]) / min(times["bare"]), 3),
+        "ratio_wall_median": round(statistics.median(ratios), 3),
+        "textbook_torch_s": round(min(cpu["textbook"]), 4),
+        "mine_vs_textbook": round(min(cpu["mine"]) / min(cpu["textbook"]), 3),
+        "same_weights_as_bare": identical,
+        "epochs": epochs, "batch_size": batch_size, "examples": int(len(y)), "runs": repeats, "threads": threads,
+        "optimizer": f"{tr['optimizer']} lr={lr} (fused)",
+        "mine_cpu_runs_s": [round(t, 4) for t in cpu["mine"]], "bare_cpu_runs_s": [round(t, 4) for t in cpu["bare"]],
+    }
+
+
+def goals(t: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {"train_overhead": {"value": t["ratio"], "goal": f"<= {GOAL}x bare torch", "met": t["ratio"] <= GOAL}}
+
+
+def run(*, quick: bool = False) -> dict[str, Any]:
+    return measure(epochs=1, repeats=2) if quick else measure(epochs=10, repeats=12)
