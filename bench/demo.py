@@ -1,0 +1,58 @@
+"""End to end: the ``mine demo`` scenario (digits, 8 miners, 2 label-flippers, 5 rounds by default)
+into a temporary directory on its own anvil, with its output captured; reports its time split and
+quality figures (final vs centralised score, malicious updates accepted)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mine.demo import DemoSettings, run_demo
+
+QUICK = {"miners": 3, "malicious": 1, "rounds": 1}
+
+
+def settings(*, quick: bool, out: Path) -> DemoSettings:
+    return DemoSettings(out=out, **(QUICK if quick else {}))
+
+
+def run(*, quick: bool = False) -> dict[str, Any]:
+    out = Path(tempfile.mkdtemp(prefix="bench-demo-"))
+    try:
+        s = settings(quick=quick, out=out)
+        console = Console(file=io.StringIO(), width=120)
+        started = time.perf_counter()
+        summary = run_demo(s, console=console, progress_console=Console(file=io.StringIO()))
+        wall = time.perf_counter() - started
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    subs = summary["submissions"]
+    honest = [x for x in subs if x["honest"]]
+    t = summary["timings_s"]  # "other": setup (anvil, deploy, vaults), settling, the centralised reference
+    return {
+        "dataset": summary["dataset"], "metric": summary["metric"], "miners": summary["miners"],
+        "malicious": summary["malicious"], "attack": summary["attack"], "rounds": summary["rounds"],
+        "timings_s": {**t, "other": round(t["total"] - sum(v for k, v in t.items() if k != "total"), 3)},
+        "wall_s": round(wall, 2),
+        "initial_score": round(summary["initial_score"], 4),
+        "final_score": round(summary["final_score"], 4),
+        "centralized_score": round(summary["centralized_score"], 4),
+        "final_vs_centralized": round(summary["final_score"] / summary["centralized_score"], 4),
+        "malicious_accepted": summary["malicious_accepted"],
+        "malicious_submitted": summary["malicious_submitted"],
+        "honest_accepted": sum(1 for x in honest if x["accepted"]),
+        "honest_submitted": len(honest),
+        "model_versions": len(summary["model_versions"]),
+        "paid_eth": round(summary["paid_wei"] / 10**18, 4),
+    }
+
+
+def goals(d: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {"demo_no_malicious_accepted": {"value": d["malicious_accepted"], "goal": "== 0",
+                                           "met": d["malicious_accepted"] == 0}}
