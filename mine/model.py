@@ -18,6 +18,7 @@ Conventions
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
@@ -41,6 +42,8 @@ __all__ = [
     "default_manifest",
     "load_weights",
     "make_update",
+    "model_from_bytes",
+    "model_state",
     "parameter_shapes",
     "prepare_inputs",
     "prepare_targets",
@@ -70,6 +73,9 @@ MAX_WEIGHT_BYTES_CEILING: Final = 256 << 20
 MAX_METADATA_ENTRIES: Final = 64
 MAX_METADATA_KEY_CHARS: Final = 64
 MAX_METADATA_VALUE_CHARS: Final = 1024
+#: Bounds on normalization statistics (kept well inside float32 range).
+MIN_STD: Final = 1e-12
+MAX_NORM_VALUE: Final = 1e30
 #: Bound on a safetensors JSON header (tensor table + metadata).
 MAX_HEADER_BYTES: Final = 1 << 20
 
@@ -277,7 +283,7 @@ class Manifest:
         if len(self.features) > MAX_WIDTH:
             raise ValidationError(f"manifest has {len(self.features)} features; at most {MAX_WIDTH} are allowed")
         feats = [_check_name(f"manifest 'features[{i}]'", f) for i, f in enumerate(self.features)]
-        dupes = sorted({f for f in feats if feats.count(f) > 1}) if len(set(feats)) != len(feats) else []
+        dupes = sorted(f for f, c in collections.Counter(feats).items() if c > 1)
         if dupes:
             raise ValidationError(f"manifest 'features' repeats column name(s) {dupes}; names must be unique")
         set_("features", feats)
@@ -308,11 +314,16 @@ class Manifest:
                 raise ValidationError("manifest 'normalization' must be null or an object with exactly 'mean' and 'std'")
             mean = _float_list("normalization 'mean'", norm["mean"], len(feats))
             std = _float_list("normalization 'std'", norm["std"], len(feats))
-            bad = [i for i, s in enumerate(std) if not s > 0]
+            bad = [i for i, s in enumerate(std) if not MIN_STD <= s <= MAX_NORM_VALUE]
             if bad:
                 raise ValidationError(
-                    f"normalization 'std' must be > 0 for every feature; feature(s) {[feats[i] for i in bad[:5]]} are not "
-                    "(use 1.0 for constant columns)")
+                    f"normalization 'std' must be between {MIN_STD:g} and {MAX_NORM_VALUE:g} for every feature; "
+                    f"feature(s) {[feats[i] for i in bad[:5]]} are not (use 1.0 for constant columns)")
+            bad = [i for i, m in enumerate(mean) if abs(m) > MAX_NORM_VALUE]
+            if bad:
+                raise ValidationError(
+                    f"normalization 'mean' must lie within +-{MAX_NORM_VALUE:g}; feature(s) "
+                    f"{[feats[i] for i in bad[:5]]} do not")
             set_("normalization", {"mean": mean, "std": std})
 
         # layers: whitelist + shape chaining
@@ -466,7 +477,9 @@ def _strict_json(text: str, what: str) -> Any:
 
     try:
         return json.loads(text, object_pairs_hook=no_dupes, parse_constant=no_const)
-    except json.JSONDecodeError as exc:
+    except ValidationError:
+        raise
+    except ValueError as exc:  # JSONDecodeError, or an integer literal beyond Python's digit limit
         raise ValidationError(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
         raise ValidationError(f"{what} JSON is nested too deeply") from None
@@ -534,6 +547,8 @@ def prepare_inputs(manifest: Manifest, X: np.ndarray | torch.Tensor) -> torch.Te
         mean = torch.tensor(manifest.normalization["mean"], dtype=torch.float32)
         std = torch.tensor(manifest.normalization["std"], dtype=torch.float32)
         t = (t - mean) / std
+        if not bool(torch.isfinite(t).all()):
+            raise VaultError("inputs overflow float32 after normalization; check the data's units against the manifest")
     return t.contiguous()
 
 
@@ -697,6 +712,13 @@ def load_weights(manifest: Manifest, data: bytes, *, max_bytes: int | None = Non
     not safetensors at all. The header is checked before any tensor data is read.
     """
     return _validate_tensor_file(manifest, data, max_bytes, "weights file")[0]
+
+
+def model_from_bytes(manifest: Manifest, data: bytes, *, max_bytes: int | None = None) -> torch.nn.Sequential:
+    """Build the manifest's model and load validated weights into it (see :func:`load_weights`)."""
+    model = build_model(manifest, seed=0)
+    model.load_state_dict(load_weights(manifest, data, max_bytes=max_bytes), strict=True)
+    return model
 
 
 def read_metadata(data: bytes) -> dict[str, str]:

@@ -121,7 +121,14 @@ BAD_MANIFESTS = [
     ("duplicate feature", lambda d: d.update(features=["a", "a", "c"]), "repeats"),
     ("target is feature", lambda d: d.update(target="a"), "also listed as a feature"),
     ("normalization length", lambda d: d.update(normalization={"mean": [0, 0], "std": [1, 1]}), "list of 3"),
-    ("normalization zero std", lambda d: d.update(normalization={"mean": [0, 0, 0], "std": [1, 0, 1]}), "> 0"),
+    ("normalization zero std", lambda d: d.update(normalization={"mean": [0, 0, 0], "std": [1, 0, 1]}),
+     "'std' must be between"),
+    ("normalization tiny std", lambda d: d.update(normalization={"mean": [0, 0, 0], "std": [1, 1e-300, 1]}),
+     "'std' must be between"),
+    ("normalization huge mean", lambda d: d.update(normalization={"mean": [0, 1e300, 0], "std": [1, 1, 1]}),
+     "'mean' must lie within"),
+    ("normalization string", lambda d: d.update(normalization={"mean": [0, "1", 0], "std": [1, 1, 1]}),
+     "must be a number"),
     ("training unknown", lambda d: d.update(training={"momentum": 0.9}), "unknown key"),
     ("training optimizer", lambda d: d.update(training={"optimizer": "lbfgs"}), "optimizer"),
     ("training lr 0", lambda d: d.update(training={"lr": 0}), "out of range"),
@@ -144,6 +151,8 @@ def test_manifest_rejects(label: str, mutate, message: str) -> None:
     (b'{"name": "a", "name": "b"}', "repeats the key 'name'"),
     (_bytes(_small()).replace(b'"num_classes": 2', b'"num_classes": NaN'), "NaN"),
     (b" " * (M.MAX_MANIFEST_BYTES + 1), "at most"),
+    (b'{"name": ' + b"9" * 5000 + b"}", "not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply|not valid JSON"),
 ])
 def test_manifest_rejects_bad_json(raw: bytes, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
@@ -263,6 +272,12 @@ def test_load_weights_refuses(digits: M.Manifest, case: str, message: str) -> No
         data = save({k: v.double() for k, v in state.items()})
     with pytest.raises(ValidationError, match=message):
         M.load_weights(digits, data)
+
+
+def test_model_from_bytes(digits: M.Manifest) -> None:
+    state = M.model_state(M.build_model(digits, seed=4))
+    model = M.model_from_bytes(digits, M.state_to_bytes(state))
+    assert all(torch.equal(model.state_dict()[k], state[k]) for k in state)
 
 
 def test_load_weights_refuses_oversize_and_garbage(digits: M.Manifest) -> None:
