@@ -13,6 +13,8 @@ The filler submissions are sent as raw transactions (about 1 ms each on anvil) a
 expired, which is the cheapest way to move the queue head past them.
 """
 
+import os
+
 import pytest
 from brownie import web3
 from eth_abi import encode
@@ -61,7 +63,7 @@ def mined_ok(txid):
 
 @pytest.fixture(scope="module")
 def n_submissions():
-    import os
+    """N; the environment variable GAS_N overrides it (e.g. GAS_N=50 for a quick run)."""
     return int(os.environ.get("GAS_N", 0)) or (200 if "ganache" in web3.client_version.lower() else 1000)
 
 
