@@ -34,6 +34,14 @@ from mine.errors import (
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 SCORE_SCALE = 10**6
+ERC20_ABI = [
+    {"type": "function", "name": "approve", "stateMutability": "nonpayable",
+     "inputs": [{"name": "spender", "type": "address"}, {"name": "amount", "type": "uint256"}],
+     "outputs": [{"name": "", "type": "bool"}]},
+    {"type": "function", "name": "allowance", "stateMutability": "view",
+     "inputs": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}],
+     "outputs": [{"name": "", "type": "uint256"}]},
+]
 
 
 class BountyStatus(enum.IntEnum):
@@ -317,14 +325,30 @@ class SonarClient:
 
     # ------------------------------------------------------------------ transactions
 
+    def ensure_allowance(self, token: str, amount: int) -> None:
+        """Approve Sonar to pull `amount` of an ERC-20 from this account, if not approved already."""
+        if int(token, 16) == 0 or amount == 0 or self.account is None:
+            return
+        erc20 = self.w3.eth.contract(address=to_checksum_address(token), abi=ERC20_ABI)
+        if erc20.functions.allowance(self.account.address, self.address).call() >= amount:
+            return
+        tx = erc20.functions.approve(self.address, amount).build_transaction(
+            {"from": self.account.address, "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
+             "gasPrice": self.w3.eth.gas_price}
+        )
+        _send_signed(self.w3, self.account, tx)
+        self._nonce = None
+
     def post_bounty(self, params: BountyParams) -> tuple[int, dict[str, Any]]:
         value = params.reward if int(params.token, 16) == 0 else 0
+        self.ensure_allowance(params.token, params.reward)
         receipt = self._transact("postBounty", params.as_tuple(), value=value)
         (event,) = self.contract.events.BountyPosted().process_receipt(receipt, errors=DISCARD)
         return int(event["args"]["bountyId"]), receipt
 
     def commit(self, bounty_id: int, commitment: bytes, *, stake: int, token: str = ZERO_ADDRESS) -> tuple[int, dict[str, Any]]:
         value = stake if int(token, 16) == 0 else 0
+        self.ensure_allowance(token, stake)
         receipt = self._transact("commit", bounty_id, commitment, value=value)
         (event,) = self.contract.events.UpdateCommitted().process_receipt(receipt, errors=DISCARD)
         return int(event["args"]["index"]), receipt

@@ -65,3 +65,23 @@ def test_wrong_chain_id_and_missing_contract_are_refused(sonar: SonarClient, rpc
         SonarClient.open(rpc_url, sonar.address, expected_chain_id=1)
     with pytest.raises(ChainError, match="no contract at"):
         SonarClient.open(rpc_url, "0x000000000000000000000000000000000000dEaD")
+
+
+def test_erc20_bounty_is_approved_and_pulled(sonar: SonarClient, chain_snapshot: None) -> None:
+    from mine.chain import load_artifact
+
+    artifact = load_artifact("TestToken")
+    w3, owner = sonar.w3, dev_account(0)
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    tx = factory.constructor().build_transaction({"from": owner.address, "nonce": w3.eth.get_transaction_count(owner.address), "gasPrice": 0})
+    token_address = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(owner.sign_transaction(tx).raw_transaction))["contractAddress"]
+    token = w3.eth.contract(address=token_address, abi=artifact["abi"])
+    for who in (owner, dev_account(1)):
+        tx = token.functions.mint(who.address, 10**20).build_transaction({"from": owner.address, "nonce": w3.eth.get_transaction_count(owner.address), "gasPrice": 0})
+        w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(owner.sign_transaction(tx).raw_transaction))
+    sonar.reset_nonce()
+    bid, _ = sonar.post_bounty(_params(sonar, token=token_address, reward=5 * 10**18))
+    assert token.functions.balanceOf(sonar.address).call() == 5 * 10**18
+    miner = sonar.with_account(dev_account(1))
+    miner.commit(bid, b"\x05" * 32, stake=10**15, token=token_address)
+    assert token.functions.balanceOf(sonar.address).call() == 5 * 10**18 + 10**15
