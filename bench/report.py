@@ -1,0 +1,231 @@
+"""The bench's tables (rich), its goals, the machine description and ``bench/results.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:  # noqa: BLE001 - not installed
+        return None
+
+
+def _command_version(cmd: list[str]) -> str | None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout or out.stderr).strip().splitlines()[0] if out.returncode == 0 and (out.stdout or out.stderr) else None
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    versions: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch_version,
+        "numpy": _version("numpy"),
+        "web3": _version("web3"),
+        "eth-account": _version("eth-account"),
+        "rich": _version("rich"),
+        "coincurve": _version("coincurve"),  # None: eth_keys signs in pure Python (~10 ms a signature)
+    }
+    try:
+        from mine.devnet import anvil_binary
+
+        versions["anvil"] = _command_version([anvil_binary(), "--version"])
+    except Exception:  # noqa: BLE001 - no anvil: the chain sections say so themselves
+        versions["anvil"] = None
+    versions["node"] = _command_version(["node", "--version"])
+    try:
+        versions["js-ipfs"] = json.loads((PROJECT_ROOT / "node_modules/ipfs/package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        versions["js-ipfs"] = None
+    try:
+        versions["solc"] = json.loads((PROJECT_ROOT / "build/contracts/Sonar.json").read_text())["compiler"]["version"]
+    except (OSError, ValueError, KeyError):
+        versions["solc"] = None
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {"cores": os.cpu_count(), "cpu": cpu, "platform": platform.platform(), "load_avg_at_start": load,
+            "versions": versions}
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _n(v: Any, fmt: str = ",") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and fmt == ",":
+        return f"{v:,.2f}"
+    return format(v, fmt)
+
+
+def _met(goal: dict[str, Any] | None) -> str:
+    if goal is None:
+        return ""
+    return "[green]met[/]" if goal["met"] else "[red]missed[/]"
+
+
+def _failed(table: Table, section: dict[str, Any], width: int) -> bool:
+    if "error" in section or "skipped" in section:
+        text = section.get("error") or section.get("skipped")
+        table.add_row("[red]not measured[/]", str(text)[:200], *[""] * (width - 2))
+        return True
+    return False
+
+
+def gas_tables(g: dict[str, Any], goals: dict[str, Any]) -> list[Table]:
+    t = Table("transaction", "gas", "goal", "", "Sonar2017 baseline", "ratio",
+              title="Gas per transaction (receipts, 21,000 intrinsic included)")
+    if _failed(t, g, 6):
+        return [t]
+    base_submit, base_eval = g["sonar2017_submit"], g["sonar2017_evaluate"]
+    rows = [
+        ("post bounty (ETH)", "post_eth", None, None), ("post bounty (ERC-20)", "post_erc20", None, None),
+        ("commit", "commit", "gas_commit", None), ("reveal", "reveal", "gas_reveal", None),
+        ("commit + reveal", None, None, base_submit),
+        ("evaluate: accept", "evaluate_accept", "gas_evaluate_accept", base_eval),
+        ("evaluate: reject", "evaluate_reject", None, None),
+        ("withdraw (ETH)", "withdraw", "gas_withdraw", None), ("withdraw (ERC-20)", "withdraw_erc20", None, None),
+        ("close", "close", None, None),
+    ]
+    for label, key, goal_key, base in rows:
+        value = g["commit"] + g["reveal"] if key is None else g[key]
+        goal = goals.get(goal_key) if goal_key else None
+        t.add_row(label, _n(value), goal["goal"] if goal else "", _met(goal),
+                  _n(base) if base else "", f"{value / base:.3f}x" if base else "")
+    sc = g["scale"]
+    s = Table("step", "1st", f"{sc['submissions']}th", "exec 1st", f"exec {sc['submissions']}th", "growth", "",
+              title=f"1st vs {sc['submissions']}th submission to one bounty ({sc['open_bounties']} bounties open)")
+    for key in ("commit", "reveal", "evaluate"):
+        goal = goals.get(f"gas_{key}_growth")
+        s.add_row(key, _n(g[f"{key}_1st"]), _n(g[f"{key}_1000th"]), _n(g[f"{key}_1st_exec"]),
+                  _n(g[f"{key}_1000th_exec"]), _n(g[f"{key}_1000th_exec"] - g[f"{key}_1st_exec"]), _met(goal))
+    return [t, s]
+
+
+def speed_table(r: dict[str, Any], goals: dict[str, Any]) -> Table:
+    t = Table("area", "measure", "value", "baseline (same run)", "ratio", "goal", "",
+              title="Throughput and overhead (each against a baseline measured in the same run)")
+    st = r.get("store", {})
+    if not _failed(t, st, 7):
+        goal = goals.get("store_cid_vs_sha256")
+        t.add_row("store", f"compute_cid {st['size_mib']:g} MiB", f"{st['cid_mib_s']:,} MiB/s",
+                  f"sha256 {st['sha256_mib_s']:,} MiB/s", f"{st['ratio']}x", goal["goal"] if goal else "", _met(goal))
+        t.add_row("", "compute_cid, 1 thread", f"{st['cid_1thread_mib_s']:,} MiB/s", "sha256", f"{st['ratio_1thread']}x",
+                  "", "")
+        t.add_row("", "embedded add / cat", f"{st['embedded_add_mib_s']:,} / {st['embedded_cat_mib_s']:,} MiB/s",
+                  "sha256", f"{st['embedded_add_vs_sha256']}x", "", "")
+        if st.get("node_add_mib_s") is not None:
+            t.add_row("", "js-ipfs node add / cat", f"{st['node_add_mib_s']:,} / {st['node_cat_mib_s']:,} MiB/s",
+                      "sha256", f"{st['node_add_mib_s'] / st['sha256_mib_s']:.3f}x", "", "")
+        else:
+            t.add_row("", "IPFS node add / cat", "skipped", st.get("node_skipped", ""), "", "", "")
+    tr = r.get("train", {})
+    if not _failed(t, tr, 7):
+        goal = goals.get("train_overhead")
+        t.add_row("train", f"mine.train, digits MLP, {tr['epochs']} epochs", f"{tr['mine_s']:.4f} s CPU",
+                  f"bare torch loop {tr['bare_torch_s']:.4f} s", f"{tr['ratio']}x", goal["goal"] if goal else "",
+                  _met(goal))
+        t.add_row("", "  same, wall time (min / median ratio)", f"{tr['mine_wall_s']:.4f} s",
+                  f"{tr['bare_torch_wall_s']:.4f} s", f"{tr['ratio_wall']}x / {tr['ratio_wall_median']}x", "", "")
+        t.add_row("", "  vs textbook loop (default Adam)", f"{tr['mine_s']:.4f} s", f"{tr['textbook_torch_s']:.4f} s",
+                  f"{tr['mine_vs_textbook']}x", "", "")
+    ch = r.get("chain", {})
+    if not _failed(t, ch, 7):
+        goal = goals.get("chain_client_vs_raw")
+        t.add_row("chain", "SonarClient commit+reveal", f"{ch['client_submissions_per_s']} subm/s = "
+                  f"{ch['client_tx_per_s']} tx/s", f"raw signed transfers {ch['raw_tx_per_s']} tx/s",
+                  f"{ch['ratio']}x", goal["goal"] if goal else "", _met(goal))
+    return t
+
+
+def demo_table(d: dict[str, Any], f: dict[str, Any] | None) -> Table:
+    t = Table("run", "final score", "vs centralised", "malicious accepted", "wall (s)", "time split (s)",
+              title="End to end: mine demo vs FedAvg on the same split")
+    if _failed(t, d, 6):
+        return t
+    ts = d["timings_s"]
+    split = ", ".join(f"{k} {ts[k]:.1f}" for k in ("train", "chain", "store", "evaluate", "other") if k in ts)
+    t.add_row(f"mine demo ({d['dataset']}, {d['miners']} miners, {d['malicious']} {d['attack']}, {d['rounds']} rounds)",
+              f"{d['final_score']:.4f}", f"{d['final_vs_centralized']:.3f}x of {d['centralized_score']:.4f}",
+              f"{d['malicious_accepted']} of {d['malicious_submitted']}", f"{ts['total']:.1f}", split)
+    if f and "error" not in f and "fedavg_all" in f:
+        c = d["centralized_score"]
+        for key, what in (("fedavg_all", f"all {f['clients']} clients"),
+                          ("fedavg_honest_only", "honest clients only")):
+            run = f[key]
+            t.add_row(f"FedAvg, {what}", f"{run['final_accuracy']:.4f}", f"{run['final_accuracy'] / c:.3f}x",
+                      f"{len(f['malicious_clients'])} of {len(f['malicious_clients'])} (no defence)"
+                      if key == "fedavg_all" else "-", f"{run['wall_s']:.1f}", "training + averaging only, in memory")
+    return t
+
+
+def goals_table(goals: dict[str, Any]) -> Table:
+    t = Table("goal", "value", "target", "", title="Goals")
+    for name, g in goals.items():
+        value = g["value"]
+        t.add_row(name, _n(value) if isinstance(value, int) else str(value), g["goal"], _met(g))
+    return t
+
+
+def render(results: dict[str, Any], console: Console) -> None:
+    goals = results.get("goals", {})
+    m = results.get("machine", {})
+    console.print(f"[bold]Sonar + mine benchmarks[/] ({'quick' if results.get('quick') else 'full'}) on "
+                  f"{m.get('cores')} cores, {m.get('cpu')}; load at start {m.get('load_avg_at_start')}")
+    if "gas" in results:
+        for table in gas_tables(results["gas"], goals):
+            console.print(table)
+        g = results["gas"]
+        if "sonar2017_submit" in g:
+            console.print(f"Sonar2017 baseline: submit (addGradient) {g['sonar2017_submit']:,}, evaluate "
+                          f"(evalGradient, improved) {g['sonar2017_evaluate']:,} gas — one global array, no "
+                          "escrow, no commit-reveal.")
+    console.print(speed_table(results, goals))
+    if "demo" in results:
+        console.print(demo_table(results["demo"], results.get("flower")))
+    f = results.get("flower")
+    if f:
+        console.print(f"FedAvg: {f.get('implementation') or f.get('error') or f.get('skipped')}")
+    console.print(goals_table(goals))
+    sections = results.get("seconds", {})
+    if sections:
+        console.print("time per section (s): " + ", ".join(f"{k} {v:.1f}" for k, v in sections.items()))
+
+
+def write(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
