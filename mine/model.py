@@ -541,14 +541,14 @@ def prepare_inputs(manifest: Manifest, X: np.ndarray | torch.Tensor) -> torch.Te
     if not t.is_floating_point() and t.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
         raise VaultError(f"inputs must be numeric, got dtype {t.dtype}")
     t = t.to(torch.float32)
-    if not bool(torch.isfinite(t).all()):
-        raise VaultError("inputs contain NaN or infinite values; clean the dataset first")
     if manifest.normalization is not None:
         mean = torch.tensor(manifest.normalization["mean"], dtype=torch.float32)
         std = torch.tensor(manifest.normalization["std"], dtype=torch.float32)
         t = (t - mean) / std
-        if not bool(torch.isfinite(t).all()):
-            raise VaultError("inputs overflow float32 after normalization; check the data's units against the manifest")
+    # one check covers both: NaN/inf inputs stay non-finite after normalising (std is finite, > 0)
+    if not bool(torch.isfinite(t).all()):
+        raise VaultError("inputs contain NaN or infinite values (or overflow float32 once normalized); "
+                         "clean the dataset or check its units against the manifest")
     return t.contiguous()
 
 
