@@ -333,3 +333,9 @@ def fast_balance(address):
     from brownie import web3
 
     return int(web3.provider.make_request("eth_getBalance", [str(address), "latest"])["result"], 16)
+
+
+def pytest_configure(config):
+    # brownie 1.22 warns about its own internal rpc.snapshot/rpc.revert/rpc.sleep calls on every
+    # snapshot, revert and sleep: a thousand lines of noise per run
+    config.addinivalue_line("filterwarnings", r"ignore:rpc\.\w+ should not be called directly:FutureWarning")
