@@ -137,8 +137,8 @@ def gas_tables(g: dict[str, Any], goals: dict[str, Any]) -> list[Table]:
 def speed_table(r: dict[str, Any], goals: dict[str, Any]) -> Table:
     t = Table("area", "measure", "value", "baseline (same run)", "ratio", "goal", "",
               title="Throughput and overhead (each against a baseline measured in the same run)")
-    st = r.get("store", {})
-    if not _failed(t, st, 7):
+    st = r.get("store")
+    if st is not None and not _failed(t, st, 7):
         goal = goals.get("store_cid_vs_sha256")
         t.add_row("store", f"compute_cid {st['size_mib']:g} MiB", f"{st['cid_mib_s']:,} MiB/s",
                   f"sha256 {st['sha256_mib_s']:,} MiB/s", f"{st['ratio']}x", goal["goal"] if goal else "", _met(goal))
@@ -151,8 +151,8 @@ def speed_table(r: dict[str, Any], goals: dict[str, Any]) -> Table:
                       "sha256", f"{st['node_add_mib_s'] / st['sha256_mib_s']:.3f}x", "", "")
         else:
             t.add_row("", "IPFS node add / cat", "skipped", st.get("node_skipped", ""), "", "", "")
-    tr = r.get("train", {})
-    if not _failed(t, tr, 7):
+    tr = r.get("train")
+    if tr is not None and not _failed(t, tr, 7):
         goal = goals.get("train_overhead")
         t.add_row("train", f"mine.train, digits MLP, {tr['epochs']} epochs", f"{tr['mine_s']:.4f} s CPU",
                   f"bare torch loop {tr['bare_torch_s']:.4f} s", f"{tr['ratio']}x", goal["goal"] if goal else "",
@@ -161,8 +161,8 @@ def speed_table(r: dict[str, Any], goals: dict[str, Any]) -> Table:
                   f"{tr['bare_torch_wall_s']:.4f} s", f"{tr['ratio_wall']}x / {tr['ratio_wall_median']}x", "", "")
         t.add_row("", "  vs textbook loop (default Adam)", f"{tr['mine_s']:.4f} s", f"{tr['textbook_torch_s']:.4f} s",
                   f"{tr['mine_vs_textbook']}x", "", "")
-    ch = r.get("chain", {})
-    if not _failed(t, ch, 7):
+    ch = r.get("chain")
+    if ch is not None and not _failed(t, ch, 7):
         goal = goals.get("chain_client_vs_raw")
         t.add_row("chain", "SonarClient commit+reveal", f"{ch['client_submissions_per_s']} subm/s = "
                   f"{ch['client_tx_per_s']} tx/s", f"raw signed transfers {ch['raw_tx_per_s']} tx/s",
@@ -212,7 +212,8 @@ def render(results: dict[str, Any], console: Console) -> None:
             console.print(f"Sonar2017 baseline: submit (addGradient) {g['sonar2017_submit']:,}, evaluate "
                           f"(evalGradient, improved) {g['sonar2017_evaluate']:,} gas — one global array, no "
                           "escrow, no commit-reveal.")
-    console.print(speed_table(results, goals))
+    if any(k in results for k in ("store", "train", "chain")):
+        console.print(speed_table(results, goals))
     if "demo" in results:
         console.print(demo_table(results["demo"], results.get("flower")))
     f = results.get("flower")

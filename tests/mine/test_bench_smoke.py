@@ -1,0 +1,106 @@
+"""The benchmarks at tiny sizes (`python -m bench.run --quick`), through the same code as `make bench`.
+
+One quick run of every section, on the session's anvil (gas and chain snapshot and revert around
+themselves), then checks of the results layout and of what must hold whatever the machine's speed:
+deterministic gas, the training loops ending on the same weights, the FedAvg fallback's label.
+Flower's separate venv is hidden (BENCH_FLWR_VENV points nowhere) so the run does not depend on
+/tmp state; the worker then runs in-process as the labelled reimplementation.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from bench import gas as gas_bench
+from bench.run import SECTIONS, main, run_all
+
+GAS_KEYS = {"post_eth", "post_erc20", "commit", "reveal", "evaluate_accept", "evaluate_reject", "withdraw", "close",
+            "commit_1st", "commit_1000th", "evaluate_1st", "evaluate_1000th", "reveal_1st", "reveal_1000th",
+            "sonar2017_submit", "sonar2017_evaluate"}
+
+
+@pytest.fixture(scope="module")
+def quick(rpc_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], str, Path]]:
+    """(results as written to results.json, the printed text, the results path) of one quick run."""
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "results.json"
+    console = Console(file=io.StringIO(), width=140)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENCH_FLWR_VENV", str(tmp / "no-flwr-venv"))
+        run_all(quick=True, out=out, rpc_url=rpc_url, console=console)
+    yield json.loads(out.read_text()), console.file.getvalue(), out
+
+
+def test_every_section_ran(quick: tuple[dict[str, Any], str, Path]) -> None:
+    results, text, _ = quick
+    for section in SECTIONS:
+        assert "error" not in results[section], f"{section}: {results[section].get('traceback')}"
+    for title in ("Gas per transaction", "Throughput and overhead", "End to end", "Goals"):
+        assert title in text
+    assert results["quick"] is True
+    assert set(results["seconds"]) == {*SECTIONS, "total"}
+
+
+def test_results_layout(quick: tuple[dict[str, Any], str, Path]) -> None:
+    results, _, _ = quick
+    assert GAS_KEYS <= set(results["gas"])
+    assert {"cid_mib_s", "sha256_mib_s", "ratio", "embedded_add_mib_s", "node_add_mib_s", "node_cat_mib_s"} \
+        <= set(results["store"])
+    assert {"mine_s", "bare_torch_s", "ratio"} <= set(results["train"])
+    assert {"client_submissions_per_s", "raw_tx_per_s", "ratio"} <= set(results["chain"])
+    assert {"timings_s", "final_score", "centralized_score", "malicious_accepted"} <= set(results["demo"])
+    assert {"implementation", "fedavg_all", "fedavg_honest_only", "ours"} <= set(results["flower"])
+    assert {"cores", "cpu", "versions"} <= set(results["machine"])
+    assert results["goals"], "no goals recorded"
+    for name, goal in results["goals"].items():
+        assert set(goal) == {"value", "goal", "met"}, name
+        assert isinstance(goal["met"], bool), name
+
+
+def test_gas_is_deterministic_and_flat(quick: tuple[dict[str, Any], str, Path]) -> None:
+    g = quick[0]["gas"]
+    for key in GAS_KEYS:
+        assert 21_000 < g[key] < 500_000, key
+    # nothing loops over submissions: the execution gas of the n-th equals that of the 1st
+    # (commit: the 1st to a bounty pays one-off zero-to-nonzero writes)
+    assert g["reveal_1000th_exec"] == g["reveal_1st_exec"]
+    assert g["evaluate_1000th_exec"] == g["evaluate_1st_exec"]
+    assert g["commit_1000th_exec"] < g["commit_1st_exec"]
+    assert g["commit_1000th"] == g["commit"]
+    assert g["scale"]["nth_index"] == g["scale"]["submissions"] - 1
+
+
+def test_measurements_are_sane(quick: tuple[dict[str, Any], str, Path]) -> None:
+    results = quick[0]
+    assert results["train"]["same_weights_as_bare"] is True
+    assert results["store"]["cid_mib_s"] > 0 and results["store"]["sha256_mib_s"] > 0
+    assert results["store"]["node_skipped"] == "not run (--quick)"
+    assert results["chain"]["client_submissions_per_s"] > 0 and results["chain"]["raw_tx_per_s"] > 0
+    demo = results["demo"]
+    assert 0.0 <= demo["final_score"] <= 1.0 and demo["timings_s"]["total"] > 0
+    flower = results["flower"]
+    assert flower["implementation"].startswith("FedAvg reimplementation (flwr not available: no venv with flwr")
+    assert 0.0 <= flower["fedavg_all"]["final_accuracy"] <= 1.0
+
+
+def test_gas_intrinsic_cost() -> None:
+    assert gas_bench.intrinsic_gas(b"") == 21_000
+    assert gas_bench.intrinsic_gas(b"\x00\x01") == 21_000 + 4 + 16
+    assert 0 not in gas_bench.word("x", 1)
+
+
+def test_cli_entry_point(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.json"
+    assert main(["--quick", "--only", "store", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert "store" in data and "gas" not in data and "store_cid_vs_sha256" in data["goals"]
+    assert "Goals" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--only", "nonsense"])
