@@ -462,11 +462,10 @@ def bounty_create(obj: Ctx, model_path: Path, weights: Path | None, validation: 
                   target: float, deadline: str, eval_window: str, stake: str, policy: str, seed: int) -> None:
     """Post a bounty: publish the model, escrow the reward; validation data stays in your vault."""
     from mine.chain import ZERO_ADDRESS
-    from mine.miner import select_features
     from mine.model import Manifest, build_model, load_weights
     from mine.owner import OwnedBounty, Validation, create_bounty
     from mine.policy import POLICIES
-    from mine.vault import Vault, file_sha256
+    from mine.vault import Vault
 
     if policy not in POLICIES:
         raise click.BadParameter(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
@@ -480,7 +479,7 @@ def bounty_create(obj: Ctx, model_path: Path, weights: Path | None, validation: 
     vault_ = Vault(home)
     ds = vault_.get(validation)
     X, y, columns = vault_.load(validation)
-    val = Validation(select_features(X, columns, list(manifest.features)), y, bytes.fromhex(file_sha256(Path(ds.path))))
+    val = Validation.from_file(Path(ds.path), X, y, columns, manifest)
     client = obj.client()
     bid, cid, initial = create_bounty(
         client, obj.store(), manifest, state, val, reward=parse_amount(reward), target=target,
@@ -510,9 +509,8 @@ def bounty_close(obj: Ctx, bounty_id: int) -> None:
 @pass_ctx
 def evaluate_cmd(obj: Ctx, bounty_id: int, policy: str | None, watch: bool, interval: float) -> None:
     """Evaluate revealed updates in commit order; accept or reject each on chain."""
-    from mine.miner import select_features
     from mine.owner import OwnedBounty, Validation, evaluate_pending
-    from mine.vault import Vault, file_sha256
+    from mine.vault import Vault
     from mine.versions import load_version
 
     home = obj.home()
@@ -524,8 +522,7 @@ def evaluate_cmd(obj: Ctx, bounty_id: int, policy: str | None, watch: bool, inte
     current = load_version(client, store, bounty_id)
     vault_ = Vault(home)
     X, y, columns = vault_.load(owned.validation)
-    val = Validation(select_features(X, columns, list(current.manifest.features)), y,
-                     bytes.fromhex(file_sha256(Path(vault_.get(owned.validation).path))))
+    val = Validation.from_file(Path(vault_.get(owned.validation).path), X, y, columns, current.manifest)
     accepted = rejected = 0
     started = time.perf_counter()
 
@@ -553,16 +550,14 @@ def evaluate_cmd(obj: Ctx, bounty_id: int, policy: str | None, watch: bool, inte
 def audit(obj: Ctx, bounty_id: int, validation_file: Path, target_col: str | None) -> None:
     """Replay every reported score from chain + store; exit 7 if any does not reproduce."""
     from mine.datasets import read_table
-    from mine.miner import select_features
     from mine.owner import Validation, audit as do_audit
-    from mine.vault import file_sha256
     from mine.versions import load_version
 
     client = obj.client(with_account=False)
     store = obj.store()
     manifest = load_version(client, store, bounty_id, 0).manifest
     X, y, columns = read_table(validation_file, target=target_col or manifest.target)
-    val = Validation(select_features(X, columns, list(manifest.features)), y, bytes.fromhex(file_sha256(validation_file)))
+    val = Validation.from_file(validation_file, X, y, columns, manifest)
     checked, findings = do_audit(client, store, bounty_id, val)
     for finding in findings:
         out_console.print(f"MISMATCH {finding}")

@@ -32,7 +32,7 @@ from mine.evaluate import evaluate, score_from_chain
 from mine.home import Config, MineHome
 from mine.miner import submit, train_update
 from mine.model import build_model, default_manifest, with_normalization
-from mine.owner import EvalRecord, OwnedBounty, Validation, create_bounty, evaluate_pending, file_commitment
+from mine.owner import EvalRecord, OwnedBounty, Validation, create_bounty, evaluate_pending
 from mine.report import write_report
 from mine.store import Store, open_store
 from mine.train import train
@@ -188,8 +188,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
         datasets.write_csv(val_path, split.X_val, split.y_val, data.feature_names, data.target_name)
         Vault(owner_home).add("validation", val_path, target=data.target_name)
         X_val, y_val, cols = Vault(owner_home).load("validation")
-        val = Validation(datasets.select_features(X_val, cols, list(manifest.features)), y_val,
-                         file_commitment(val_path.read_bytes()))
+        val = Validation.from_file(val_path, X_val, y_val, cols, manifest)
 
         initial_state = build_model(manifest, seed=settings.seed).state_dict()
         if manifest.task == "regression":

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 from mine.chain import BountyStatus, SonarClient, SubmissionStatus, commitment
-from mine.errors import ChainError, ValidationError, VaultError
+from mine.datasets import select_features
+from mine.errors import ChainError, ValidationError
 from mine.home import MineHome, read_json, write_json_atomic
 from mine.model import build_model, make_update
 from mine.store import Store, cid_to_chain
@@ -37,18 +38,6 @@ class TrainedUpdate:
     loss: float
     metric: float
     seconds: float
-
-
-def select_features(X: np.ndarray, columns: list[str], wanted: list[str]) -> np.ndarray:
-    """The model's input columns, in the model's order (refuses a dataset that lacks one)."""
-    index = {name: i for i, name in enumerate(columns)}
-    missing = [f for f in wanted if f not in index]
-    if missing:
-        raise VaultError(
-            f"the dataset lacks {len(missing)} feature(s) the model needs: {', '.join(missing[:5])}; "
-            "pick a dataset whose columns match the bounty's input schema (`mine bounties` shows fit)"
-        )
-    return np.ascontiguousarray(X[:, [index[f] for f in wanted]], dtype=np.float32)
 
 
 def train_update(
@@ -77,7 +66,7 @@ def train_update(
         raise ChainError(f"bounty {bounty_id} is {bounty.status.name.lower()}; it takes no more updates")
     base = base or load_version(client, store, bounty_id)
     manifest = base.manifest
-    features = select_features(X, columns, list(manifest.features))
+    features = select_features(X, columns, list(manifest.features)).astype(np.float32, copy=False)
     defaults = manifest.training
     model = build_model(manifest)
     model.load_state_dict(base.state)

@@ -11,16 +11,18 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from mine.chain import ZERO_ADDRESS, BountyParams, SonarClient, SubmissionStatus
+from mine.datasets import select_features
 from mine.errors import MineError, StoreError, ValidationError
 from mine.evaluate import evaluate, score_from_chain, score_to_chain
 from mine.home import MineHome, read_json, write_json_atomic
-from mine.model import Manifest, build_model, read_update, update_norm
+from mine.model import Manifest, build_model, read_update
 from mine.policy import POLICIES, REASONS
 from mine.store import Store, cid_from_chain, cid_to_chain
 from mine.versions import LoadedVersion, load_version, publish_version
@@ -37,9 +39,10 @@ class Validation:
     sha256: bytes
     groups: np.ndarray | None = None
 
-
-def validation_commitment(file_bytes_sha256: str) -> bytes:
-    return bytes.fromhex(file_bytes_sha256)
+    @classmethod
+    def from_file(cls, path: Path, X: np.ndarray, y: np.ndarray, columns: list[str], manifest: Manifest) -> Validation:
+        """The validation set read from `path` (already parsed into X, y), committed to by its SHA-256."""
+        return cls(select_features(X, columns, list(manifest.features)), y, file_commitment(path.read_bytes()))
 
 
 @dataclass
