@@ -210,6 +210,11 @@ def test_reward_example_error(sonar, owner, miner, post, submit):
 
 
 def test_rewards_before_target_never_exceed_the_reward(sonar, owner, bounty, miner, submit):
+    """Below the target the rewards paid so far plus the next one are at most
+    floor(reward × (score − initial) / span) < reward ≤ escrow + paid, since improvements
+    telescope and a sum of floors is at most the floor of the sum. So the "capped by the escrow"
+    branch of Sonar._rewardFor is unreachable below the target (defensive only); reaching the
+    target pays exactly the rest (test_target_reached_pays_exactly_the_rest)."""
     for i, score in enumerate([833_333, 866_666, 899_999]):
         submit(bounty, miner)
         sonar.accept(bounty, i, score, model(i + 1), 0, {"from": owner})
