@@ -103,7 +103,7 @@ def goals(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def run(*, quick: bool = False, rpc_url: str | None = None) -> dict[str, Any]:
     """On ``rpc_url`` (needs >= 21 dev accounts; snapshot/revert around the run) or a fresh anvil."""
-    sizes = {"submissions": 10, "repeats": 1} if quick else {"submissions": 100, "repeats": 2}
+    sizes = {"submissions": 10, "repeats": 1} if quick else {"submissions": 50, "repeats": 6}
     if rpc_url is not None:
         w3 = connect(rpc_url)
         snap = w3.provider.make_request("evm_snapshot", [])["result"]
