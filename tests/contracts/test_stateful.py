@@ -15,7 +15,6 @@ time boundary) is not sent. After every step, from the contract's own views:
 import brownie
 from brownie import ZERO_ADDRESS, chain
 from brownie.test import strategy
-
 from eth_abi import encode
 from eth_utils import keccak
 from hypothesis import Phase
@@ -51,7 +50,7 @@ class Bounty:
         self.initial, self.target, self.higher = initial, target, higher
         self.escrow, self.best, self.status = reward, initial, 1  # Open
         self.paid = self.forfeited = self.refunded = 0
-        self.subs = []  # dicts: miner, committed_at, status, n (digest/salt seed)
+        self.subs = []  # dicts: miner, at (commit time), status (ISonar.SubmissionStatus), n (seed)
         self.next_eval = self.pending = self.last_due = 0
 
     def improves(self, score):
