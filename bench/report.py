@@ -169,6 +169,12 @@ def speed_table(r: dict[str, Any], goals: dict[str, Any]) -> Table:
         t.add_row("chain", "SonarClient commit+reveal", f"{ch['client_submissions_per_s']} subm/s = "
                   f"{ch['client_tx_per_s']} tx/s", f"raw signed transfers {ch['raw_tx_per_s']} tx/s",
                   f"{ch['ratio']}x", goal["goal"] if goal else "", _met(goal))
+        rpcs = ch.get("rpcs_per_tx")
+        if rpcs:
+            top = sorted(((v, k) for k, v in rpcs["client"].items() if k != "total"), reverse=True)[:3]
+            t.add_row("", "  JSON-RPC requests per tx", f"{rpcs['client']['total']} ("
+                      + ", ".join(f"{k.removeprefix('eth_')} {v:g}" for v, k in top) + ")",
+                      f"raw {rpcs['raw']['total']}", "", "", "")
     return t
 
 
