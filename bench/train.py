@@ -138,4 +138,4 @@ def goals(t: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def run(*, quick: bool = False) -> dict[str, Any]:
-    return measure(epochs=1, repeats=3) if quick else measure(epochs=None, repeats=60)
+    return measure(epochs=1, repeats=3) if quick else measure(epochs=None, repeats=100)
