@@ -37,7 +37,8 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     t = summary["timings_s"]  # "other": setup (anvil, deploy, vaults), settling, the centralised reference
     return {
         "dataset": summary["dataset"], "metric": summary["metric"], "miners": summary["miners"],
-        "malicious": summary["malicious"], "attack": summary["attack"], "rounds": summary["rounds"],
+        "malicious": summary["malicious"], "malicious_miners": summary["malicious_miners"],
+        "attack": summary["attack"], "rounds": summary["rounds"],
         "timings_s": {**t, "other": round(t["total"] - sum(v for k, v in t.items() if k != "total"), 3)},
         "wall_s": round(wall, 2),
         "initial_score": round(summary["initial_score"], 4),

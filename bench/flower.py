@@ -132,6 +132,7 @@ def run(*, quick: bool = False, demo: dict[str, Any] | None = None) -> dict[str,
                           "malicious_accepted": demo["malicious_accepted"]}
         report["accuracy_ours_minus_fedavg_all"] = round(ours - result["with_attackers"]["final_accuracy"], 4)
         report["accuracy_ours_minus_fedavg_honest"] = round(ours - result["honest_only"]["final_accuracy"], 4)
+        report["same_attackers_as_demo"] = set(demo.get("malicious_miners", [])) == {f"miner{i}" for i in config["malicious"]}
         report["wall_ours_over_fedavg_all"] = round(demo["timings_s"]["total"] / result["with_attackers"]["wall_s"], 2)
     return report
 

@@ -57,6 +57,7 @@ def test_results_layout(quick: tuple[dict[str, Any], str, Path]) -> None:
     assert {"client_submissions_per_s", "raw_tx_per_s", "ratio"} <= set(results["chain"])
     assert {"timings_s", "final_score", "centralized_score", "malicious_accepted"} <= set(results["demo"])
     assert {"implementation", "fedavg_all", "fedavg_honest_only", "ours"} <= set(results["flower"])
+    assert results["flower"]["same_attackers_as_demo"] is True
     assert {"cores", "cpu", "versions"} <= set(results["machine"])
     assert results["goals"], "no goals recorded"
     for name, goal in results["goals"].items():
