@@ -179,14 +179,21 @@ contract Sonar is ISonar, ReentrancyGuard {
     /// @return index the submission's place in the bounty's evaluation queue.
     /// Emits an {UpdateCommitted} event.
     function commit(uint256 bountyId, bytes32 commitment) external payable returns (uint256 index) {
-        Bounty storage b = _bounty(bountyId);
-        if (b.status != BountyStatus.Open) revert SonarBountyNotOpen(bountyId, b.status);
+        Bounty storage b = _bounties[bountyId];
+        BountyStatus status = b.status;
+        if (status != BountyStatus.Open) {
+            if (status == BountyStatus.None) revert SonarUnknownBounty(bountyId);
+            revert SonarBountyNotOpen(bountyId, status);
+        }
         if (block.timestamp > b.deadline) revert SonarDeadlinePassed(bountyId, b.deadline);
         if (commitment == bytes32(0)) revert SonarInvalidParams("commitment");
         index = b.submissions;
-        b.submissions = uint32(index + 1);
-        b.pending += 1;
-        b.lastDue = uint40(block.timestamp + 2 * uint256(b.evalWindow));
+        // cannot overflow: 2^32 submissions or a uint40 timestamp are out of reach
+        unchecked {
+            b.submissions = uint32(index + 1);
+            b.pending += 1;
+            b.lastDue = uint40(block.timestamp + 2 * uint256(b.evalWindow));
+        }
         _submissions[bountyId][index] = Submission({
             miner: msg.sender,
             baseVersion: 0,
@@ -195,9 +202,8 @@ contract Sonar is ISonar, ReentrancyGuard {
             codec: 0,
             digest: commitment
         });
-        uint96 stake = b.stake;
-        emit UpdateCommitted(bountyId, index, msg.sender, commitment, stake);
-        _receive(b.token, stake);
+        emit UpdateCommitted(bountyId, index, msg.sender, commitment);
+        _receive(b.token, b.stake);
     }
 
     /// @notice Reveal a committed update's CID and the model version it was trained from, within

@@ -217,6 +217,7 @@ class SonarClient:
         self.contract = w3.eth.contract(address=self.address, abi=artifact["abi"])
         self._decoder = _ErrorDecoder(artifact["abi"])
         self._nonce: int | None = None
+        self._chain_id: int | None = None
         self.chain_seconds = 0.0  # time spent waiting on the chain, for the demo's timings
 
     # ------------------------------------------------------------------ construction
@@ -397,9 +398,13 @@ class SonarClient:
         try:
             if self._nonce is None:
                 self._nonce = self.w3.eth.get_transaction_count(sender, "pending")
-            tx = call.build_transaction(
-                {"from": sender, "value": value, "nonce": self._nonce, "gasPrice": self.w3.eth.gas_price}
-            )
+            if self._chain_id is None:
+                self._chain_id = int(self.w3.eth.chain_id)
+            # gas is estimated (a revert surfaces here with its decoded custom error)
+            tx = call.build_transaction({
+                "from": sender, "value": value, "nonce": self._nonce, "chainId": self._chain_id,
+                "gasPrice": self.w3.eth.gas_price,
+            })
         except ContractCustomError as exc:
             raise ChainError(f"{fn} would revert: {self._decoder.describe(exc.data)}") from None
         except ContractLogicError as exc:

@@ -109,9 +109,8 @@ interface ISonar {
     event ModelVersionRecorded(
         uint256 indexed bountyId, uint256 indexed version, bytes32 digest, uint16 codec, uint256 score
     );
-    event UpdateCommitted(
-        uint256 indexed bountyId, uint256 indexed index, address indexed miner, bytes32 commitment, uint256 stake
-    );
+    /// @dev The stake paid is the bounty's `stake` (see {BountyPosted}); not repeated here to save gas.
+    event UpdateCommitted(uint256 indexed bountyId, uint256 indexed index, address indexed miner, bytes32 commitment);
     event UpdateRevealed(
         uint256 indexed bountyId,
         uint256 indexed index,

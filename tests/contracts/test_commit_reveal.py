@@ -82,7 +82,7 @@ def test_commit_emits_update_committed(sonar, bounty, miner):
     c = commitment(sonar, bounty, miner)
     tx = sonar.commit(bounty, c, {"from": miner, "value": STAKE})
     ev = tx.events["UpdateCommitted"]
-    assert (ev["bountyId"], ev["index"], ev["miner"], ev["stake"]) == (bounty, 0, miner, STAKE)
+    assert (ev["bountyId"], ev["index"], ev["miner"]) == (bounty, 0, miner)
     assert ev["commitment"] == c
     assert tx.return_value == 0
 
