@@ -26,9 +26,11 @@ node_modules/.installed: package.json package-lock.json
 	test -x $(ANVIL_BIN)/anvil
 	touch $@
 
+# where py-solc-x and brownie look for solc (SOLCX_BINARY_PATH): a wrapper around tools/solc.js
 .solcx/solc-v$(SOLC_VERSION): tools/solc.js node_modules/.installed
 	mkdir -p .solcx
-	ln -sf ../tools/solc.js $@
+	printf '#!/bin/sh\nexec node "%s/tools/solc.js" "$$@"\n' "$(CURDIR)" > $@
+	chmod +x $@
 	$@ --version | grep -q "Version: $(SOLC_VERSION)"
 
 build/.compiled: $(VENV)/.installed .solcx/solc-v$(SOLC_VERSION) $(wildcard contracts/*.sol contracts/*/*.sol) brownie-config.yaml
