@@ -248,9 +248,10 @@ contract Sonar is ISonar, ReentrancyGuard {
     }
 
     /// @notice Move the evaluation queue past its head when the head cannot be evaluated: its stake
-    /// was reclaimed, or it was never revealed and its reveal window is over (the stake is forfeited
-    /// to the escrow, or to the owner once the bounty is closed). Anyone may call it.
-    /// Emits a {Skipped} or an {UpdateExpired} event.
+    /// was reclaimed; it was never revealed and its reveal window is over (the stake is forfeited
+    /// to the escrow, or to the owner once the bounty is closed); or it was revealed and the owner
+    /// let its evaluation window pass (the stake is credited back to its miner). Anyone may call it.
+    /// Emits a {Skipped}, an {UpdateExpired} or a {StakeReclaimed} event.
     function skip(uint256 bountyId) external {
         Bounty storage b = _bounty(bountyId);
         uint256 index = b.nextEval;
@@ -268,6 +269,18 @@ contract Sonar is ISonar, ReentrancyGuard {
             if (b.status == BountyStatus.Closed) _credits[b.token][b.owner] += stake;
             else b.escrow += stake;
             emit UpdateExpired(bountyId, index, s.miner, stake);
+        } else if (
+            status == SubmissionStatus.Revealed && block.timestamp > uint256(s.committedAt) + 2 * uint256(b.evalWindow)
+        ) {
+            // the owner let it pass its window: its stake goes back to its miner, as with reclaimStake,
+            // so a miner who never reclaims cannot hold up the queue behind it
+            b.nextEval = uint32(index + 1);
+            b.pending -= 1;
+            s.status = SubmissionStatus.Reclaimed;
+            uint96 stake = b.stake;
+            address miner = s.miner;
+            _credits[b.token][miner] += stake;
+            emit StakeReclaimed(bountyId, index, miner, stake);
         } else {
             revert SonarNothingToSkip(bountyId);
         }

@@ -258,6 +258,21 @@ class StateMachine:
             assert "Skipped" in tx.events
             b.next_eval += 1
             return
+        if head is not None and head["status"] == 2:
+            due = head["at"] + 2 * b.window
+            if t + MARGIN <= due:
+                with brownie.reverts():
+                    self.sonar.skip(b.bid, {"from": caller})
+                return
+            if t <= due:
+                return  # might land either side of the end of the evaluation window
+            tx = self.sonar.skip(b.bid, {"from": caller})
+            assert tx.events["StakeReclaimed"]["miner"] == head["miner"]
+            head["status"] = 5
+            b.next_eval += 1
+            b.pending -= 1
+            self._credit(self._tkn(b), head["miner"], b.stake)
+            return
         if head is None or head["status"] != 1 or t + MARGIN <= head["at"] + b.window:
             with brownie.reverts():
                 self.sonar.skip(b.bid, {"from": caller})

@@ -164,11 +164,22 @@ def test_skip_unrevealed_head_inside_reveal_window_reverts(sonar, bounty, miner,
         sonar.skip(bounty, {"from": miner})
 
 
-def test_skip_revealed_head_reverts(sonar, bounty, miner, submit, sleep, E):
+def test_skip_revealed_head_inside_its_window_reverts(sonar, bounty, miner, submit, sleep, E):
     submit(bounty, miner)
-    sleep(3 * WINDOW)
+    sleep(2 * WINDOW - 60)
     with brownie.reverts(E.SonarNothingToSkip(bounty)):
         sonar.skip(bounty, {"from": miner})
+
+
+def test_skip_revealed_head_past_due_returns_stake_to_its_miner(sonar, bounty, miner, stranger, submit, sleep):
+    submit(bounty, miner)
+    sleep(3 * WINDOW)
+    tx = sonar.skip(bounty, {"from": stranger})
+    ev = tx.events["StakeReclaimed"]
+    assert (ev["bountyId"], ev["index"], ev["miner"], ev["stake"]) == (bounty, 0, miner, STAKE)
+    assert sonar.credits(ZERO_ADDRESS, miner) == STAKE and sonar.credits(ZERO_ADDRESS, stranger) == 0
+    assert sonar.getSubmission(bounty, 0)["status"] == SUB_RECLAIMED
+    assert sonar.getBounty(bounty)["nextEval"] == 1 and sonar.getBounty(bounty)["pending"] == 0
 
 
 def test_skip_empty_queue_reverts(sonar, bounty, miner, E):
