@@ -30,9 +30,9 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from mine.chain import BountyParams, SonarClient, ZERO_ADDRESS, commitment, connect
-from mine.devnet import anvil, dev_account
-from bench.gas import CODEC_MODEL, CODEC_UPDATE, word
+from mine.chain import BountyParams, SonarClient, ZERO_ADDRESS, commitment
+from mine.devnet import dev_account
+from bench.gas import CODEC_MODEL, CODEC_UPDATE, on_chain, word
 
 MINERS = 20
 STAKE = 10**15
@@ -151,12 +151,4 @@ def goals(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def run(*, quick: bool = False, rpc_url: str | None = None) -> dict[str, Any]:
     """On ``rpc_url`` (needs >= 21 dev accounts; snapshot/revert around the run) or a fresh anvil."""
     sizes = {"submissions": 10, "repeats": 1} if quick else {"submissions": 50, "repeats": 6}
-    if rpc_url is not None:
-        w3 = connect(rpc_url)
-        snap = w3.provider.make_request("evm_snapshot", [])["result"]
-        try:
-            return measure(w3, **sizes)
-        finally:
-            w3.provider.make_request("evm_revert", [snap])
-    with anvil(accounts=MINERS + 1 + 9) as url:
-        return measure(connect(url), **sizes)
+    return on_chain(measure, rpc_url=rpc_url, accounts=MINERS + 1 + 9, **sizes)

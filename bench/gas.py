@@ -289,6 +289,11 @@ def goals(g: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def run(*, quick: bool = False, rpc_url: str | None = None) -> dict[str, Any]:
     """Measure on ``rpc_url`` (snapshot and revert around the run) or on an anvil started here."""
     sizes = {"submissions": 20, "open_bounties": 6} if quick else {"submissions": 1000, "open_bounties": 100}
+    return on_chain(measure, rpc_url=rpc_url, accounts=30, **sizes)
+
+
+def on_chain(measure: Any, *, rpc_url: str | None, accounts: int, **sizes: Any) -> dict[str, Any]:
+    """``measure(w3, **sizes)`` on ``rpc_url`` (snapshot and revert around it) or on an anvil started here."""
     if rpc_url is not None:
         w3 = connect(rpc_url)
         snap = w3.provider.make_request("evm_snapshot", [])["result"]
@@ -296,5 +301,5 @@ def run(*, quick: bool = False, rpc_url: str | None = None) -> dict[str, Any]:
             return measure(w3, **sizes)
         finally:
             w3.provider.make_request("evm_revert", [snap])
-    with anvil(accounts=30) as url:
+    with anvil(accounts=accounts) as url:
         return measure(connect(url), **sizes)
