@@ -215,13 +215,21 @@ def _new_password() -> str:
     return password
 
 
+def _make_default(home: Any, config: Any, address: str) -> None:
+    """The first account of a mine becomes its default (`config.account`)."""
+    if config.account is None:
+        config.account = address
+        home.save_config(config)
+
+
 @account.command("new")
 @pass_ctx
 def account_new(obj: Ctx) -> None:
     """Create a new key, stored encrypted (password from MINE_PASSWORD or a prompt)."""
     home = obj.home()
-    home.load_config()
+    config = home.load_config()
     acct = home.new_account(_new_password())
+    _make_default(home, config, acct.address)
     out_console.print(acct.address)
 
 
@@ -231,8 +239,9 @@ def account_new(obj: Ctx) -> None:
 def account_import(obj: Ctx, private_key_file: Any) -> None:
     """Import a hex private key from a file ('-' for stdin) into an encrypted keystore."""
     home = obj.home()
-    home.load_config()
+    config = home.load_config()
     acct = home.import_account(private_key_file.read().strip(), _new_password())
+    _make_default(home, config, acct.address)
     out_console.print(acct.address)
 
 
@@ -376,8 +385,11 @@ def submit(obj: Ctx, bounty_id: int, update: Path | None) -> None:
     home = obj.home()
     home.load_config()
     client = obj.client()
-    for entry in resume_all(home, client):
+    finished, problems = resume_all(home, client)
+    for entry in finished:
         out_console.print(f"finished interrupted submission: bounty {entry.bounty} #{entry.index} ({entry.cid})")
+    for problem in problems:
+        err_console.print(f"warning: could not finish {problem}", style="yellow", markup=False)
     if update is None:
         candidates = sorted(home.outbox.glob(f"bounty{bounty_id}-*.safetensors"), key=lambda p: p.stat().st_mtime)
         if not candidates:
@@ -398,7 +410,9 @@ def status(obj: Ctx) -> None:
     home = obj.home()
     home.load_config()
     client = obj.client()
-    resume_all(home, client)
+    _, problems = resume_all(home, client)
+    for problem in problems:
+        err_console.print(f"warning: could not finish {problem}", style="yellow", markup=False)
     me = client.account.address
     rejected = {}
     for log in client.events("UpdateRejected", miner=me):

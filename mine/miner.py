@@ -106,7 +106,7 @@ class JournalEntry:
     base_version: int
     salt: str  # hex; written before the commit is sent
     miner: str
-    state: str = "prepared"  # prepared -> committed -> revealed
+    state: str = "prepared"  # prepared -> committed -> revealed (or abandoned: never committed)
     index: int | None = None
 
 
@@ -151,7 +151,7 @@ def submit(home: MineHome, client: SonarClient, store: Store, bounty_id: int, up
     digest, codec = cid_to_chain(cid)
     journal = Journal(home)
     entry = next((e for e in journal.entries() if e.bounty == bounty_id and e.cid == cid), None)
-    if entry is None:
+    if entry is None or entry.state == "abandoned":
         entry = JournalEntry(
             bounty=bounty_id, update=str(update_path), cid=cid, digest=digest.hex(), codec=codec,
             base_version=int(meta["base_version"]), salt=os.urandom(32).hex(), miner=client.account.address,
@@ -168,7 +168,14 @@ def resume(journal: Journal, client: SonarClient, entry: JournalEntry) -> Journa
         index = _find_commit(client, entry, commit_hash)
         if index is None:
             bounty = client.bounty(entry.bounty)
-            index, _ = client.commit(entry.bounty, commit_hash, stake=bounty.stake, token=bounty.token)
+            try:
+                index, _ = client.commit(entry.bounty, commit_hash, stake=bounty.stake, token=bounty.token)
+            except ChainError:
+                bounty = client.bounty(entry.bounty)
+                if bounty.status != BountyStatus.OPEN or client.now() > bounty.deadline:
+                    entry.state = "abandoned"  # never committed, no stake paid; the bounty takes no more
+                    journal.upsert(entry)
+                raise
         entry.index, entry.state = index, "committed"
         journal.upsert(entry)
     if entry.state == "committed":
@@ -181,15 +188,19 @@ def resume(journal: Journal, client: SonarClient, entry: JournalEntry) -> Journa
     return entry
 
 
-def resume_all(home: MineHome, client: SonarClient) -> list[JournalEntry]:
-    """Finish every interrupted submission of this account (called by `submit` and `status`)."""
+def resume_all(home: MineHome, client: SonarClient) -> tuple[list[JournalEntry], list[str]]:
+    """Finish every interrupted submission of this account (called by `submit` and `status`).
+
+    Returns the entries carried forward and, for those that could not be, why (they stay in the
+    journal for the next try, unless their bounty no longer takes them).
+    """
     journal = Journal(home)
-    done = []
+    done, problems = [], []
     for entry in journal.entries():
-        if entry.state != "revealed" and client.account and entry.miner == client.account.address:
+        if entry.state in ("revealed", "abandoned") or not client.account or entry.miner != client.account.address:
+            continue
+        try:
             done.append(resume(journal, client, entry))
-    return done
-
-
-def describe(entry: JournalEntry) -> dict[str, Any]:
-    return json.loads(json.dumps(asdict(entry)))
+        except ChainError as exc:
+            problems.append(f"bounty {entry.bounty}, update {entry.cid}: {exc}")
+    return done, problems

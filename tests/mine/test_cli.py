@@ -280,3 +280,39 @@ def test_close_refunds_the_rest_after_the_deadline(world: World, posted: int) ->
     assert re.search(r"paid [\d.]+ ETH, refunded [\d.]+ ETH", closed.output), closed.output
     assert world.sonar.bounty(posted).escrow == 0
     assert world.sonar.credits(dev_account(OWNER).address) == bounty.escrow
+
+
+def test_accounts_are_encrypted_and_the_first_is_default(world: World, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "accounts-home"
+    world.run(home, "init", "--offline")
+    monkeypatch.setenv("MINE_PASSWORD", "correct horse")
+    created = world.run(home, "account", "new").output.strip()
+    key_file = tmp_path / "key.txt"
+    key_file.write_text("0x" + "11" * 32 + "\n")
+    imported = world.run(home, "account", "import", str(key_file)).output.strip()
+    listed = world.run(home, "account", "list").output.split()
+    assert sorted(listed) == sorted([created, imported])
+    assert json.loads((home / "config.json").read_text())["account"] == created
+    keystore = (home / "keystores" / f"{imported}.json").read_text()
+    assert "11" * 32 not in keystore and "crypto" in keystore
+    monkeypatch.setenv("MINE_PASSWORD", "wrong")
+    result = world.runner.invoke(cli, ["--home", str(home), "--rpc", world.rpc, "--sonar", world.sonar.address,
+                                       "withdraw"])
+    assert result.exit_code == ExitStatus.CONFIG and "wrong password" in result.output
+
+
+def test_commit_after_the_deadline_names_the_contract_error(world: World, tmp_path: Path) -> None:
+    posted = _bounty_id(world.owner("bounty", "create", "--model", str(world.model_path), "--validation",
+                                    "validation", "--reward", "0.1ether", "--target", "0.99", "--deadline", "10m"))
+    world.miner("train", str(posted), "--dataset", "private", "--epochs", "1")
+    w3 = world.sonar.w3
+    w3.provider.make_request("evm_increaseTime", [3600])
+    w3.provider.make_request("evm_mine", [])
+    result = world.miner("submit", str(posted), ok=False)
+    assert result.exit_code == ExitStatus.CHAIN
+    assert "SonarDeadlinePassed" in result.output
+    # the journal gives the update up (nothing was committed), so `status` is not stuck on it
+    journal = json.loads((world.miner_home / "journal.json").read_text())
+    assert [e["state"] for e in journal if e["bounty"] == posted] == ["abandoned"]
+    world.miner("status")
