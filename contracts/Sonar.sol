@@ -22,8 +22,11 @@ import {ISonar} from "./interfaces/ISonar.sol";
 ///
 /// Storage layout: a CID is kept as its sha2-256 digest plus a uint16 multicodec (0 = CIDv0, see
 /// {ISonar}). That is one slot per CID and round-trips both `Qm…` and `bafy…` exactly, where a string
-/// would take three slots and a hash-only layout would make views useless without logs. A commitment
-/// is overwritten by the revealed CID digest in the same slot (a warm rewrite, not a new slot).
+/// would take three slots and a hash-only layout would make views useless without logs. A
+/// submission's digest slot holds its commitment, then the revealed update's CID, then — once
+/// accepted — the CID of the model version it produced: rewrites of a warm slot, not new slots.
+/// Everything commit and accept change in a bounty shares one slot; `paid` and `lastDue` are derived.
+/// So commit costs ~79k gas, reveal ~42k, accept ~100k with the miner's first credit.
 /// Nothing loops over submissions: evaluation walks a queue head (`nextEval`), one step a call.
 contract Sonar is ISonar, ReentrancyGuard {
     using SafeERC20 for IERC20;
@@ -41,10 +44,49 @@ contract Sonar is ISonar, ReentrancyGuard {
                                 STORAGE
     //////////////////////////////////////////////////////////////*/
 
+    /// @notice Largest reward a bounty may escrow (leaves uint96 headroom for forfeited stakes).
+    uint256 public constant MAX_REWARD = type(uint88).max;
+
+    /// @dev A bounty in storage. What commit and accept write shares one slot (slot 2), so each of
+    /// them rewrites one bounty slot. `paid` (= reward + forfeited − escrow − refunded) and
+    /// `lastDue` (the last commit's time + 2 windows) are derived in {getBounty}, not stored.
+    struct BountyData {
+        address owner; // slot 0
+        uint40 deadline;
+        uint32 evalWindow;
+        bool higherIsBetter;
+        BountyStatus status;
+        address token; // slot 1
+        uint96 stake;
+        uint96 escrow; // slot 2: written by commit, accept, reject, reclaim, skip
+        uint64 bestScore;
+        uint24 latestVersion;
+        uint24 nextEval;
+        uint24 submissions;
+        uint24 pending;
+        uint96 reward; // slot 3: read-only after posting
+        uint64 initialScore;
+        uint64 targetScore;
+        uint96 forfeited; // slot 4: stakes of rejected and expired updates, refund at close
+        uint96 refunded;
+        bytes32 validationCommitment; // slot 5
+    }
+
+    /// @dev A model version in one slot. Its CID digest is not repeated here: version 0's is in
+    /// `_initialModel`, a later version's in the `digest` of the submission that produced it
+    /// (accept rewrites that warm slot instead of filling a new one).
+    struct VersionData {
+        uint16 codec;
+        uint64 score;
+        uint32 submission;
+        uint40 createdAt;
+    }
+
     uint256 private _bountyCount;
-    mapping(uint256 bountyId => Bounty) private _bounties;
+    mapping(uint256 bountyId => BountyData) private _bounties;
     mapping(uint256 bountyId => mapping(uint256 index => Submission)) private _submissions;
-    mapping(uint256 bountyId => mapping(uint256 version => ModelVersion)) private _versions;
+    mapping(uint256 bountyId => mapping(uint256 version => VersionData)) private _versions;
+    mapping(uint256 bountyId => bytes32 digest) private _initialModel;
     mapping(address token => mapping(address account => uint256)) private _credits;
 
     /*//////////////////////////////////////////////////////////////
@@ -58,7 +100,7 @@ contract Sonar is ISonar, ReentrancyGuard {
     function postBounty(BountyParams calldata p) external payable returns (uint256 bountyId) {
         _checkParams(p);
         bountyId = ++_bountyCount;
-        Bounty storage b = _bounties[bountyId];
+        BountyData storage b = _bounties[bountyId];
         b.owner = msg.sender;
         b.deadline = p.deadline;
         b.evalWindow = p.evalWindow;
@@ -66,19 +108,15 @@ contract Sonar is ISonar, ReentrancyGuard {
         b.status = BountyStatus.Open;
         b.token = p.token;
         b.stake = p.stake;
-        b.reward = p.reward;
-        b.escrow = p.reward;
+        b.reward = uint96(p.reward);
+        b.escrow = uint96(p.reward);
         b.initialScore = p.initialScore;
         b.targetScore = p.targetScore;
         b.bestScore = p.initialScore;
         b.validationCommitment = p.validationCommitment;
-        _versions[bountyId][0] = ModelVersion({
-            digest: p.modelDigest,
-            codec: p.modelCodec,
-            score: p.initialScore,
-            submission: 0,
-            createdAt: uint40(block.timestamp)
-        });
+        _initialModel[bountyId] = p.modelDigest;
+        _versions[bountyId][0] =
+            VersionData({codec: p.modelCodec, score: p.initialScore, submission: 0, createdAt: uint40(block.timestamp)});
         emit BountyPosted(
             bountyId,
             msg.sender,
@@ -106,28 +144,26 @@ contract Sonar is ISonar, ReentrancyGuard {
         external
         returns (uint256 reward)
     {
-        Bounty storage b = _ownedEvaluable(bountyId);
+        BountyData storage b = _ownedEvaluable(bountyId);
         Submission storage s = _headRevealed(b, bountyId, index);
         if (modelDigest == bytes32(0)) revert SonarInvalidParams("modelDigest");
         bool reached;
         (reward, reached) = _rewardFor(b, bountyId, score);
 
-        uint32 version = b.latestVersion + 1;
+        uint24 version = b.latestVersion + 1;
         b.latestVersion = version;
         b.bestScore = score;
-        b.nextEval = uint32(index + 1);
+        b.nextEval = uint24(index + 1);
         b.pending -= 1;
-        b.escrow -= uint128(reward);
-        b.paid += uint128(reward);
+        b.escrow -= uint96(reward);
         if (reached) b.status = BountyStatus.Completed;
+        // the submission now names the model version it produced (its update's CID stays in
+        // {UpdateRevealed} and in the version's record)
         s.status = SubmissionStatus.Accepted;
-        _versions[bountyId][version] = ModelVersion({
-            digest: modelDigest,
-            codec: modelCodec,
-            score: score,
-            submission: uint32(index),
-            createdAt: uint40(block.timestamp)
-        });
+        s.codec = modelCodec;
+        s.digest = modelDigest;
+        _versions[bountyId][version] =
+            VersionData({codec: modelCodec, score: score, submission: uint32(index), createdAt: uint40(block.timestamp)});
         address miner = s.miner;
         _credits[b.token][miner] += reward + b.stake;
 
@@ -141,11 +177,13 @@ contract Sonar is ISonar, ReentrancyGuard {
     /// 3 subgroup regression, 4 outlier norm, 5 unreadable).
     /// Emits an {UpdateRejected} event.
     function reject(uint256 bountyId, uint256 index, uint64 score, uint8 reason) external {
-        Bounty storage b = _ownedEvaluable(bountyId);
+        BountyData storage b = _ownedEvaluable(bountyId);
         Submission storage s = _headRevealed(b, bountyId, index);
-        b.nextEval = uint32(index + 1);
+        uint96 stake = b.stake;
+        b.nextEval = uint24(index + 1);
         b.pending -= 1;
-        b.escrow += b.stake;
+        b.escrow += stake;
+        b.forfeited += stake;
         s.status = SubmissionStatus.Rejected;
         emit UpdateRejected(bountyId, index, s.miner, score, reason);
     }
@@ -155,19 +193,23 @@ contract Sonar is ISonar, ReentrancyGuard {
     /// @return refunded the amount credited to the owner.
     /// Emits a {BountyClosed} event.
     function close(uint256 bountyId) external returns (uint256 refunded) {
-        Bounty storage b = _bounty(bountyId);
+        BountyData storage b = _bounty(bountyId);
         if (b.owner != msg.sender) revert SonarNotBountyOwner(bountyId, msg.sender);
         BountyStatus status = b.status;
         if (status == BountyStatus.Closed) revert SonarBountyNotOpen(bountyId, status);
         if (status == BountyStatus.Open && block.timestamp <= b.deadline) {
             revert SonarStillInWindow(bountyId, b.deadline);
         }
-        if (b.pending != 0 && block.timestamp <= b.lastDue) revert SonarStillInWindow(bountyId, b.lastDue);
+        if (b.pending != 0) {
+            uint256 lastDue = _lastDue(b, bountyId);
+            if (block.timestamp <= lastDue) revert SonarStillInWindow(bountyId, lastDue);
+        }
         refunded = b.escrow;
         b.escrow = 0;
+        b.refunded = uint96(refunded);
         b.status = BountyStatus.Closed;
         _credits[b.token][msg.sender] += refunded;
-        emit BountyClosed(bountyId, msg.sender, b.paid, refunded);
+        emit BountyClosed(bountyId, msg.sender, _paid(b), refunded);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -179,7 +221,7 @@ contract Sonar is ISonar, ReentrancyGuard {
     /// @return index the submission's place in the bounty's evaluation queue.
     /// Emits an {UpdateCommitted} event.
     function commit(uint256 bountyId, bytes32 commitment) external payable returns (uint256 index) {
-        Bounty storage b = _bounties[bountyId];
+        BountyData storage b = _bounties[bountyId];
         BountyStatus status = b.status;
         if (status != BountyStatus.Open) {
             if (status == BountyStatus.None) revert SonarUnknownBounty(bountyId);
@@ -188,11 +230,10 @@ contract Sonar is ISonar, ReentrancyGuard {
         if (block.timestamp > b.deadline) revert SonarDeadlinePassed(bountyId, b.deadline);
         if (commitment == bytes32(0)) revert SonarInvalidParams("commitment");
         index = b.submissions;
-        // cannot overflow: 2^32 submissions or a uint40 timestamp are out of reach
+        if (index == type(uint24).max) revert SonarInvalidParams("submissions");
         unchecked {
-            b.submissions = uint32(index + 1);
-            b.pending += 1;
-            b.lastDue = uint40(block.timestamp + 2 * uint256(b.evalWindow));
+            b.submissions = uint24(index + 1);
+            b.pending += 1; // pending <= submissions
         }
         _submissions[bountyId][index] = Submission({
             miner: msg.sender,
@@ -212,7 +253,7 @@ contract Sonar is ISonar, ReentrancyGuard {
     function reveal(uint256 bountyId, uint256 index, bytes32 digest, uint16 codec, uint32 baseVersion, bytes32 salt)
         external
     {
-        Bounty storage b = _bounty(bountyId);
+        BountyData storage b = _bounty(bountyId);
         Submission storage s = _submissions[bountyId][index];
         if (s.miner != msg.sender) revert SonarNotSubmissionMiner(bountyId, index, msg.sender);
         if (s.status != SubmissionStatus.Committed) revert SonarWrongStatus(bountyId, index, s.status);
@@ -233,7 +274,7 @@ contract Sonar is ISonar, ReentrancyGuard {
     /// (two evaluation windows after the commit: one to reveal, one to evaluate).
     /// Emits a {StakeReclaimed} event.
     function reclaimStake(uint256 bountyId, uint256 index) external {
-        Bounty storage b = _bounty(bountyId);
+        BountyData storage b = _bounty(bountyId);
         Submission storage s = _submissions[bountyId][index];
         if (s.miner != msg.sender) revert SonarNotSubmissionMiner(bountyId, index, msg.sender);
         if (s.status != SubmissionStatus.Revealed) revert SonarWrongStatus(bountyId, index, s.status);
@@ -241,7 +282,7 @@ contract Sonar is ISonar, ReentrancyGuard {
         if (block.timestamp <= due) revert SonarStillInWindow(bountyId, due);
         s.status = SubmissionStatus.Reclaimed;
         b.pending -= 1;
-        if (b.nextEval == index) b.nextEval = uint32(index + 1);
+        if (b.nextEval == index) b.nextEval = uint24(index + 1);
         uint96 stake = b.stake;
         _credits[b.token][msg.sender] += stake;
         emit StakeReclaimed(bountyId, index, msg.sender, stake);
@@ -253,28 +294,32 @@ contract Sonar is ISonar, ReentrancyGuard {
     /// let its evaluation window pass (the stake is credited back to its miner). Anyone may call it.
     /// Emits a {Skipped}, an {UpdateExpired} or a {StakeReclaimed} event.
     function skip(uint256 bountyId) external {
-        Bounty storage b = _bounty(bountyId);
+        BountyData storage b = _bounty(bountyId);
         uint256 index = b.nextEval;
         if (index >= b.submissions) revert SonarNothingToSkip(bountyId);
         Submission storage s = _submissions[bountyId][index];
         SubmissionStatus status = s.status;
         if (status == SubmissionStatus.Reclaimed) {
-            b.nextEval = uint32(index + 1);
+            b.nextEval = uint24(index + 1);
             emit Skipped(bountyId, index);
         } else if (status == SubmissionStatus.Committed && block.timestamp > uint256(s.committedAt) + b.evalWindow) {
-            b.nextEval = uint32(index + 1);
+            b.nextEval = uint24(index + 1);
             b.pending -= 1;
             s.status = SubmissionStatus.Expired;
             uint96 stake = b.stake;
-            if (b.status == BountyStatus.Closed) _credits[b.token][b.owner] += stake;
-            else b.escrow += stake;
+            if (b.status == BountyStatus.Closed) {
+                _credits[b.token][b.owner] += stake;
+            } else {
+                b.escrow += stake;
+                b.forfeited += stake;
+            }
             emit UpdateExpired(bountyId, index, s.miner, stake);
         } else if (
             status == SubmissionStatus.Revealed && block.timestamp > uint256(s.committedAt) + 2 * uint256(b.evalWindow)
         ) {
             // the owner let it pass its window: its stake goes back to its miner, as with reclaimStake,
             // so a miner who never reclaims cannot hold up the queue behind it
-            b.nextEval = uint32(index + 1);
+            b.nextEval = uint24(index + 1);
             b.pending -= 1;
             s.status = SubmissionStatus.Reclaimed;
             uint96 stake = b.stake;
@@ -314,7 +359,28 @@ contract Sonar is ISonar, ReentrancyGuard {
 
     /// @notice A bounty's full state. Reverts for an unknown id.
     function getBounty(uint256 bountyId) external view returns (Bounty memory) {
-        return _bounty(bountyId);
+        BountyData storage b = _bounty(bountyId);
+        return Bounty({
+            owner: b.owner,
+            deadline: b.deadline,
+            evalWindow: b.evalWindow,
+            higherIsBetter: b.higherIsBetter,
+            status: b.status,
+            token: b.token,
+            stake: b.stake,
+            reward: b.reward,
+            escrow: b.escrow,
+            initialScore: b.initialScore,
+            targetScore: b.targetScore,
+            bestScore: b.bestScore,
+            latestVersion: b.latestVersion,
+            nextEval: b.nextEval,
+            submissions: b.submissions,
+            pending: b.pending,
+            lastDue: uint40(_lastDue(b, bountyId)),
+            paid: uint128(_paid(b)),
+            validationCommitment: b.validationCommitment
+        });
     }
 
     /// @notice A submission's state. Reverts for an index never committed.
@@ -326,7 +392,11 @@ contract Sonar is ISonar, ReentrancyGuard {
     /// @notice A model version of a bounty (0 is the posted model). Reverts for an unknown version.
     function getModelVersion(uint256 bountyId, uint256 version) external view returns (ModelVersion memory) {
         if (version > _bounty(bountyId).latestVersion) revert SonarUnknownVersion(bountyId, version);
-        return _versions[bountyId][version];
+        VersionData storage v = _versions[bountyId][version];
+        bytes32 digest = version == 0 ? _initialModel[bountyId] : _submissions[bountyId][v.submission].digest;
+        return ModelVersion({
+            digest: digest, codec: v.codec, score: v.score, submission: v.submission, createdAt: v.createdAt
+        });
     }
 
     /// @notice What `account` can withdraw in `token` (address(0) for ETH).
@@ -337,7 +407,7 @@ contract Sonar is ISonar, ReentrancyGuard {
     /// @notice The reward that accepting an update with `score` would pay now (0 if it does not
     /// improve on the best score).
     function previewReward(uint256 bountyId, uint64 score) external view returns (uint256 reward) {
-        Bounty storage b = _bounty(bountyId);
+        BountyData storage b = _bounty(bountyId);
         uint64 best = b.bestScore;
         if (b.higherIsBetter ? score <= best : score >= best) return 0;
         (reward,) = _rewardFor(b, bountyId, score);
@@ -361,7 +431,7 @@ contract Sonar is ISonar, ReentrancyGuard {
     //////////////////////////////////////////////////////////////*/
 
     function _checkParams(BountyParams calldata p) private view {
-        if (p.reward == 0) revert SonarInvalidParams("reward");
+        if (p.reward == 0 || p.reward > MAX_REWARD) revert SonarInvalidParams("reward");
         if (p.deadline <= block.timestamp) revert SonarInvalidParams("deadline");
         if (p.evalWindow == 0 || p.evalWindow > MAX_EVAL_WINDOW) revert SonarInvalidParams("evalWindow");
         if (p.higherIsBetter ? p.targetScore <= p.initialScore : p.targetScore >= p.initialScore) {
@@ -385,18 +455,31 @@ contract Sonar is ISonar, ReentrancyGuard {
         if (received != amount) revert SonarWrongPayment(amount, received);
     }
 
-    function _bounty(uint256 bountyId) private view returns (Bounty storage b) {
+    /// @dev Paid out as rewards so far: what came in minus what is left or went back to the owner.
+    function _paid(BountyData storage b) private view returns (uint256) {
+        return uint256(b.reward) + b.forfeited - b.escrow - b.refunded;
+    }
+
+    /// @dev When the last commit's evaluation window ends (0 before any commit); commits are in
+    /// time order, so no earlier one ends later.
+    function _lastDue(BountyData storage b, uint256 bountyId) private view returns (uint256) {
+        uint256 n = b.submissions;
+        if (n == 0) return 0;
+        return uint256(_submissions[bountyId][n - 1].committedAt) + 2 * uint256(b.evalWindow);
+    }
+
+    function _bounty(uint256 bountyId) private view returns (BountyData storage b) {
         b = _bounties[bountyId];
         if (b.status == BountyStatus.None) revert SonarUnknownBounty(bountyId);
     }
 
-    function _ownedEvaluable(uint256 bountyId) private view returns (Bounty storage b) {
+    function _ownedEvaluable(uint256 bountyId) private view returns (BountyData storage b) {
         b = _bounty(bountyId);
         if (b.owner != msg.sender) revert SonarNotBountyOwner(bountyId, msg.sender);
         if (b.status == BountyStatus.Closed) revert SonarBountyNotOpen(bountyId, BountyStatus.Closed);
     }
 
-    function _headRevealed(Bounty storage b, uint256 bountyId, uint256 index)
+    function _headRevealed(BountyData storage b, uint256 bountyId, uint256 index)
         private
         view
         returns (Submission storage s)
@@ -409,7 +492,7 @@ contract Sonar is ISonar, ReentrancyGuard {
 
     /// @dev Reward for a new best `score`: the share of the reward proportional to the improvement
     /// over the span from initial to target score, capped by the escrow; the target pays it all.
-    function _rewardFor(Bounty storage b, uint256 bountyId, uint64 score)
+    function _rewardFor(BountyData storage b, uint256 bountyId, uint64 score)
         private
         view
         returns (uint256 reward, bool reached)

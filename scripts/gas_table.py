@@ -6,8 +6,8 @@ Deploys Sonar, TestToken and contracts/bench/Sonar2017.sol on the dev chain brow
 every transaction once, and prints the gas used (from the receipts; 21,000 intrinsic included).
 Then it opens 100 bounties and compares commit / reveal / accept of the 1st and the 1000th
 submission to one of them: nothing in Sonar loops over submissions or bounties, so they cost the
-same, apart from one-off zero-to-nonzero storage writes that the 1st submission pays (shown in the
-table). `main()` returns the figures and writes them to build/gas.json.
+same (the queue index in the calldata adds a few dozen gas). `main()` returns the figures and
+writes them to build/gas.json.
 """
 
 import json

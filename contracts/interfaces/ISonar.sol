@@ -77,8 +77,10 @@ interface ISonar {
         uint32 baseVersion;
         uint40 committedAt;
         SubmissionStatus status;
-        uint16 codec; // of the update's CID once revealed
-        bytes32 digest; // the commitment until revealed, then the update's CID digest
+        uint16 codec; // of `digest`'s CID once revealed
+        // the commitment until revealed, then the update's CID; once accepted, the CID of the model
+        // version it produced (the update's CID stays in {UpdateRevealed} and the version's record)
+        bytes32 digest;
     }
 
     struct ModelVersion {

@@ -113,6 +113,12 @@ def test_post_zero_reward_reverts(sonar, owner, params, E):
         sonar.postBounty(params(reward=0), {"from": owner})
 
 
+def test_post_reward_above_max_reverts(sonar, token, owner, params, E):
+    too_much = sonar.MAX_REWARD() + 1  # an ERC-20 amount: no account holds that much ETH
+    with brownie.reverts(E.SonarInvalidParams("reward")):
+        sonar.postBounty(params(reward=too_much, token=token), {"from": owner})
+
+
 def test_post_past_deadline_reverts(sonar, owner, params, E, now):
     with brownie.reverts(E.SonarInvalidParams("deadline")):
         sonar.postBounty(params(deadline=now() - 10), {"from": owner, "value": REWARD})
