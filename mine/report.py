@@ -58,8 +58,8 @@ def bar_chart(title: str, labels: list[str], series: list[tuple[str, str, list[f
         parts.append(f'<text x="{x + slot * 0.35:.1f}" y="{HEIGHT - PAD + 14}" font-size="10" text-anchor="middle">{html.escape(label)}</text>')
     legend_x = WIDTH - PAD - 160
     for j, (name, colour, _) in enumerate(series):
-        parts.append(f'<rect x="{legend_x}" y="{28 + 14 * j}" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{legend_x + 14}" y="{37 + 14 * j}" font-size="11">{html.escape(name)}</text>')
+        parts.append(f'<rect x="{legend_x}" y="{6 + 13 * j}" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="{legend_x + 14}" y="{15 + 13 * j}" font-size="11">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
