@@ -8,7 +8,6 @@ crash between commit and reveal is finished by the next `submit`/`status` withou
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
