@@ -562,7 +562,7 @@ def evaluate_cmd(obj: Ctx, bounty_id: int, policy: str | None, watch: bool, inte
 @click.option("--target", "target_col", default=None, help="Target column (default: the manifest's).")
 @pass_ctx
 def audit(obj: Ctx, bounty_id: int, validation_file: Path, target_col: str | None) -> None:
-    """Replay every reported score from chain + store; exit 7 if any does not reproduce."""
+    """Replay every model version and every evaluation from chain + store; exit 7 on a mismatch."""
     from mine.datasets import read_table
     from mine.owner import Validation, audit as do_audit
     from mine.versions import load_version
@@ -575,7 +575,8 @@ def audit(obj: Ctx, bounty_id: int, validation_file: Path, target_col: str | Non
     checked, findings = do_audit(client, store, bounty_id, val)
     for finding in findings:
         out_console.print(f"MISMATCH {finding}")
-    out_console.print(f"audited {checked} model versions: {len(findings)} reported score(s) do not reproduce")
+    out_console.print(f"audited {checked} scores (model versions and evaluations): "
+                      f"{len(findings)} reported score(s) do not reproduce")
     if findings:
         raise ValidationError(f"{len(findings)} reported score(s) of bounty {bounty_id} do not reproduce")
 

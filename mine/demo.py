@@ -32,9 +32,9 @@ from mine.evaluate import evaluate, score_from_chain
 from mine.home import Config, MineHome
 from mine.miner import submit, train_update
 from mine.model import build_model, default_manifest, with_normalization
-from mine.owner import EvalRecord, OwnedBounty, Validation, create_bounty, evaluate_pending
+from mine.owner import EvalRecord, OwnedBounty, Validation, audit, create_bounty, evaluate_pending
 from mine.report import write_report
-from mine.store import Store, open_store
+from mine.store import Store, cid_from_chain, open_store
 from mine.train import train
 from mine.vault import Vault
 from mine.versions import load_version
@@ -264,8 +264,10 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
             if m.client.credits(m.client.account.address) > 0:
                 m.client.withdraw()
         versions = [owner_client.model_version(bounty_id, v) for v in range(final_bounty.latest_version + 1)]
-        from mine.store import cid_from_chain
-
+        # after close the owner reveals the validation file; anyone can now replay the bounty
+        t0 = time.perf_counter()
+        audited, findings = audit(owner_client, store, bounty_id, val)
+        timings["audit"] = time.perf_counter() - t0
         model_versions = [{"version": v.version, "cid": cid_from_chain(v.digest, v.codec),
                            "score": score_from_chain(v.score)} for v in versions]
         timings["chain"] = owner_client.chain_seconds + sum(m.client.chain_seconds for m in miners)
@@ -299,6 +301,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
         "submissions": submissions, "model_versions": model_versions,
         "malicious_accepted": sum(1 for s in submissions if not s["honest"] and s["accepted"]),
         "malicious_submitted": sum(1 for s in submissions if not s["honest"]),
+        "audit": {"scores_replayed": audited, "mismatches": [str(f) for f in findings]},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     if settings.attack == "backdoor" and trigger is not None:
@@ -340,6 +343,10 @@ def _print_tables(summary: dict[str, Any], console: Console) -> None:
         f"(centralized reference {summary['centralized_score']:.4f}); malicious accepted "
         f"{summary['malicious_accepted']} of {summary['malicious_submitted']}"
         + (f"; backdoor success {summary['backdoor_success']:.1%}" if "backdoor_success" in summary else "")
+    )
+    console.print(
+        f"audit: {summary['audit']['scores_replayed']} reported scores replayed from chain + store, "
+        f"{len(summary['audit']['mismatches'])} mismatches"
     )
     console.print(
         f"bounty {summary['bounty_wei'] / ETHER:g} ETH: paid {summary['paid_wei'] / ETHER:.4f}, "

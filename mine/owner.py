@@ -196,26 +196,67 @@ def file_commitment(data: bytes) -> bytes:
 
 @dataclass
 class AuditFinding:
-    version: int
+    what: str  # "version 3" or "submission #5 (rejected)"
     reported: float
     replayed: float
+    note: str = ""
 
     def __str__(self) -> str:
-        return f"version {self.version}: reported {self.reported:.6f}, replays to {self.replayed:.6f}"
+        extra = f" ({self.note})" if self.note else ""
+        return f"{self.what}: reported {self.reported:.6f}, replays to {self.replayed:.6f}{extra}"
 
 
 def audit(client: SonarClient, store: Store, bounty_id: int, val: Validation) -> tuple[int, list[AuditFinding]]:
-    """Replay every model version's reported score; returns (versions checked, mismatches)."""
+    """Replay a bounty from chain + store: every model version's score, and every evaluation.
+
+    Each revealed update is fetched by the CID in its `UpdateRevealed` event and judged again with
+    the policy recorded in version 0, against the model that was current when it was evaluated;
+    the replayed score must equal the one the owner reported for it, and the verdict must match.
+    Returns (scores checked, mismatches).
+    """
     bounty = client.bounty(bounty_id)
     if bounty.validation_commitment != val.sha256:
         raise ValidationError(
             "this validation file is not the one the owner committed to (SHA-256 differs); "
             "get the exact file the owner revealed"
         )
-    findings = []
-    for version in range(bounty.latest_version + 1):
-        loaded = load_version(client, store, bounty_id, version)
+    findings: list[AuditFinding] = []
+    versions = [load_version(client, store, bounty_id, v) for v in range(bounty.latest_version + 1)]
+    for loaded in versions:
         replayed, _ = score_model(loaded.manifest, loaded.state, val)
         if score_to_chain(replayed) != loaded.score:
-            findings.append(AuditFinding(version, score_from_chain(loaded.score), replayed))
-    return bounty.latest_version + 1, findings
+            findings.append(AuditFinding(f"version {loaded.version}", score_from_chain(loaded.score), replayed))
+
+    policy_doc = dict(versions[0].record.policy or {"name": "default"})
+    policy = POLICIES[policy_doc.pop("name", "default")](**policy_doc)
+    revealed = {int(e["args"]["index"]): e["args"] for e in client.events("UpdateRevealed", bountyId=bounty_id)}
+    verdicts: dict[int, tuple[bool, int]] = {}
+    for e in client.events("UpdateAccepted", bountyId=bounty_id):
+        verdicts[int(e["args"]["index"])] = (True, int(e["args"]["score"]))
+    for e in client.events("UpdateRejected", bountyId=bounty_id):
+        verdicts[int(e["args"]["index"])] = (False, int(e["args"]["score"]))
+    by_submission = {client.model_version(bounty_id, v.version).submission: v for v in versions[1:]}
+    current, norms, checked = versions[0], [], len(versions)
+    for index in sorted(verdicts):
+        accepted, reported = verdicts[index]
+        args = revealed.get(index)
+        if args is None:
+            continue
+        try:
+            data = store.cat(cid_from_chain(bytes(args["digest"]), int(args["codec"])),
+                             max_bytes=current.manifest.max_weight_bytes)
+        except StoreError:
+            continue  # nothing to replay: the update cannot be fetched (reason 5)
+        decision = policy.decide(current.manifest, current.state, data, (val.X, val.y, val.groups), norms)
+        checked += 1
+        what = f"submission #{index} ({'accepted' if accepted else 'rejected'})"
+        if decision.chain_score != reported:
+            findings.append(AuditFinding(what, score_from_chain(reported), score_from_chain(decision.chain_score)))
+        elif decision.accepted != accepted and decision.reason_code != REASON_UNREADABLE:
+            verdict = "accepts" if decision.accepted else f"rejects it ({decision.reason})"
+            findings.append(AuditFinding(what, score_from_chain(reported), score_from_chain(decision.chain_score),
+                                         f"the policy {verdict}"))
+        if accepted:
+            norms.append(decision.norm)
+            current = by_submission.get(index, current)
+    return checked, findings

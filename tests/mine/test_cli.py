@@ -237,6 +237,9 @@ def test_ipfs_add_prints_kubo_cid(world: World, tmp_path: Path) -> None:
 def test_audit_catches_a_misreported_score(world: World, posted: int) -> None:
     honest = world.run(world.miner_home, "audit", str(posted), "--validation", str(world.val_path))
     assert "0 reported score(s) do not reproduce" in honest.output
+    checked = int(re.search(r"audited (\d+) scores", honest.output).group(1))
+    evaluations = world.sonar.bounty(posted).next_eval
+    assert evaluations >= 2 and checked == world.sonar.bounty(posted).latest_version + 1 + evaluations
 
     # a dishonest owner accepts the next update claiming a score its model does not have
     world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "21")
@@ -252,6 +255,7 @@ def test_audit_catches_a_misreported_score(world: World, posted: int) -> None:
     result = world.run(world.miner_home, "audit", str(posted), "--validation", str(world.val_path), ok=False)
     assert result.exit_code == ExitStatus.VALIDATION, result.output
     assert f"MISMATCH version {bounty.latest_version + 1}" in result.output
+    assert f"MISMATCH submission #{bounty.next_eval} (accepted)" in result.output
 
 
 def test_rejected_update_shows_its_reason(world: World, posted: int, tmp_path: Path) -> None:

@@ -33,6 +33,8 @@ def test_small_demo_writes_summary_and_report(tmp_path: Path, dataset: str, atta
     better = (lambda a, b: a > b) if summary["metric"] == "accuracy" else (lambda a, b: a < b)
     assert all(better(b["score"], a["score"]) for a, b in zip(versions, versions[1:]))
     assert set(summary["timings_s"]) >= {"total", "train", "chain", "store", "evaluate"}
+    # after close, replaying every version and evaluation from chain + store reproduces all scores
+    assert summary["audit"] == {"scores_replayed": len(versions) + 6, "mismatches": []}
     report = (out / "report.html").read_text()
     assert "<svg" in report and "http" not in report.replace("http://www.w3.org", "")
     assert "miner0" in result.output
