@@ -517,7 +517,7 @@ def bounty_close(obj: Ctx, bounty_id: int) -> None:
 
 @cli.command("evaluate")
 @click.argument("bounty_id", type=int)
-@click.option("--policy", default=None, help="Override the bounty's acceptance policy.")
+@click.option("--policy", default=None, help="Override the acceptance policy (audits replay the one recorded at posting).")
 @click.option("--watch", is_flag=True, help="Keep evaluating as updates arrive (Ctrl-C to stop).")
 @click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between polls with --watch.")
 @pass_ctx
