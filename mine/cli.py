@@ -26,6 +26,8 @@ from mine.errors import ConfigError, ExitStatus, MineError, ValidationError
 
 err_console = Console(stderr=True, soft_wrap=True)
 out_console = Console(soft_wrap=True)
+if not out_console.is_terminal:
+    out_console.width = 120  # piped output (logs, files): tables wide enough not to wrap
 
 
 # ---------------------------------------------------------------------- context
