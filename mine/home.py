@@ -143,11 +143,9 @@ class MineHome:
         address = address or (self.list_accounts() or [None])[0]
         if address is None:
             raise ConfigError("no account in this mine: run `mine account new`, or pass --dev-account N on a local chain")
-        path = self.keystores / f"{address}.json"
-        matches = [p for p in self.keystores.glob("0x*.json") if p.stem.lower() == address.lower()]
-        if not matches:
+        path = next((p for p in self.keystores.glob("0x*.json") if p.stem.lower() == address.lower()), None)
+        if path is None:
             raise ConfigError(f"no keystore for {address} in {self.keystores}; see `mine account list`")
-        path = matches[0]
         if password is None:
             raise ConfigError("the keystore is encrypted: set MINE_PASSWORD or run in a terminal to be asked")
         try:
