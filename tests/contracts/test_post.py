@@ -168,3 +168,13 @@ def test_get_model_version_beyond_latest_reverts(sonar, owner, post, E):
 
 def test_score_scale_is_six_decimals(sonar):
     assert sonar.SCORE_SCALE() == 10**6
+
+
+def test_post_with_fee_on_transfer_token_reverts(FeeToken, sonar, owner, params, E):
+    fee_token = FeeToken.deploy({"from": owner})
+    fee_token.mint(owner, 2 * REWARD, {"from": owner})
+    fee_token.approve(sonar, REWARD, {"from": owner})
+    # 1% burnt on the way: what arrives is not what was promised, so the bounty is refused
+    with brownie.reverts(E.SonarWrongPayment(REWARD, REWARD - REWARD // 100)):
+        sonar.postBounty(params(token=fee_token), {"from": owner})
+    assert fee_token.balanceOf(sonar) == 0
