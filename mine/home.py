@@ -140,7 +140,7 @@ class MineHome:
         return sorted(p.stem for p in self.keystores.glob("0x*.json"))
 
     def load_account(self, address: str | None, password: str | None) -> LocalAccount:
-        address = address or (self.list_accounts() or [None])[0]
+        address = address or next(iter(self.list_accounts()), None)
         if address is None:
             raise ConfigError("no account in this mine: run `mine account new`, or pass --dev-account N on a local chain")
         path = next((p for p in self.keystores.glob("0x*.json") if p.stem.lower() == address.lower()), None)

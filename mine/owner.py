@@ -236,7 +236,8 @@ def audit(client: SonarClient, store: Store, bounty_id: int, val: Validation) ->
     for e in client.events("UpdateRejected", bountyId=bounty_id):
         verdicts[int(e["args"]["index"])] = (False, int(e["args"]["score"]))
     by_submission = {client.model_version(bounty_id, v.version).submission: v for v in versions[1:]}
-    current, norms, checked = versions[0], [], len(versions)
+    current, checked = versions[0], len(versions)
+    norms: list[float] = []
     for index in sorted(verdicts):
         accepted, reported = verdicts[index]
         args = revealed.get(index)

@@ -6,6 +6,7 @@ in place after checking that its hash has not changed. Nothing here uploads, cop
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import time
 from dataclasses import asdict, dataclass
@@ -46,7 +47,7 @@ class Vault:
     def _load(self) -> dict[str, dict]:
         return read_json(self.path, {})
 
-    def list(self) -> list[Dataset]:
+    def list(self) -> builtins.list[Dataset]:
         return [Dataset(**v) for _, v in sorted(self._load().items())]
 
     def get(self, name: str) -> Dataset:
@@ -79,7 +80,7 @@ class Vault:
         write_json_atomic(self.path, entries)
         return dataset
 
-    def load(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def load(self, name: str) -> tuple[np.ndarray, np.ndarray, builtins.list[str]]:
         """Read a dataset in place, refusing it if the file changed since `mine vault add`."""
         dataset = self.get(name)
         path = Path(dataset.path)
