@@ -171,7 +171,7 @@ def cli(ctx: click.Context, home_dir: Path | None, rpc: str | None, sonar: str |
 
     \b
     Data owner:   init, account, vault, bounties, train, submit, status, withdraw
-    Model owner:  bounty create|close, evaluate, audit
+    Model owner:  model template, bounty create|close, evaluate, audit
     Content:      ipfs add|cat|export
     Everything:   demo
     """
@@ -581,6 +581,29 @@ def audit(obj: Ctx, bounty_id: int, validation_file: Path, target_col: str | Non
                       f"{len(findings)} reported score(s) do not reproduce")
     if findings:
         raise ValidationError(f"{len(findings)} reported score(s) of bounty {bounty_id} do not reproduce")
+
+
+@cli.group()
+def model() -> None:
+    """Model manifests (declarative architecture, loss, metric, training defaults)."""
+
+
+@model.command("template")
+@click.argument("dataset", type=click.Choice(["digits", "breast_cancer", "diabetes"]))
+@click.option("--normalize-from", "vault_name", default=None,
+              help="Vault dataset whose column mean/std become the manifest's input normalization.")
+@pass_ctx
+def model_template(obj: Ctx, dataset: str, vault_name: str | None) -> None:
+    """Print the standard manifest for a bundled dataset's schema (redirect it to a file)."""
+    from mine.datasets import select_features
+    from mine.model import default_manifest, with_normalization
+    from mine.vault import Vault
+
+    manifest = default_manifest(dataset)
+    if vault_name:
+        X, _y, columns = Vault(obj.home()).load(vault_name)
+        manifest = with_normalization(manifest, select_features(X, columns, list(manifest.features)))
+    click.echo(manifest.to_json().decode())
 
 
 # ---------------------------------------------------------------------- content store

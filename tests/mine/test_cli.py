@@ -320,3 +320,13 @@ def test_commit_after_the_deadline_names_the_contract_error(world: World, tmp_pa
     journal = json.loads((world.miner_home / "journal.json").read_text())
     assert [e["state"] for e in journal if e["bounty"] == posted] == ["abandoned"]
     world.miner("status")
+
+
+def test_model_template_is_a_valid_normalized_manifest(world: World) -> None:
+    from mine.model import Manifest
+
+    plain = Manifest.from_json(world.owner("model", "template", "digits").output.encode())
+    assert plain.normalization is None and len(plain.features) == 64
+    normalized = Manifest.from_json(
+        world.owner("model", "template", "digits", "--normalize-from", "validation").output.encode())
+    assert normalized.normalization is not None and normalized.features == plain.features
