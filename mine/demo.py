@@ -15,7 +15,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,6 @@ class MinerState:
     honest: bool
     home: MineHome
     client: SonarClient
-    submissions: list[dict[str, Any]] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -244,8 +243,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                     update = train_update(m.home, m.client, store, bounty_id, X_m, y_m, cols_m,
                                           seed=settings.seed + 1000 * rnd + i, transform=transform)
                     timings["train"] += time.perf_counter() - t0
-                    entry = submit(m.home, m.client, store, bounty_id, update.path)
-                    m.submissions.append({"round": rnd + 1, "index": entry.index, "cid": entry.cid})
+                    submit(m.home, m.client, store, bounty_id, update.path)
                     # the owner evaluates as updates arrive (`mine evaluate --watch`), so the next
                     # miner trains on the newest model version
                     t0 = time.perf_counter()

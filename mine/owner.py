@@ -23,11 +23,10 @@ from mine.errors import MineError, StoreError, ValidationError
 from mine.evaluate import evaluate, score_from_chain, score_to_chain
 from mine.home import MineHome, read_json, write_json_atomic
 from mine.model import Manifest, build_model, read_update
-from mine.policy import POLICIES, REASONS
+from mine.policy import POLICIES, REASONS, UNREADABLE as REASON_UNREADABLE
 from mine.store import Store, cid_from_chain, cid_to_chain
 from mine.versions import LoadedVersion, load_version, publish_version
 
-REASON_UNREADABLE = 5
 
 
 @dataclass
