@@ -25,12 +25,13 @@ import {ISonar} from "./interfaces/ISonar.sol";
 /// * Attackers lose. A harmful update (outlier, regression, copied, unreadable) forfeits its stake.
 /// * The owner gains nothing by cheating. Forfeited stakes never reach the owner: they go to later
 ///   accepted contributors, and what is left at close is burned (credited to BURN_ADDRESS, which
-///   nobody can withdraw from). Rejecting a good update saves the owner nothing it would not have
-///   paid anyway for the same improvement later; the refund at close is the unpaid escrow only,
-///   and only after the deadline (a Completed bounty with nothing pending excepted: nobody can
-///   submit to it any more). Misreported scores are what remains: an `auditable` bounty cannot
-///   close before the owner reveals its audit bundle (validation set + decryption key, committed
-///   at posting), after which anyone can replay every evaluation.
+///   nobody can withdraw from). The refund at close is the unpaid escrow only, and only after the
+///   deadline (a Completed bounty with nothing pending excepted: nobody can submit to it any more)
+///   once nothing is pending inside its window. What the contract cannot see is whether verdicts and
+///   scores are honest (rejecting a good update the owner then uses, or accepting its own second
+///   address): an `auditable` bounty cannot close before the owner reveals its audit bundle
+///   (validation set + decryption key, committed at posting), after which anyone can replay every
+///   evaluation and the owner's history shows it.
 /// Every bounty has its own escrow and pool; no path moves value between bounties.
 ///
 /// Storage: what {submit} reads is in slot 0 and slot 1 of a bounty and it writes only slot 1 and
