@@ -492,6 +492,25 @@ def aggregate(deltas: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[fl
     return out
 
 
+def alignments(deltas: Sequence[Mapping[str, torch.Tensor]], scales: Sequence[float]) -> list[float]:
+    """Cosine similarity of each (scaled) delta with the sum of the *other* scaled deltas.
+
+    An honest update trained from the same version points roughly the same way as the rest of its
+    round (> 0), even when it adds little; a poisoned one points away. 0 for a one-update round.
+    """
+    if len(deltas) < 2:
+        return [0.0] * len(deltas)
+    flat = [torch.cat([d[k].detach().to(torch.float64).ravel() for k in sorted(d)]) * float(s)
+            for d, s in zip(deltas, scales)]
+    total = torch.stack(flat).sum(dim=0)
+    out = []
+    for f in flat:
+        rest = total - f
+        denom = float(torch.linalg.vector_norm(f)) * float(torch.linalg.vector_norm(rest))
+        out.append(float(torch.dot(f, rest)) / denom if denom > 0 else 0.0)
+    return out
+
+
 def loo_contributions(loss_all: float, loss_without: Sequence[float]) -> list[float]:
     """Leave-one-out marginal values: ``loss_without[i] - loss_all`` (positive = update i helps).
 
@@ -647,8 +666,9 @@ class RoundPolicy:
     * ``outlier_factor``, ``min_history``, ``history_window`` — norm outliers (code 4) against the
       round's median and the recent accepted norms;
     * ``clip_norm_factor`` — each delta is clipped to ``median(round norms) * factor``;
-    * ``loss_tolerance`` — an update whose leave-one-out contribution is below ``-loss_tolerance``
-      is rejected (code 8);
+    * ``loss_tolerance``, ``min_alignment`` — an update whose leave-one-out contribution is below
+      ``-loss_tolerance`` is rejected (code 8): forfeited if its cosine with the rest of the round
+      is below ``min_alignment`` (it points away: harmful), refunded if aligned (honest, unhelpful);
     * ``subgroup_tolerance`` — largest allowed worsening of any subgroup by the aggregate (code 3);
     * ``min_improvement`` — margin the aggregate must improve the score by (code 2, refunded);
     * ``share_floor`` — fraction of the pot split equally among the accepted (:func:`shares_bps`);
@@ -657,7 +677,8 @@ class RoundPolicy:
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
-    outlier_factor: float = 6.0
+    outlier_factor: float = 4.0
+    min_alignment: float = 0.0
     min_history: int = 3
     history_window: int = 40
     clip_norm_factor: float = 1.0
@@ -680,6 +701,8 @@ class RoundPolicy:
             v = getattr(self, field)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValidationError(f"{field} must be a positive integer, got {v!r}")
+        if not -1.0 <= self.min_alignment <= 1.0:
+            raise ValidationError(f"min_alignment must be between -1 and 1, got {self.min_alignment!r}")
         if not 0.0 <= self.share_floor <= 1.0:
             raise ValidationError(f"share_floor must be between 0 and 1, got {self.share_floor!r}")
         if self.max_epsilon is not None and not (math.isfinite(self.max_epsilon) and self.max_epsilon > 0):
@@ -733,6 +756,7 @@ class RoundPolicy:
                 live.remove(i)
         bound = statistics.median([norms[i] for i in live]) * self.clip_norm_factor if live else None
         scales = dict(zip(live, clip_scales([norms[i] for i in live], bound)))
+        cosines = dict(zip(live, alignments([deltas[i] for i in live], [scales[i] for i in live])))
 
         def state_of(members: Sequence[int]) -> dict[str, torch.Tensor]:
             if not members:
@@ -751,9 +775,13 @@ class RoundPolicy:
             contributions = dict(zip(live, contrib))
             worst = min(live, key=lambda i: (contributions[i], i))
             if contributions[worst] < -self.loss_tolerance:
-                reject(by_index[worst], NEGATIVE_CONTRIBUTION,
-                       f"leaving it out lowers the validation loss by {-contributions[worst]:.4g}",
-                       norm=norms[worst], contribution=contributions[worst])
+                aligned = cosines[worst] >= self.min_alignment
+                verdicts[worst] = ItemVerdict(
+                    worst, by_index[worst].submitter, 0, NEGATIVE_CONTRIBUTION,
+                    f"leaving it out lowers the validation loss by {-contributions[worst]:.4g}; "
+                    + ("it points with its round (stake returned)" if aligned else
+                       f"it points away from its round (cosine {cosines[worst]:.2f})"),
+                    aligned, norms[worst], contributions[worst])
                 live.remove(worst)
                 continue
             after = _score(manifest, state_of(live), X, y, groups)
