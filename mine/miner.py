@@ -1,9 +1,11 @@
 """The data owner's loop: fetch the bounty's model, train on local data, submit the update.
 
 `train_update` never sends anything anywhere: it reads the dataset in place and writes the update
-(a weight delta in safetensors, plus metadata: base version, examples used, local metrics) to the
-outbox. `submit` puts only that update in the store and runs commit–reveal with a journal, so a
-crash between commit and reveal is finished by the next `submit`/`status` without a second commit.
+(a weight delta in safetensors, plus metadata) to the outbox. `submit` seals that update to the
+bounty owner's key (the miner's address is inside, so a copied CID is worthless), stores the
+ciphertext and sends ONE transaction with the stake. A journal entry is written before the
+transaction; after a crash the next `submit`/`status` finds the mined submission in the
+`UpdateSubmitted` events (miner + digest) instead of submitting twice.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mine.chain import BountyStatus, SonarClient, SubmissionStatus, commitment
+from mine.chain import BountyStatus, SonarClient
 from mine.datasets import select_features
 from mine.errors import ChainError, ValidationError
 from mine.home import MineHome, read_json, write_json_atomic
@@ -94,18 +96,23 @@ def train_update(
 
 # ---------------------------------------------------------------------- submission journal
 
+#: Defaults of the miner's limits (config keys `min_eval_window` in seconds, `max_stake` in whole tokens).
+DEFAULT_MIN_EVAL_WINDOW = 1800
+DEFAULT_MAX_STAKE = "0.1"
+
 
 @dataclass
 class JournalEntry:
     bounty: int
-    update: str  # outbox path
+    update: str  # outbox path of the plaintext update
+    sealed: str  # outbox path of the ciphertext that was stored (same bytes on every retry)
     cid: str
     digest: str  # hex
     codec: int
     base_version: int
-    salt: str  # hex; written before the commit is sent
     miner: str
-    state: str = "prepared"  # prepared -> committed -> revealed (or abandoned: never committed)
+    ephemeral_secret: str = ""  # hex; proves later what the ciphertext held (empty: not sealed)
+    state: str = "prepared"  # prepared -> submitted (or abandoned: never submitted, no stake paid)
     index: int | None = None
 
 
@@ -116,26 +123,63 @@ class Journal:
         self.path = home.root / "journal.json"
 
     def entries(self) -> list[JournalEntry]:
-        return [JournalEntry(**e) for e in read_json(self.path, [])]
+        known = set(JournalEntry.__dataclass_fields__)
+        return [JournalEntry(**{k: v for k, v in e.items() if k in known}) for e in read_json(self.path, [])
+                if "sealed" in e]
 
     def save(self, entries: list[JournalEntry]) -> None:
         write_json_atomic(self.path, [asdict(e) for e in entries])
 
     def upsert(self, entry: JournalEntry) -> None:
-        entries = [e for e in self.entries() if not (e.bounty == entry.bounty and e.cid == entry.cid)]
+        entries = [e for e in self.entries() if not (e.bounty == entry.bounty and e.update == entry.update)]
         self.save(entries + [entry])
 
 
-def _find_commit(client: SonarClient, entry: JournalEntry, commit_hash: bytes) -> int | None:
-    """Index of an already mined commit of this entry (after a crash), if any."""
-    for log in client.events("UpdateCommitted", bountyId=entry.bounty, miner=entry.miner):
-        if bytes(log["args"]["commitment"]) == commit_hash:
+def check_bounty_terms(home: MineHome, client: SonarClient, bounty: Any) -> None:
+    """Refuse a bounty whose evaluation window is below, or stake above, this mine's limits."""
+    from mine.amounts import format_amount, parse_units, token_meta
+
+    extra = home.load_config().extra if home.exists() else {}
+    min_window = int(extra.get("min_eval_window", DEFAULT_MIN_EVAL_WINDOW))
+    decimals, symbol = token_meta(client.w3, bounty.token)
+    max_stake = parse_units(str(extra.get("max_stake", DEFAULT_MAX_STAKE)), decimals)
+    if bounty.eval_window < min_window:
+        raise ChainError(
+            f"bounty {bounty.id}'s evaluation window is {bounty.eval_window} s, below this mine's minimum of "
+            f"{min_window} s: the owner could let your update expire unjudged. Not submitting (lower "
+            "`min_eval_window` in config.json to accept it)")
+    if bounty.stake > max_stake:
+        raise ChainError(
+            f"bounty {bounty.id} asks a stake of {format_amount(bounty.stake, decimals, symbol)}, above this mine's "
+            f"maximum of {format_amount(max_stake, decimals, symbol)}. Not submitting (raise `max_stake` in "
+            "config.json to accept it)")
+
+
+def _find_submission(client: SonarClient, entry: JournalEntry) -> int | None:
+    """Index of an already mined submission of this entry (after a crash), if any."""
+    digest = bytes.fromhex(entry.digest)
+    for log in client.events("UpdateSubmitted", bountyId=entry.bounty, miner=entry.miner):
+        if bytes(log["args"]["digest"]) == digest and int(log["args"]["codec"]) == entry.codec:
             return int(log["args"]["index"])
     return None
 
 
+def _seal_for_bounty(client: SonarClient, store: Store, bounty_id: int, data: bytes) -> tuple[bytes, str]:
+    """The update sealed to the owner's key in version 0's record (plaintext if the bounty has none)."""
+    from mine.sealed import public_key_from_record, seal
+    from mine.versions import fetch_record
+    from mine.store import cid_from_chain
+
+    mv = client.model_version(bounty_id, 0)
+    record = fetch_record(store, cid_from_chain(mv.digest, mv.codec))
+    if record.encryption is None:
+        return data, ""
+    ciphertext, eph = seal(data, public_key_from_record(record.encryption))
+    return ciphertext, eph.hex()
+
+
 def submit(home: MineHome, client: SonarClient, store: Store, bounty_id: int, update_path: Path) -> JournalEntry:
-    """Store the update, commit, reveal. Safe to call again after a crash at any point."""
+    """Seal and store the update, then submit it with the stake in one transaction. Safe to rerun after a crash."""
     if client.account is None:
         raise ChainError("submitting needs an account")
     data = update_path.read_bytes()
@@ -146,48 +190,52 @@ def submit(home: MineHome, client: SonarClient, store: Store, bounty_id: int, up
         raise ValidationError(f"{update_path} has no metadata file beside it; train it with `mine train`")
     if int(meta["bounty"]) != bounty_id:
         raise ValidationError(f"{update_path.name} was trained for bounty {meta['bounty']}, not {bounty_id}")
-    cid = store.add(data)
-    digest, codec = cid_to_chain(cid)
     journal = Journal(home)
-    entry = next((e for e in journal.entries() if e.bounty == bounty_id and e.cid == cid), None)
+    entry = next((e for e in journal.entries() if e.bounty == bounty_id and e.update == str(update_path)), None)
+    if entry is not None and entry.state == "submitted":
+        return entry
+    bounty = client.bounty(bounty_id)
+    check_bounty_terms(home, client, bounty)
     if entry is None or entry.state == "abandoned":
+        ciphertext, eph = _seal_for_bounty(client, store, bounty_id, data)
+        sealed = update_path.with_suffix(".sealed")
+        tmp = sealed.with_suffix(".sealed-tmp")
+        tmp.write_bytes(ciphertext)
+        os.replace(tmp, sealed)
+        cid = store.add(ciphertext, only_hash=True)
+        digest, codec = cid_to_chain(cid)
         entry = JournalEntry(
-            bounty=bounty_id, update=str(update_path), cid=cid, digest=digest.hex(), codec=codec,
-            base_version=int(meta["base_version"]), salt=os.urandom(32).hex(), miner=client.account.address,
+            bounty=bounty_id, update=str(update_path), sealed=str(sealed), cid=cid, digest=digest.hex(), codec=codec,
+            base_version=int(meta["base_version"]), miner=client.account.address, ephemeral_secret=eph,
         )
-        journal.upsert(entry)  # the salt is on disk before the commit can be mined
-    return resume(journal, client, entry)
+        journal.upsert(entry)  # on disk before the transaction can be mined
+    return resume(journal, client, store, entry)
 
 
-def resume(journal: Journal, client: SonarClient, entry: JournalEntry) -> JournalEntry:
-    """Carry one journal entry forward: commit if needed, then reveal."""
-    digest, salt = bytes.fromhex(entry.digest), bytes.fromhex(entry.salt)
-    commit_hash = commitment(entry.bounty, entry.miner, digest, entry.codec, entry.base_version, salt)
-    if entry.state == "prepared":
-        index = _find_commit(client, entry, commit_hash)
-        if index is None:
+def resume(journal: Journal, client: SonarClient, store: Store | None, entry: JournalEntry) -> JournalEntry:
+    """Carry one journal entry forward: (re)store the ciphertext, submit unless already mined."""
+    if entry.state != "prepared":
+        return entry
+    index = _find_submission(client, entry)
+    if index is None:
+        if store is not None:
+            store.add(Path(entry.sealed).read_bytes())
+        bounty = client.bounty(entry.bounty)
+        try:
+            index, _ = client.submit(entry.bounty, bytes.fromhex(entry.digest), entry.codec, entry.base_version,
+                                     stake=bounty.stake, token=bounty.token)
+        except ChainError:
             bounty = client.bounty(entry.bounty)
-            try:
-                index, _ = client.commit(entry.bounty, commit_hash, stake=bounty.stake, token=bounty.token)
-            except ChainError:
-                bounty = client.bounty(entry.bounty)
-                if bounty.status != BountyStatus.OPEN or client.now() > bounty.deadline:
-                    entry.state = "abandoned"  # never committed, no stake paid; the bounty takes no more
-                    journal.upsert(entry)
-                raise
-        entry.index, entry.state = index, "committed"
-        journal.upsert(entry)
-    if entry.state == "committed":
-        assert entry.index is not None
-        sub = client.submission(entry.bounty, entry.index)
-        if sub.status == SubmissionStatus.COMMITTED:
-            client.reveal(entry.bounty, entry.index, digest, entry.codec, entry.base_version, salt)
-        entry.state = "revealed"
-        journal.upsert(entry)
+            if bounty.status != BountyStatus.OPEN or client.now() > bounty.deadline:
+                entry.state = "abandoned"  # never submitted, no stake paid; the bounty takes no more
+                journal.upsert(entry)
+            raise
+    entry.index, entry.state = index, "submitted"
+    journal.upsert(entry)
     return entry
 
 
-def resume_all(home: MineHome, client: SonarClient) -> tuple[list[JournalEntry], list[str]]:
+def resume_all(home: MineHome, client: SonarClient, store: Store | None = None) -> tuple[list[JournalEntry], list[str]]:
     """Finish every interrupted submission of this account (called by `submit` and `status`).
 
     Returns the entries carried forward and, for those that could not be, why (they stay in the
@@ -196,10 +244,10 @@ def resume_all(home: MineHome, client: SonarClient) -> tuple[list[JournalEntry],
     journal = Journal(home)
     done, problems = [], []
     for entry in journal.entries():
-        if entry.state in ("revealed", "abandoned") or not client.account or entry.miner != client.account.address:
+        if entry.state != "prepared" or not client.account or entry.miner != client.account.address:
             continue
         try:
-            done.append(resume(journal, client, entry))
-        except ChainError as exc:
+            done.append(resume(journal, client, store, entry))
+        except (ChainError, OSError) as exc:
             problems.append(f"bounty {entry.bounty}, update {entry.cid}: {exc}")
     return done, problems

@@ -33,12 +33,18 @@ class VersionRecord:
     parent: str | None = None
     update: str | None = None
     policy: dict[str, Any] | None = None
+    encryption: dict[str, str] | None = None  # version 0: the owner's per-bounty sealing key
+    max_epsilon: float | None = None  # version 0: the bounty's DP cap
+    round: dict[str, Any] | None = None  # versions >= 1: {"first": index, "count": n, "accepted": [indices]}
 
     def to_json(self) -> bytes:
-        data = {
+        data: dict[str, Any] = {
             "kind": RECORD_KIND, "manifest": self.manifest, "weights": self.weights,
             "parent": self.parent, "update": self.update, "policy": self.policy,
         }
+        for key in ("encryption", "max_epsilon", "round"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -55,7 +61,14 @@ class VersionRecord:
         policy = raw.get("policy")
         if policy is not None and not isinstance(policy, dict):
             raise ValidationError("model version record: policy must be an object")
-        return cls(raw["manifest"], raw["weights"], raw.get("parent"), raw.get("update"), policy)
+        for key in ("encryption", "round"):
+            if raw.get(key) is not None and not isinstance(raw[key], dict):
+                raise ValidationError(f"model version record: {key} must be an object")
+        eps = raw.get("max_epsilon")
+        if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float))):
+            raise ValidationError("model version record: max_epsilon must be a number")
+        return cls(raw["manifest"], raw["weights"], raw.get("parent"), raw.get("update"), policy,
+                   raw.get("encryption"), None if eps is None else float(eps), raw.get("round"))
 
 
 @dataclass
@@ -77,11 +90,14 @@ def publish_version(
     update: str | None = None,
     policy: dict[str, Any] | None = None,
     manifest_cid: str | None = None,
+    encryption: dict[str, str] | None = None,
+    max_epsilon: float | None = None,
+    round: dict[str, Any] | None = None,
 ) -> tuple[str, VersionRecord]:
     """Put manifest, weights and the record in the store; returns the record's CID and the record."""
     manifest_cid = manifest_cid or store.add(manifest.to_json())
     weights_cid = store.add(state_to_bytes(state))
-    record = VersionRecord(manifest_cid, weights_cid, parent, update, policy)
+    record = VersionRecord(manifest_cid, weights_cid, parent, update, policy, encryption, max_epsilon, round)
     return store.add(record.to_json()), record
 
 
