@@ -7,27 +7,42 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 
 import {ISonar} from "./interfaces/ISonar.sol";
 
-/// @title Sonar — bounties for model updates trained on private data
+/// @title Sonar — bounties for model updates trained on private data (v2)
 /// @notice A model owner escrows a reward (ETH or one ERC-20) for improving a model whose manifest
-/// and weights live on IPFS. Data owners ("miners") train locally and submit updates by
-/// commit–reveal; the owner evaluates them in commit order on a private validation set. An accepted
-/// update becomes a new model version and earns `reward × improvement / (target − initial)` (mirrored
-/// for errors), capped by what is left; reaching the target pays out everything left.
+/// and weights live on IPFS. Data owners ("miners") train locally and {submit} an update in one
+/// transaction with a stake; the update is encrypted to the owner and names its miner inside the
+/// ciphertext, so a CID copied from the mempool is worthless (the owner rejects it). The owner
+/// settles the queue in rounds of up to MAX_ROUND submissions: accepted updates form a new model
+/// version and split the round's pot (the round's reward plus the forfeit pool) by their shares.
 ///
-/// Trust: miners trust the owner to report scores honestly (anyone holding the validation set the
-/// owner committed to can replay every evaluation off chain), and nothing else. The owner cannot
-/// stall: an update not evaluated within its window can have its stake reclaimed, and the owner
-/// cannot take the escrow back while an update is pending inside its window. Every bounty has its own
-/// escrow; no path moves value between bounties.
+/// Trust model — why the rules make honesty the best strategy:
+/// * Honest work is paid. A round's reward is `reward × improvement / (target − initial)` (all that
+///   is left once the target is reached), split by the owner's shares; no update earns more than
+///   MAX_SHARE_BPS of the reward unless it alone reaches the target. An honest update that did not
+///   help gets its stake back (`refund`). An update the owner does not settle within its window gets
+///   its stake back ({reclaimStake}, {skip}): the owner cannot settle past the window (F-01), so it
+///   cannot front-run a reclaim.
+/// * Attackers lose. A harmful update (outlier, regression, copied, unreadable) forfeits its stake.
+/// * The owner gains nothing by cheating. Forfeited stakes never reach the owner: they go to later
+///   accepted contributors, and what is left at close is burned (credited to BURN_ADDRESS, which
+///   nobody can withdraw from). Rejecting a good update saves the owner nothing it would not have
+///   paid anyway for the same improvement later; the refund at close is the unpaid escrow only,
+///   and only after the deadline (a Completed bounty with nothing pending excepted: nobody can
+///   submit to it any more). Misreported scores are what remains: an `auditable` bounty cannot
+///   close before the owner reveals its audit bundle (validation set + decryption key, committed
+///   at posting), after which anyone can replay every evaluation.
+/// Every bounty has its own escrow and pool; no path moves value between bounties.
 ///
-/// Storage layout: a CID is kept as its sha2-256 digest plus a uint16 multicodec (0 = CIDv0, see
-/// {ISonar}). That is one slot per CID and round-trips both `Qm…` and `bafy…` exactly, where a string
-/// would take three slots and a hash-only layout would make views useless without logs. A
-/// submission's digest slot holds its commitment, then the revealed update's CID, then — once
-/// accepted — the CID of the model version it produced: rewrites of a warm slot, not new slots.
-/// Everything commit and accept change in a bounty shares one slot; `paid` and `lastDue` are derived.
-/// So commit costs ~79k gas, reveal ~42k, accept ~100k with the miner's first credit.
-/// Nothing loops over submissions: evaluation walks a queue head (`nextEval`), one step a call.
+/// Storage: what {submit} reads is in slot 0 and slot 1 of a bounty and it writes only slot 1 and
+/// one fresh slot for the submission (miner, base version, time, status); the update's CID is only
+/// in the {UpdateSubmitted} event. {settle} loops over its calldata (at most MAX_ROUND items); no
+/// function loops over anything users can grow.
+///
+/// Bounds (why nothing overflows): reward <= MAX_REWARD < 2^96, 0 < stake <= reward, and a bounty
+/// has fewer than 2^32 submissions (checked uint32 counter). So all stakes a bounty can ever forfeit
+/// sum to < 2^96 · 2^32 = 2^128, and reward + forfeits < 2^128: the uint128 escrow, forfeitPool,
+/// paid and burned cannot overflow. Products are taken in uint256 (reward × improvement < 2^160,
+/// pot × shareBps < 2^142). Credits are uint256 and bounded by the contract's token balance.
 contract Sonar is ISonar, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
@@ -37,56 +52,78 @@ contract Sonar is ISonar, ReentrancyGuard {
 
     /// @notice Fixed-point scale of scores (6 decimals).
     uint64 public constant SCORE_SCALE = 1e6;
+    /// @notice Shortest evaluation window an owner may set (F-05: no honeypot windows).
+    uint32 public constant MIN_EVAL_WINDOW = 10 minutes;
     /// @notice Longest evaluation window an owner may set.
     uint32 public constant MAX_EVAL_WINDOW = 30 days;
+    /// @notice Largest reward a bounty may escrow (see "Bounds" in the header).
+    uint256 public constant MAX_REWARD = type(uint96).max;
+    /// @notice Most submissions one {settle} call may settle.
+    uint256 public constant MAX_ROUND = 32;
+    /// @notice Most of the bounty's reward one accepted update may earn, in basis points (unless
+    /// the round reaches the target with that single accepted update).
+    uint256 public constant MAX_SHARE_BPS = 3500;
+    /// @notice Basis points of a whole.
+    uint256 public constant BPS = 10_000;
+    /// @notice Where the forfeit pool left at close is credited: nobody holds its key.
+    address public constant BURN_ADDRESS = 0x000000000000000000000000000000000000dEaD;
 
     /*//////////////////////////////////////////////////////////////
                                 STORAGE
     //////////////////////////////////////////////////////////////*/
 
-    /// @notice Largest reward a bounty may escrow (leaves uint96 headroom for forfeited stakes).
-    uint256 public constant MAX_REWARD = type(uint88).max;
-
-    /// @dev A bounty in storage. What commit and accept write shares one slot (slot 2), so each of
-    /// them rewrites one bounty slot. `paid` (= reward + forfeited − escrow − refunded) and
-    /// `lastDue` (the last commit's time + 2 windows) are derived in {getBounty}, not stored.
+    /// @dev A bounty in storage, packed by who reads and writes what.
     struct BountyData {
-        address owner; // slot 0
+        address token; // slot 0: read by submit, written only at post, close, revealAudit
         uint40 deadline;
-        uint32 evalWindow;
-        bool higherIsBetter;
+        uint24 evalWindow; // <= MAX_EVAL_WINDOW < 2^24
         BountyStatus status;
-        address token; // slot 1
-        uint96 stake;
-        uint96 escrow; // slot 2: written by commit, accept, reject, reclaim, skip
+        bool higherIsBetter;
+        bool auditable;
+        bool auditRevealed;
+        uint96 stake; // slot 1: read and written by submit (the counters)
+        uint32 submissions;
+        uint32 pending;
+        uint32 nextEval;
+        uint32 latestVersion;
+        address owner; // slot 2
         uint64 bestScore;
-        uint24 latestVersion;
-        uint24 nextEval;
-        uint24 submissions;
-        uint24 pending;
-        uint96 reward; // slot 3: read-only after posting
-        uint64 initialScore;
+        uint128 escrow; // slot 3: written by settle and close
+        uint128 forfeitPool;
+        uint128 reward; // slot 4
+        uint128 paid;
+        uint64 initialScore; // slot 5
         uint64 targetScore;
-        uint96 forfeited; // slot 4: stakes of rejected and expired updates, refund at close
-        uint96 refunded;
-        bytes32 validationCommitment; // slot 5
+        uint128 burned;
+        bytes32 validationCommitment; // slot 6
     }
 
-    /// @dev A model version in one slot. Its CID digest is not repeated here: version 0's is in
-    /// `_initialModel`, a later version's in the `digest` of the submission that produced it
-    /// (accept rewrites that warm slot instead of filling a new one).
+    /// @dev A model version: its CID digest, then the rest in one slot.
     struct VersionData {
+        bytes32 digest;
         uint16 codec;
         uint64 score;
         uint32 submission;
         uint40 createdAt;
     }
 
+    /// @dev What the second pass of {settle} needs (memory, against stack depth).
+    struct Round {
+        uint256 bountyId;
+        uint256 first;
+        uint256 stake;
+        uint256 pool; // forfeit pool, this round's forfeits included
+        uint256 pot; // round reward + pool
+        uint256 cap; // most one accepted update may earn
+        uint256 version; // recorded by the round (0: none)
+        address token;
+    }
+
     uint256 private _bountyCount;
     mapping(uint256 bountyId => BountyData) private _bounties;
+    // ONE slot per submission (ISonar.Submission packs into 240 bits)
     mapping(uint256 bountyId => mapping(uint256 index => Submission)) private _submissions;
     mapping(uint256 bountyId => mapping(uint256 version => VersionData)) private _versions;
-    mapping(uint256 bountyId => bytes32 digest) private _initialModel;
     mapping(address token => mapping(address account => uint256)) private _credits;
 
     /*//////////////////////////////////////////////////////////////
@@ -101,95 +138,110 @@ contract Sonar is ISonar, ReentrancyGuard {
         _checkParams(p);
         bountyId = ++_bountyCount;
         BountyData storage b = _bounties[bountyId];
-        b.owner = msg.sender;
-        b.deadline = p.deadline;
-        b.evalWindow = p.evalWindow;
-        b.higherIsBetter = p.higherIsBetter;
-        b.status = BountyStatus.Open;
         b.token = p.token;
+        b.deadline = p.deadline;
+        b.evalWindow = uint24(p.evalWindow);
+        b.status = BountyStatus.Open;
+        b.higherIsBetter = p.higherIsBetter;
+        b.auditable = p.auditable;
         b.stake = p.stake;
-        b.reward = uint96(p.reward);
-        b.escrow = uint96(p.reward);
+        b.owner = msg.sender;
+        b.bestScore = p.initialScore;
+        b.escrow = p.reward;
+        b.reward = p.reward;
         b.initialScore = p.initialScore;
         b.targetScore = p.targetScore;
-        b.bestScore = p.initialScore;
         b.validationCommitment = p.validationCommitment;
-        _initialModel[bountyId] = p.modelDigest;
-        _versions[bountyId][0] =
-            VersionData({codec: p.modelCodec, score: p.initialScore, submission: 0, createdAt: uint40(block.timestamp)});
-        emit BountyPosted(
-            bountyId,
-            msg.sender,
-            p.token,
-            p.reward,
-            p.stake,
-            p.deadline,
-            p.evalWindow,
-            p.initialScore,
-            p.targetScore,
-            p.higherIsBetter,
-            p.validationCommitment
-        );
+        _versions[bountyId][0] = VersionData({
+            digest: p.modelDigest,
+            codec: p.modelCodec,
+            score: p.initialScore,
+            submission: 0,
+            createdAt: uint40(block.timestamp)
+        });
+        _emitPosted(bountyId, p);
         emit ModelVersionRecorded(bountyId, 0, p.modelDigest, p.modelCodec, p.initialScore);
         _receive(p.token, p.reward);
     }
 
-    /// @notice Accept the next revealed update in commit order with its validation `score`; the
-    /// model with the update applied becomes a new version with CID (`modelDigest`, `modelCodec`).
-    /// The miner is credited the reward (see {previewReward}) plus the stake.
-    /// @return reward the amount credited on top of the returned stake.
-    /// Emits a {ModelVersionRecorded} and an {UpdateAccepted} event, and {TargetReached} when the
-    /// score reaches the target.
-    function accept(uint256 bountyId, uint256 index, uint64 score, bytes32 modelDigest, uint16 modelCodec)
-        external
-        returns (uint256 reward)
-    {
-        BountyData storage b = _ownedEvaluable(bountyId);
-        Submission storage s = _headRevealed(b, bountyId, index);
-        if (modelDigest == bytes32(0)) revert SonarInvalidParams("modelDigest");
-        bool reached;
-        (reward, reached) = _rewardFor(b, bountyId, score);
+    /// @notice Settle the next `verdicts.length` submissions of the queue (1..MAX_ROUND, in queue
+    /// order from `nextEval`), only while the first of them is inside its evaluation window.
+    /// If any is accepted, `score` (the new model's validation score) must beat the best score and
+    /// (`modelDigest`, `modelCodec`) becomes a new model version; the round's pot — the reward for
+    /// the improvement plus the forfeit pool (this round's forfeits included) — is split by the
+    /// accepted shares, each capped at MAX_SHARE_BPS of the reward unless a single accepted update
+    /// reaches the target. Accepted and refunded miners get their stake back; forfeited stakes join
+    /// the pool. Without an accepted update `score` and the CID are ignored.
+    /// @return paid the rewards credited (stakes excluded).
+    /// Emits an {UpdateAccepted} or {UpdateRejected} event per submission, a {RoundSettled} event,
+    /// and a {ModelVersionRecorded} (and {TargetReached}) event when an update is accepted.
+    function settle(
+        uint256 bountyId,
+        Verdict[] calldata verdicts,
+        uint64 score,
+        bytes32 modelDigest,
+        uint16 modelCodec
+    ) external returns (uint256 paid) {
+        BountyData storage b = _bounty(bountyId);
+        if (b.owner != msg.sender) revert SonarNotBountyOwner(bountyId, msg.sender);
+        if (b.status == BountyStatus.Closed) revert SonarBountyNotOpen(bountyId, BountyStatus.Closed);
+        Round memory r;
+        r.bountyId = bountyId;
+        r.first = b.nextEval;
+        r.stake = b.stake;
+        r.token = b.token;
+        uint256 count = verdicts.length;
+        {
+            uint256 queued = b.submissions - r.first;
+            if (count == 0 || count > MAX_ROUND || count > queued) revert SonarInvalidRound(bountyId, count, queued);
+            // F-01: the head is the oldest of the round, so the whole round is inside its window (and
+            // none of it can have been reclaimed, which needs the window to be over)
+            uint256 due = uint256(_submissions[bountyId][r.first].submittedAt) + b.evalWindow;
+            if (block.timestamp > due) revert SonarWindowClosed(bountyId, r.first, due);
+        }
+        {
+            (uint256 totalBps, uint256 accepted, uint256 forfeits) = _tally(verdicts);
+            r.pool = uint256(b.forfeitPool) + forfeits * r.stake;
+            if (accepted != 0) {
+                if (totalBps != BPS) revert SonarInvalidShares(bountyId, totalBps);
+                r.version = _openRound(b, r, accepted, score, modelDigest, modelCodec);
+            } else {
+                score = 0;
+            }
+        }
 
-        uint24 version = b.latestVersion + 1;
-        b.latestVersion = version;
-        b.bestScore = score;
-        b.nextEval = uint24(index + 1);
-        b.pending -= 1;
-        b.escrow -= uint96(reward);
-        if (reached) b.status = BountyStatus.Completed;
-        // the submission now names the model version it produced (its update's CID stays in
-        // {UpdateRevealed} and in the version's record)
-        s.status = SubmissionStatus.Accepted;
-        s.codec = modelCodec;
-        s.digest = modelDigest;
-        _versions[bountyId][version] =
-            VersionData({codec: modelCodec, score: score, submission: uint32(index), createdAt: uint40(block.timestamp)});
-        address miner = s.miner;
-        _credits[b.token][miner] += reward + b.stake;
+        // pass 2: one submission slot and at most one credit per item
+        paid = _applyVerdicts(verdicts, r);
 
-        emit ModelVersionRecorded(bountyId, version, modelDigest, modelCodec, score);
-        emit UpdateAccepted(bountyId, index, miner, score, version, reward);
-        if (reached) emit TargetReached(bountyId, score);
+        // the pool pays first, so forfeited stakes reach contributors and never the owner's refund;
+        // the rest (<= the round's reward <= escrow) comes from escrow, what the cap held back stays
+        uint256 pool = r.pool;
+        uint256 fromPool = paid < pool ? paid : pool;
+        b.forfeitPool = uint128(pool - fromPool);
+        b.escrow -= uint128(paid - fromPool);
+        b.paid += uint128(paid);
+        b.nextEval = uint32(r.first + count);
+        b.pending -= uint32(count);
+        emit RoundSettled(bountyId, r.first, count, r.version, score, paid);
     }
 
-    /// @notice Reject the next revealed update in commit order. Its stake joins the bounty's escrow.
-    /// `reason` is a client-defined code (the `mine` client: 1 structure, 2 no improvement,
-    /// 3 subgroup regression, 4 outlier norm, 5 unreadable).
-    /// Emits an {UpdateRejected} event.
-    function reject(uint256 bountyId, uint256 index, uint64 score, uint8 reason) external {
-        BountyData storage b = _ownedEvaluable(bountyId);
-        Submission storage s = _headRevealed(b, bountyId, index);
-        uint96 stake = b.stake;
-        b.nextEval = uint24(index + 1);
-        b.pending -= 1;
-        b.escrow += stake;
-        b.forfeited += stake;
-        s.status = SubmissionStatus.Rejected;
-        emit UpdateRejected(bountyId, index, s.miner, score, reason);
+    /// @notice Reveal the audit bundle (validation set CID and the bounty's decryption key) whose
+    /// CID digest the bounty committed to; anyone can then replay every evaluation. Required before
+    /// {close} for an `auditable` bounty.
+    /// Emits an {AuditRevealed} event.
+    function revealAudit(uint256 bountyId, bytes32 digest, uint16 codec) external {
+        BountyData storage b = _bounty(bountyId);
+        if (b.owner != msg.sender) revert SonarNotBountyOwner(bountyId, msg.sender);
+        bytes32 expected = b.validationCommitment;
+        if (digest != expected) revert SonarAuditMismatch(bountyId, expected, digest);
+        if (b.auditRevealed) revert SonarAuditAlreadyRevealed(bountyId);
+        b.auditRevealed = true;
+        emit AuditRevealed(bountyId, digest, codec);
     }
 
-    /// @notice After the deadline (or once the target is reached), and when no update is pending
-    /// inside its window, end the bounty and credit what is left of the escrow to the owner.
+    /// @notice End the bounty: credit the escrow left to the owner and burn the forfeit pool.
+    /// Only after the deadline (or once Completed with nothing pending), when no submission is
+    /// pending inside its window, and — for an auditable bounty — after {revealAudit}.
     /// @return refunded the amount credited to the owner.
     /// Emits a {BountyClosed} event.
     function close(uint256 bountyId) external returns (uint256 refunded) {
@@ -197,30 +249,40 @@ contract Sonar is ISonar, ReentrancyGuard {
         if (b.owner != msg.sender) revert SonarNotBountyOwner(bountyId, msg.sender);
         BountyStatus status = b.status;
         if (status == BountyStatus.Closed) revert SonarBountyNotOpen(bountyId, status);
-        if (status == BountyStatus.Open && block.timestamp <= b.deadline) {
-            revert SonarStillInWindow(bountyId, b.deadline);
+        uint256 pending = b.pending;
+        if (block.timestamp <= b.deadline && !(status == BountyStatus.Completed && pending == 0)) {
+            revert SonarDeadlineNotPassed(bountyId, b.deadline);
         }
-        if (b.pending != 0) {
+        if (pending != 0) {
             uint256 lastDue = _lastDue(b, bountyId);
             if (block.timestamp <= lastDue) revert SonarStillInWindow(bountyId, lastDue);
         }
+        if (b.auditable && !b.auditRevealed) revert SonarAuditNotRevealed(bountyId);
         refunded = b.escrow;
+        uint128 burned = b.forfeitPool;
         b.escrow = 0;
-        b.refunded = uint96(refunded);
+        b.forfeitPool = 0;
+        b.burned = burned;
         b.status = BountyStatus.Closed;
-        _credits[b.token][msg.sender] += refunded;
-        emit BountyClosed(bountyId, msg.sender, _paid(b), refunded);
+        address token = b.token;
+        _credits[token][msg.sender] += refunded;
+        if (burned != 0) _credits[token][BURN_ADDRESS] += burned;
+        emit BountyClosed(bountyId, msg.sender, b.paid, refunded, burned);
     }
 
     /*//////////////////////////////////////////////////////////////
                                  MINERS
     //////////////////////////////////////////////////////////////*/
 
-    /// @notice Commit to an update: `commitment` must equal {commitmentOf} for the CID you will
-    /// reveal. Pays the bounty's stake (msg.value for ETH; `transferFrom` for an ERC-20).
-    /// @return index the submission's place in the bounty's evaluation queue.
-    /// Emits an {UpdateCommitted} event.
-    function commit(uint256 bountyId, bytes32 commitment) external payable returns (uint256 index) {
+    /// @notice Submit an update with CID (`digest`, `codec`) trained from model version
+    /// `baseVersion`, paying the bounty's stake (msg.value for ETH; `transferFrom` for an ERC-20).
+    /// @return index the submission's place in the bounty's queue.
+    /// Emits an {UpdateSubmitted} event.
+    function submit(uint256 bountyId, bytes32 digest, uint16 codec, uint32 baseVersion)
+        external
+        payable
+        returns (uint256 index)
+    {
         BountyData storage b = _bounties[bountyId];
         BountyStatus status = b.status;
         if (status != BountyStatus.Open) {
@@ -228,107 +290,62 @@ contract Sonar is ISonar, ReentrancyGuard {
             revert SonarBountyNotOpen(bountyId, status);
         }
         if (block.timestamp > b.deadline) revert SonarDeadlinePassed(bountyId, b.deadline);
-        if (commitment == bytes32(0)) revert SonarInvalidParams("commitment");
-        index = b.submissions;
-        if (index == type(uint24).max) revert SonarInvalidParams("submissions");
-        unchecked {
-            b.submissions = uint24(index + 1);
-            b.pending += 1; // pending <= submissions
-        }
+        if (digest == bytes32(0)) revert SonarInvalidParams("digest");
+        if (baseVersion > b.latestVersion) revert SonarUnknownVersion(bountyId, baseVersion);
+        uint32 n = b.submissions;
+        index = n;
+        b.submissions = n + 1; // checked: reverts (Panic) at 2^32 submissions
+        b.pending += 1; // pending <= submissions
         _submissions[bountyId][index] = Submission({
             miner: msg.sender,
-            baseVersion: 0,
-            committedAt: uint40(block.timestamp),
-            status: SubmissionStatus.Committed,
-            codec: 0,
-            digest: commitment
+            baseVersion: baseVersion,
+            submittedAt: uint40(block.timestamp),
+            status: SubmissionStatus.Submitted
         });
-        emit UpdateCommitted(bountyId, index, msg.sender, commitment);
+        emit UpdateSubmitted(bountyId, index, msg.sender, digest, codec, baseVersion);
         _receive(b.token, b.stake);
     }
 
-    /// @notice Reveal a committed update's CID and the model version it was trained from, within
-    /// the evaluation window after the commit.
-    /// Emits an {UpdateRevealed} event.
-    function reveal(uint256 bountyId, uint256 index, bytes32 digest, uint16 codec, uint32 baseVersion, bytes32 salt)
-        external
-    {
-        BountyData storage b = _bounty(bountyId);
-        Submission storage s = _submissions[bountyId][index];
-        if (s.miner != msg.sender) revert SonarNotSubmissionMiner(bountyId, index, msg.sender);
-        if (s.status != SubmissionStatus.Committed) revert SonarWrongStatus(bountyId, index, s.status);
-        uint256 revealDeadline = uint256(s.committedAt) + b.evalWindow;
-        if (block.timestamp > revealDeadline) revert SonarRevealWindowClosed(bountyId, index, revealDeadline);
-        if (baseVersion > b.latestVersion) revert SonarUnknownVersion(bountyId, baseVersion);
-        if (s.digest != _commitment(bountyId, msg.sender, digest, codec, baseVersion, salt)) {
-            revert SonarCommitmentMismatch(bountyId, index);
-        }
-        s.status = SubmissionStatus.Revealed;
-        s.baseVersion = baseVersion;
-        s.codec = codec;
-        s.digest = digest;
-        emit UpdateRevealed(bountyId, index, msg.sender, digest, codec, baseVersion);
-    }
-
-    /// @notice Take back the stake of a revealed update the owner did not evaluate in time
-    /// (two evaluation windows after the commit: one to reveal, one to evaluate).
+    /// @notice Take back the stake of your submission that the owner did not settle within its
+    /// window (`submittedAt + evalWindow`).
     /// Emits a {StakeReclaimed} event.
     function reclaimStake(uint256 bountyId, uint256 index) external {
         BountyData storage b = _bounty(bountyId);
         Submission storage s = _submissions[bountyId][index];
         if (s.miner != msg.sender) revert SonarNotSubmissionMiner(bountyId, index, msg.sender);
-        if (s.status != SubmissionStatus.Revealed) revert SonarWrongStatus(bountyId, index, s.status);
-        uint256 due = uint256(s.committedAt) + 2 * uint256(b.evalWindow);
+        if (s.status != SubmissionStatus.Submitted) revert SonarWrongStatus(bountyId, index, s.status);
+        uint256 due = uint256(s.submittedAt) + b.evalWindow;
         if (block.timestamp <= due) revert SonarStillInWindow(bountyId, due);
         s.status = SubmissionStatus.Reclaimed;
         b.pending -= 1;
-        if (b.nextEval == index) b.nextEval = uint24(index + 1);
-        uint96 stake = b.stake;
+        if (b.nextEval == index) b.nextEval = uint32(index + 1);
+        uint256 stake = b.stake;
         _credits[b.token][msg.sender] += stake;
         emit StakeReclaimed(bountyId, index, msg.sender, stake);
     }
 
-    /// @notice Move the evaluation queue past its head when the head cannot be evaluated: its stake
-    /// was reclaimed; it was never revealed and its reveal window is over (the stake is forfeited
-    /// to the escrow, or to the owner once the bounty is closed); or it was revealed and the owner
-    /// let its evaluation window pass (the stake is credited back to its miner). Anyone may call it.
-    /// Emits a {Skipped}, an {UpdateExpired} or a {StakeReclaimed} event.
+    /// @notice Move the queue head past a submission that can no longer be settled: one whose stake
+    /// was reclaimed, or one whose window is over (its stake is credited back to its miner, as with
+    /// {reclaimStake}). Anyone may call it; one submission per call.
+    /// Emits a {Skipped} event, preceded by a {StakeReclaimed} event for an expired submission.
     function skip(uint256 bountyId) external {
         BountyData storage b = _bounty(bountyId);
         uint256 index = b.nextEval;
         if (index >= b.submissions) revert SonarNothingToSkip(bountyId);
         Submission storage s = _submissions[bountyId][index];
         SubmissionStatus status = s.status;
-        if (status == SubmissionStatus.Reclaimed) {
-            b.nextEval = uint24(index + 1);
-            emit Skipped(bountyId, index);
-        } else if (status == SubmissionStatus.Committed && block.timestamp > uint256(s.committedAt) + b.evalWindow) {
-            b.nextEval = uint24(index + 1);
-            b.pending -= 1;
-            s.status = SubmissionStatus.Expired;
-            uint96 stake = b.stake;
-            if (b.status == BountyStatus.Closed) {
-                _credits[b.token][b.owner] += stake;
-            } else {
-                b.escrow += stake;
-                b.forfeited += stake;
-            }
-            emit UpdateExpired(bountyId, index, s.miner, stake);
-        } else if (
-            status == SubmissionStatus.Revealed && block.timestamp > uint256(s.committedAt) + 2 * uint256(b.evalWindow)
-        ) {
-            // the owner let it pass its window: its stake goes back to its miner, as with reclaimStake,
-            // so a miner who never reclaims cannot hold up the queue behind it
-            b.nextEval = uint24(index + 1);
-            b.pending -= 1;
+        if (status == SubmissionStatus.Submitted && block.timestamp > uint256(s.submittedAt) + b.evalWindow) {
             s.status = SubmissionStatus.Reclaimed;
-            uint96 stake = b.stake;
+            b.pending -= 1;
+            uint256 stake = b.stake;
             address miner = s.miner;
             _credits[b.token][miner] += stake;
             emit StakeReclaimed(bountyId, index, miner, stake);
-        } else {
+        } else if (status != SubmissionStatus.Reclaimed) {
             revert SonarNothingToSkip(bountyId);
         }
+        b.nextEval = uint32(index + 1);
+        emit Skipped(bountyId, index);
     }
 
     /// @notice Send the caller everything credited to it in `token` (address(0) for ETH):
@@ -358,32 +375,34 @@ contract Sonar is ISonar, ReentrancyGuard {
     }
 
     /// @notice A bounty's full state. Reverts for an unknown id.
-    function getBounty(uint256 bountyId) external view returns (Bounty memory) {
+    function getBounty(uint256 bountyId) external view returns (Bounty memory r) {
         BountyData storage b = _bounty(bountyId);
-        return Bounty({
-            owner: b.owner,
-            deadline: b.deadline,
-            evalWindow: b.evalWindow,
-            higherIsBetter: b.higherIsBetter,
-            status: b.status,
-            token: b.token,
-            stake: b.stake,
-            reward: b.reward,
-            escrow: b.escrow,
-            initialScore: b.initialScore,
-            targetScore: b.targetScore,
-            bestScore: b.bestScore,
-            latestVersion: b.latestVersion,
-            nextEval: b.nextEval,
-            submissions: b.submissions,
-            pending: b.pending,
-            lastDue: uint40(_lastDue(b, bountyId)),
-            paid: uint128(_paid(b)),
-            validationCommitment: b.validationCommitment
-        });
+        r.owner = b.owner;
+        r.token = b.token;
+        r.status = b.status;
+        r.higherIsBetter = b.higherIsBetter;
+        r.auditable = b.auditable;
+        r.auditRevealed = b.auditRevealed;
+        r.deadline = b.deadline;
+        r.evalWindow = b.evalWindow;
+        r.stake = b.stake;
+        r.reward = b.reward;
+        r.escrow = b.escrow;
+        r.forfeitPool = b.forfeitPool;
+        r.paid = b.paid;
+        r.burned = b.burned;
+        r.initialScore = b.initialScore;
+        r.targetScore = b.targetScore;
+        r.bestScore = b.bestScore;
+        r.latestVersion = b.latestVersion;
+        r.nextEval = b.nextEval;
+        r.submissions = b.submissions;
+        r.pending = b.pending;
+        r.lastDue = uint40(_lastDue(b, bountyId));
+        r.validationCommitment = b.validationCommitment;
     }
 
-    /// @notice A submission's state. Reverts for an index never committed.
+    /// @notice A submission's state. Reverts for an index never submitted.
     function getSubmission(uint256 bountyId, uint256 index) external view returns (Submission memory) {
         if (index >= _bounty(bountyId).submissions) revert SonarUnknownSubmission(bountyId, index);
         return _submissions[bountyId][index];
@@ -393,9 +412,8 @@ contract Sonar is ISonar, ReentrancyGuard {
     function getModelVersion(uint256 bountyId, uint256 version) external view returns (ModelVersion memory) {
         if (version > _bounty(bountyId).latestVersion) revert SonarUnknownVersion(bountyId, version);
         VersionData storage v = _versions[bountyId][version];
-        bytes32 digest = version == 0 ? _initialModel[bountyId] : _submissions[bountyId][v.submission].digest;
         return ModelVersion({
-            digest: digest, codec: v.codec, score: v.score, submission: v.submission, createdAt: v.createdAt
+            digest: v.digest, codec: v.codec, score: v.score, submission: v.submission, createdAt: v.createdAt
         });
     }
 
@@ -404,26 +422,13 @@ contract Sonar is ISonar, ReentrancyGuard {
         return _credits[token][account];
     }
 
-    /// @notice The reward that accepting an update with `score` would pay now (0 if it does not
-    /// improve on the best score).
+    /// @notice The reward (from escrow, forfeit pool not included) a round reaching `score` would
+    /// earn now; 0 if it does not improve on the best score.
     function previewReward(uint256 bountyId, uint64 score) external view returns (uint256 reward) {
         BountyData storage b = _bounty(bountyId);
         uint64 best = b.bestScore;
         if (b.higherIsBetter ? score <= best : score >= best) return 0;
         (reward,) = _rewardFor(b, bountyId, score);
-    }
-
-    /// @notice The commitment a miner posts for an update with CID (`digest`, `codec`) trained
-    /// from `baseVersion`; binding the miner's address stops others from replaying it.
-    function commitmentOf(
-        uint256 bountyId,
-        address miner,
-        bytes32 digest,
-        uint16 codec,
-        uint32 baseVersion,
-        bytes32 salt
-    ) external pure returns (bytes32) {
-        return _commitment(bountyId, miner, digest, codec, baseVersion, salt);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -432,12 +437,105 @@ contract Sonar is ISonar, ReentrancyGuard {
 
     function _checkParams(BountyParams calldata p) private view {
         if (p.reward == 0 || p.reward > MAX_REWARD) revert SonarInvalidParams("reward");
+        if (p.stake == 0 || p.stake > p.reward) revert SonarInvalidParams("stake");
         if (p.deadline <= block.timestamp) revert SonarInvalidParams("deadline");
-        if (p.evalWindow == 0 || p.evalWindow > MAX_EVAL_WINDOW) revert SonarInvalidParams("evalWindow");
+        if (p.evalWindow < MIN_EVAL_WINDOW || p.evalWindow > MAX_EVAL_WINDOW) revert SonarInvalidParams("evalWindow");
         if (p.higherIsBetter ? p.targetScore <= p.initialScore : p.targetScore >= p.initialScore) {
             revert SonarInvalidParams("targetScore");
         }
+        if (p.validationCommitment == bytes32(0)) revert SonarInvalidParams("validationCommitment");
         if (p.modelDigest == bytes32(0)) revert SonarInvalidParams("modelDigest");
+    }
+
+    function _emitPosted(uint256 bountyId, BountyParams calldata p) private {
+        emit BountyPosted(
+            bountyId,
+            msg.sender,
+            p.token,
+            p.reward,
+            p.stake,
+            p.deadline,
+            p.evalWindow,
+            p.initialScore,
+            p.targetScore,
+            p.higherIsBetter,
+            p.validationCommitment,
+            p.auditable
+        );
+    }
+
+    /// @dev A round with accepted updates: compute its pot and cap, record the new model version,
+    /// and mark the bounty Completed when it reaches the target.
+    function _openRound(
+        BountyData storage b,
+        Round memory r,
+        uint256 accepted,
+        uint64 score,
+        bytes32 modelDigest,
+        uint16 modelCodec
+    ) private returns (uint256) {
+        if (modelDigest == bytes32(0)) revert SonarInvalidParams("modelDigest");
+        (uint256 roundReward, bool reached) = _rewardFor(b, r.bountyId, score);
+        r.pot = roundReward + r.pool;
+        r.cap = reached && accepted == 1 ? type(uint256).max : uint256(b.reward) * MAX_SHARE_BPS / BPS;
+        uint32 v = b.latestVersion + 1;
+        b.latestVersion = v;
+        b.bestScore = score;
+        _versions[r.bountyId][v] = VersionData({
+            digest: modelDigest,
+            codec: modelCodec,
+            score: score,
+            submission: uint32(r.first),
+            createdAt: uint40(block.timestamp)
+        });
+        emit ModelVersionRecorded(r.bountyId, v, modelDigest, modelCodec, score);
+        if (reached && b.status == BountyStatus.Open) {
+            b.status = BountyStatus.Completed;
+            emit TargetReached(r.bountyId, score);
+        }
+        return v;
+    }
+
+    /// @dev First pass of {settle}, over calldata only: the accepted shares' sum, how many are
+    /// accepted, how many forfeit their stake.
+    function _tally(Verdict[] calldata verdicts)
+        private
+        pure
+        returns (uint256 totalBps, uint256 accepted, uint256 forfeits)
+    {
+        uint256 count = verdicts.length;
+        for (uint256 i; i < count; ++i) {
+            Verdict calldata v = verdicts[i];
+            if (v.shareBps != 0) {
+                totalBps += v.shareBps;
+                ++accepted;
+            } else if (!v.refund) {
+                ++forfeits;
+            }
+        }
+    }
+
+    /// @dev Second pass of {settle}: write each submission's status and credit its miner.
+    function _applyVerdicts(Verdict[] calldata verdicts, Round memory r) private returns (uint256 paid) {
+        uint256 count = verdicts.length;
+        for (uint256 i; i < count; ++i) {
+            Verdict calldata v = verdicts[i];
+            uint256 index = r.first + i;
+            Submission storage s = _submissions[r.bountyId][index];
+            address miner = s.miner;
+            if (v.shareBps != 0) {
+                uint256 amount = r.pot * v.shareBps / BPS;
+                if (amount > r.cap) amount = r.cap;
+                paid += amount;
+                s.status = SubmissionStatus.Accepted;
+                _credits[r.token][miner] += r.stake + amount;
+                emit UpdateAccepted(r.bountyId, index, miner, v.shareBps, amount);
+            } else {
+                s.status = SubmissionStatus.Rejected;
+                if (v.refund) _credits[r.token][miner] += r.stake;
+                emit UpdateRejected(r.bountyId, index, miner, v.reason, v.refund);
+            }
+        }
     }
 
     /// @dev Take `amount` in `token` from msg.sender: check msg.value for ETH, pull an ERC-20 and
@@ -448,24 +546,18 @@ contract Sonar is ISonar, ReentrancyGuard {
             return;
         }
         if (msg.value != 0) revert SonarWrongPayment(0, msg.value);
-        if (amount == 0) return;
         uint256 before = IERC20(token).balanceOf(address(this));
         IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
         uint256 received = IERC20(token).balanceOf(address(this)) - before;
         if (received != amount) revert SonarWrongPayment(amount, received);
     }
 
-    /// @dev Paid out as rewards so far: what came in minus what is left or went back to the owner.
-    function _paid(BountyData storage b) private view returns (uint256) {
-        return uint256(b.reward) + b.forfeited - b.escrow - b.refunded;
-    }
-
-    /// @dev When the last commit's evaluation window ends (0 before any commit); commits are in
-    /// time order, so no earlier one ends later.
+    /// @dev When the last submission's window ends (0 before any); submissions are in time order,
+    /// so no earlier one ends later.
     function _lastDue(BountyData storage b, uint256 bountyId) private view returns (uint256) {
         uint256 n = b.submissions;
         if (n == 0) return 0;
-        return uint256(_submissions[bountyId][n - 1].committedAt) + 2 * uint256(b.evalWindow);
+        return uint256(_submissions[bountyId][n - 1].submittedAt) + b.evalWindow;
     }
 
     function _bounty(uint256 bountyId) private view returns (BountyData storage b) {
@@ -473,25 +565,9 @@ contract Sonar is ISonar, ReentrancyGuard {
         if (b.status == BountyStatus.None) revert SonarUnknownBounty(bountyId);
     }
 
-    function _ownedEvaluable(uint256 bountyId) private view returns (BountyData storage b) {
-        b = _bounty(bountyId);
-        if (b.owner != msg.sender) revert SonarNotBountyOwner(bountyId, msg.sender);
-        if (b.status == BountyStatus.Closed) revert SonarBountyNotOpen(bountyId, BountyStatus.Closed);
-    }
-
-    function _headRevealed(BountyData storage b, uint256 bountyId, uint256 index)
-        private
-        view
-        returns (Submission storage s)
-    {
-        uint256 head = b.nextEval;
-        if (index != head) revert SonarNotNextInLine(bountyId, index, head);
-        s = _submissions[bountyId][index];
-        if (s.status != SubmissionStatus.Revealed) revert SonarWrongStatus(bountyId, index, s.status);
-    }
-
-    /// @dev Reward for a new best `score`: the share of the reward proportional to the improvement
-    /// over the span from initial to target score, capped by the escrow; the target pays it all.
+    /// @dev Reward of a round reaching a new best `score`: the share of the reward proportional to
+    /// the improvement over the span from initial to target score, capped by the escrow; reaching
+    /// the target earns all the escrow left.
     function _rewardFor(BountyData storage b, uint256 bountyId, uint64 score)
         private
         view
@@ -516,16 +592,5 @@ contract Sonar is ISonar, ReentrancyGuard {
         if (reached) return (escrow, true);
         reward = uint256(b.reward) * improvement / span;
         if (reward > escrow) reward = escrow;
-    }
-
-    function _commitment(
-        uint256 bountyId,
-        address miner,
-        bytes32 digest,
-        uint16 codec,
-        uint32 baseVersion,
-        bytes32 salt
-    ) private pure returns (bytes32) {
-        return keccak256(abi.encode(bountyId, miner, digest, codec, baseVersion, salt));
     }
 }

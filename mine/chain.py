@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
@@ -34,6 +33,14 @@ from mine.errors import (
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 SCORE_SCALE = 10**6
+# ISonar constants (checked against the contract by tests/mine/test_chain.py)
+BPS = 10_000  # basis points of a whole (shares)
+MIN_EVAL_WINDOW = 600  # seconds
+MAX_EVAL_WINDOW = 30 * 86400
+MAX_REWARD = 2**96 - 1
+MAX_ROUND = 32  # most submissions one settle() may settle
+MAX_SHARE_BPS = 3500  # most of the reward one accepted update earns (unless it alone reaches the target)
+BURN_ADDRESS = "0x000000000000000000000000000000000000dEaD"
 ERC20_ABI = [
     {"type": "function", "name": "approve", "stateMutability": "nonpayable",
      "inputs": [{"name": "spender", "type": "address"}, {"name": "amount", "type": "uint256"}],
@@ -53,48 +60,71 @@ class BountyStatus(enum.IntEnum):
 
 class SubmissionStatus(enum.IntEnum):
     NONE = 0
-    COMMITTED = 1
-    REVEALED = 2
-    ACCEPTED = 3
-    REJECTED = 4
-    RECLAIMED = 5
-    EXPIRED = 6
+    SUBMITTED = 1
+    ACCEPTED = 2
+    REJECTED = 3
+    RECLAIMED = 4
 
 
 @dataclass(frozen=True)
 class Bounty:
     id: int
     owner: str
+    token: str
+    status: BountyStatus
+    higher_is_better: bool
+    auditable: bool
+    audit_revealed: bool
     deadline: int
     eval_window: int
-    higher_is_better: bool
-    status: BountyStatus
-    token: str
     stake: int
     reward: int
-    escrow: int
+    escrow: int  # reward not yet paid (refunded to the owner at close)
+    forfeit_pool: int  # forfeited stakes waiting for later accepted contributors
+    paid: int  # rewards credited to miners (stakes excluded)
+    burned: int  # forfeit pool burned at close
     initial_score: int
     target_score: int
     best_score: int
     latest_version: int
-    next_eval: int
+    next_eval: int  # queue head: the next submission to settle
     submissions: int
     pending: int
     last_due: int
-    paid: int
     validation_commitment: bytes
 
 
 @dataclass(frozen=True)
 class Submission:
+    """A submission's on-chain state; its update's CID is only in the UpdateSubmitted event."""
+
     bounty_id: int
     index: int
     miner: str
     base_version: int
-    committed_at: int
+    submitted_at: int
     status: SubmissionStatus
-    codec: int
-    digest: bytes
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The owner's verdict on one submission of a round (ISonar.Verdict).
+
+    share_bps > 0: accepted, its share of the round's pot in basis points (the accepted shares of a
+    round sum to BPS). share_bps == 0: rejected with `reason`; `refund` returns the stake (honest
+    but unhelpful), otherwise it is forfeited to the bounty's pool.
+    """
+
+    share_bps: int = 0
+    reason: int = 0
+    refund: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.share_bps > 0
+
+    def as_tuple(self) -> tuple[int, int, bool]:
+        return (self.share_bps, self.reason, self.refund)
 
 
 @dataclass(frozen=True)
@@ -104,7 +134,7 @@ class ModelVersion:
     digest: bytes
     codec: int
     score: int
-    submission: int
+    submission: int  # first submission of the round that produced it (0 for version 0)
     created_at: int
 
 
@@ -121,22 +151,14 @@ class BountyParams:
     validation_commitment: bytes
     model_digest: bytes
     model_codec: int
+    auditable: bool = False
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (
             to_checksum_address(self.token), self.reward, self.stake, self.deadline, self.eval_window,
             self.initial_score, self.target_score, self.higher_is_better, self.validation_commitment,
-            self.model_digest, self.model_codec,
+            self.model_digest, self.model_codec, self.auditable,
         )
-
-
-def commitment(bounty_id: int, miner: str, digest: bytes, codec: int, base_version: int, salt: bytes) -> bytes:
-    """The commitment Sonar checks at reveal (the same encoding as `Sonar.commitmentOf`)."""
-    encoded = abi_encode(
-        ["uint256", "address", "bytes32", "uint16", "uint32", "bytes32"],
-        [bounty_id, to_checksum_address(miner), digest, codec, base_version, salt],
-    )
-    return keccak(encoded)
 
 
 def build_dir() -> Path:
@@ -285,13 +307,13 @@ class SonarClient:
     def bounty(self, bounty_id: int) -> Bounty:
         t = self._call("getBounty", bounty_id)
         return Bounty(
-            bounty_id, t[0], t[1], t[2], t[3], BountyStatus(t[4]), t[5], t[6], t[7], t[8], t[9], t[10], t[11],
-            t[12], t[13], t[14], t[15], t[16], t[17], bytes(t[18]),
+            bounty_id, t[0], t[1], BountyStatus(t[2]), t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11],
+            t[12], t[13], t[14], t[15], t[16], t[17], t[18], t[19], t[20], t[21], bytes(t[22]),
         )
 
     def submission(self, bounty_id: int, index: int) -> Submission:
         t = self._call("getSubmission", bounty_id, index)
-        return Submission(bounty_id, index, t[0], t[1], t[2], SubmissionStatus(t[3]), t[4], bytes(t[5]))
+        return Submission(bounty_id, index, t[0], t[1], t[2], SubmissionStatus(t[3]))
 
     def model_version(self, bounty_id: int, version: int) -> ModelVersion:
         t = self._call("getModelVersion", bounty_id, version)
@@ -302,11 +324,6 @@ class SonarClient:
 
     def preview_reward(self, bounty_id: int, score: int) -> int:
         return int(self._call("previewReward", bounty_id, score))
-
-    def commitment_of(
-        self, bounty_id: int, miner: str, digest: bytes, codec: int, base_version: int, salt: bytes
-    ) -> bytes:
-        return bytes(self._call("commitmentOf", bounty_id, to_checksum_address(miner), digest, codec, base_version, salt))
 
     def receipt_events(self, receipt: dict[str, Any], name: str) -> list[Any]:
         """Events `name` emitted by this contract in a receipt."""
@@ -347,29 +364,35 @@ class SonarClient:
         (event,) = self.contract.events.BountyPosted().process_receipt(receipt, errors=DISCARD)
         return int(event["args"]["bountyId"]), receipt
 
-    def commit(self, bounty_id: int, commitment: bytes, *, stake: int, token: str = ZERO_ADDRESS) -> tuple[int, dict[str, Any]]:
+    def submit(
+        self, bounty_id: int, digest: bytes, codec: int, base_version: int, *, stake: int, token: str = ZERO_ADDRESS
+    ) -> tuple[int, dict[str, Any]]:
+        """Submit an update's CID (`digest`, `codec`) trained from `base_version`, paying `stake`
+        (the bounty's stake). Returns the submission's index in the bounty's queue and the receipt."""
         value = stake if int(token, 16) == 0 else 0
         self.ensure_allowance(token, stake)
-        receipt = self._transact("commit", bounty_id, commitment, value=value)
-        (event,) = self.contract.events.UpdateCommitted().process_receipt(receipt, errors=DISCARD)
+        receipt = self._transact("submit", bounty_id, digest, codec, base_version, value=value)
+        (event,) = self.contract.events.UpdateSubmitted().process_receipt(receipt, errors=DISCARD)
         return int(event["args"]["index"]), receipt
 
-    def reveal(
-        self, bounty_id: int, index: int, digest: bytes, codec: int, base_version: int, salt: bytes
+    def settle(
+        self, bounty_id: int, verdicts: list[Verdict], score: int = 0, digest: bytes = b"\x00" * 32, codec: int = 0
     ) -> dict[str, Any]:
-        return self._transact("reveal", bounty_id, index, digest, codec, base_version, salt)
-
-    def accept(self, bounty_id: int, index: int, score: int, model_digest: bytes, model_codec: int) -> dict[str, Any]:
-        return self._transact("accept", bounty_id, index, score, model_digest, model_codec)
-
-    def reject(self, bounty_id: int, index: int, score: int, reason: int) -> dict[str, Any]:
-        return self._transact("reject", bounty_id, index, score, reason)
+        """Settle the next len(verdicts) submissions of the queue (1..MAX_ROUND). With an accepted
+        verdict, `score` and the new model version's CID (`digest`, `codec`) are required."""
+        if not 1 <= len(verdicts) <= MAX_ROUND:
+            raise ChainError(f"settle: a round has 1 to {MAX_ROUND} verdicts, not {len(verdicts)}")
+        return self._transact("settle", bounty_id, [v.as_tuple() for v in verdicts], score, digest, codec)
 
     def reclaim_stake(self, bounty_id: int, index: int) -> dict[str, Any]:
         return self._transact("reclaimStake", bounty_id, index)
 
     def skip(self, bounty_id: int) -> dict[str, Any]:
         return self._transact("skip", bounty_id)
+
+    def reveal_audit(self, bounty_id: int, digest: bytes, codec: int) -> dict[str, Any]:
+        """Reveal the audit bundle's CID (its digest must be the bounty's validation commitment)."""
+        return self._transact("revealAudit", bounty_id, digest, codec)
 
     def close(self, bounty_id: int) -> dict[str, Any]:
         return self._transact("close", bounty_id)

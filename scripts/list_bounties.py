@@ -41,11 +41,21 @@ def main(argv: list[str] | None = None) -> int:
 
     count = sonar.functions.bountyCount().call()
     print(f"{count} bounties on Sonar {address}")
-    print(f"{'id':>4} {'status':<10} {'owner':<44} {'escrow (wei)':>22} {'best':>12} {'target':>12} {'subs':>5}")
+    print(
+        f"{'id':>4} {'status':<10} {'owner':<44} {'escrow (wei)':>22} {'best':>12} {'target':>12} {'subs':>5}"
+        f" {'stake (wei)':>22} {'window':>8}"
+    )
     for bounty_id in range(1, count + 1):
+        # ISonar.Bounty: owner, token, status, higherIsBetter, auditable, auditRevealed, deadline,
+        # evalWindow, stake, reward, escrow, forfeitPool, paid, burned, initialScore, targetScore,
+        # bestScore, latestVersion, nextEval, submissions, ...
         b = sonar.functions.getBounty(bounty_id).call()
-        owner, status, escrow, best, target, subs = b[0], STATUS[b[4]], b[8], b[11], b[10], b[14]
-        print(f"{bounty_id:>4} {status:<10} {owner:<44} {escrow:>22} {best:>12} {target:>12} {subs:>5}")
+        owner, status, escrow, best, target, subs = b[0], STATUS[b[2]], b[10], b[16], b[15], b[19]
+        stake, window = b[8], b[7]
+        print(
+            f"{bounty_id:>4} {status:<10} {owner:<44} {escrow:>22} {best:>12} {target:>12} {subs:>5}"
+            f" {stake:>22} {window:>7}s"
+        )
     return 0
 
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-/// @title ISonar — the Sonar bounty marketplace for privately trained model updates
+/// @title ISonar — the Sonar bounty marketplace for privately trained model updates (v2)
 /// @notice Types, events, errors and functions of {Sonar}. Clients (the `mine` package, scripts)
 /// program against this interface; the events alone are enough to rebuild every bounty's state.
 ///
@@ -12,7 +12,7 @@ pragma solidity ^0.8.24;
 /// Both forms round-trip exactly; other hash functions are not accepted by the client.
 ///
 /// Scores are fixed-point integers with 6 decimals (`SCORE_SCALE = 1e6`): accuracy 0.9531 is
-/// 953100, a mean squared error of 2890.25 is 2890250000.
+/// 953100, a mean squared error of 2890.25 is 2890250000. Shares are basis points (10000 = all).
 interface ISonar {
     /*//////////////////////////////////////////////////////////////
                                  TYPES
@@ -20,74 +20,80 @@ interface ISonar {
 
     enum BountyStatus {
         None,
-        Open, // accepting commits until the deadline
-        Completed, // target score reached, escrow paid out; pending updates still resolvable
-        Closed // owner reclaimed the remainder
+        Open, // accepting submissions until the deadline
+        Completed, // target score reached; no new submissions, pending ones still settle
+        Closed // escrow left refunded to the owner, forfeit pool burned
     }
 
     enum SubmissionStatus {
         None,
-        Committed, // hash of (bounty, miner, CID, base version, salt) recorded with the stake
-        Revealed, // CID known, waiting for the owner's evaluation
-        Accepted, // became a new model version; reward and stake credited to the miner
-        Rejected, // stake moved to the bounty's escrow
-        Reclaimed, // owner missed the evaluation window; stake credited back to the miner
-        Expired // never revealed in time; stake moved to the bounty's escrow
+        Submitted, // stake paid, waiting in the queue for the owner's verdict
+        Accepted, // part of a model version; stake and its share of the round's pot credited
+        Rejected, // stake refunded (verdict `refund`) or moved to the bounty's forfeit pool
+        Reclaimed // not settled within its window; stake credited back to the miner
     }
 
     /// @notice Everything needed to post a bounty.
     struct BountyParams {
-        address token; // address(0) for ETH, else an ERC-20
-        uint128 reward; // escrowed amount
-        uint96 stake; // per submission, in the bounty's currency (anti-spam)
-        uint40 deadline; // unix time after which no commit is accepted
-        uint32 evalWindow; // seconds to reveal after a commit, and again to evaluate after that
+        address token; // address(0) for ETH, else an ERC-20 (no fee-on-transfer tokens)
+        uint128 reward; // escrowed amount, 0 < reward <= MAX_REWARD
+        uint96 stake; // per submission, 0 < stake <= reward; returned unless the update is harmful
+        uint40 deadline; // unix time after which no submission is accepted
+        uint32 evalWindow; // seconds the owner has to settle a submission, MIN..MAX_EVAL_WINDOW
         uint64 initialScore; // score of model version 0 on the owner's validation set
         uint64 targetScore; // reaching it pays out everything left
         bool higherIsBetter; // accuracy (true) or an error such as MSE (false)
-        bytes32 validationCommitment; // hash committing to the owner's validation set
+        bytes32 validationCommitment; // digest of the audit bundle's CID (validation set + key), != 0
         bytes32 modelDigest; // CID of the model manifest / version 0 weights (see header)
         uint16 modelCodec;
+        bool auditable; // close requires {revealAudit} first: miners can replay every evaluation
+    }
+
+    /// @notice The owner's verdict on one submission of a round (in queue order).
+    struct Verdict {
+        uint16 shareBps; // > 0: accepted, its share of the round's pot (accepted shares sum to 10000)
+        uint8 reason; // when rejected: a client-defined reason code (see the `mine` client)
+        bool refund; // when rejected: true returns the stake (honest but unhelpful), false forfeits it
     }
 
     struct Bounty {
         address owner;
+        address token;
+        BountyStatus status;
+        bool higherIsBetter;
+        bool auditable;
+        bool auditRevealed;
         uint40 deadline;
         uint32 evalWindow;
-        bool higherIsBetter;
-        BountyStatus status;
-        address token;
         uint96 stake;
         uint128 reward;
-        uint128 escrow;
+        uint128 escrow; // reward not yet paid (refunded to the owner at close)
+        uint128 forfeitPool; // forfeited stakes waiting for later accepted contributors
+        uint128 paid; // rewards credited to miners so far (from escrow and forfeit pool)
+        uint128 burned; // forfeit pool burned at close
         uint64 initialScore;
         uint64 targetScore;
         uint64 bestScore;
         uint32 latestVersion;
-        uint32 nextEval;
+        uint32 nextEval; // queue head: the next submission to settle
         uint32 submissions;
-        uint32 pending;
-        uint40 lastDue;
-        uint128 paid;
+        uint32 pending; // submissions still Submitted
+        uint40 lastDue; // end of the last submission's window (0 before any)
         bytes32 validationCommitment;
     }
 
     struct Submission {
         address miner;
         uint32 baseVersion;
-        uint40 committedAt;
+        uint40 submittedAt;
         SubmissionStatus status;
-        uint16 codec; // of `digest`'s CID once revealed
-        // the commitment until revealed, then the update's CID; once accepted, the CID of the model
-        // version it produced (the update's CID stays in {UpdateRevealed} and the version's record)
-        bytes32 digest;
     }
 
     struct ModelVersion {
         bytes32 digest;
         uint16 codec;
         uint64 score;
-        uint32 submission; // index of the accepted submission (0 for version 0)
+        uint32 submission; // first submission of the round that produced it (0 for version 0)
         uint40 createdAt;
     }
 
@@ -106,14 +112,14 @@ interface ISonar {
         uint256 initialScore,
         uint256 targetScore,
         bool higherIsBetter,
-        bytes32 validationCommitment
+        bytes32 validationCommitment,
+        bool auditable
     );
     event ModelVersionRecorded(
         uint256 indexed bountyId, uint256 indexed version, bytes32 digest, uint16 codec, uint256 score
     );
-    /// @dev The stake paid is the bounty's `stake` (see {BountyPosted}); not repeated here to save gas.
-    event UpdateCommitted(uint256 indexed bountyId, uint256 indexed index, address indexed miner, bytes32 commitment);
-    event UpdateRevealed(
+    /// @dev The stake paid is the bounty's `stake` (see {BountyPosted}). The update's CID is only here.
+    event UpdateSubmitted(
         uint256 indexed bountyId,
         uint256 indexed index,
         address indexed miner,
@@ -121,22 +127,24 @@ interface ISonar {
         uint16 codec,
         uint256 baseVersion
     );
+    /// @dev `reward` is credited on top of the returned stake.
     event UpdateAccepted(
-        uint256 indexed bountyId,
-        uint256 indexed index,
-        address indexed miner,
-        uint256 score,
-        uint256 version,
-        uint256 reward
+        uint256 indexed bountyId, uint256 indexed index, address indexed miner, uint256 shareBps, uint256 reward
     );
     event UpdateRejected(
-        uint256 indexed bountyId, uint256 indexed index, address indexed miner, uint256 score, uint8 reason
+        uint256 indexed bountyId, uint256 indexed index, address indexed miner, uint8 reason, bool refunded
+    );
+    /// @dev `version` is 0 when nothing was accepted; `paid` is the rewards credited (stakes excluded).
+    event RoundSettled(
+        uint256 indexed bountyId, uint256 firstIndex, uint256 count, uint256 version, uint256 score, uint256 paid
     );
     event StakeReclaimed(uint256 indexed bountyId, uint256 indexed index, address indexed miner, uint256 stake);
-    event UpdateExpired(uint256 indexed bountyId, uint256 indexed index, address indexed miner, uint256 stake);
     event Skipped(uint256 indexed bountyId, uint256 indexed index);
     event TargetReached(uint256 indexed bountyId, uint256 score);
-    event BountyClosed(uint256 indexed bountyId, address indexed owner, uint256 paid, uint256 refunded);
+    event AuditRevealed(uint256 indexed bountyId, bytes32 digest, uint16 codec);
+    event BountyClosed(
+        uint256 indexed bountyId, address indexed owner, uint256 paid, uint256 refunded, uint256 burned
+    );
     event Withdrawn(address indexed account, address indexed token, uint256 amount);
 
     /*//////////////////////////////////////////////////////////////
@@ -149,16 +157,20 @@ interface ISonar {
     error SonarNotBountyOwner(uint256 bountyId, address caller);
     error SonarBountyNotOpen(uint256 bountyId, BountyStatus status);
     error SonarDeadlinePassed(uint256 bountyId, uint256 deadline);
+    error SonarDeadlineNotPassed(uint256 bountyId, uint256 deadline);
     error SonarUnknownSubmission(uint256 bountyId, uint256 index);
     error SonarNotSubmissionMiner(uint256 bountyId, uint256 index, address caller);
     error SonarWrongStatus(uint256 bountyId, uint256 index, SubmissionStatus status);
-    error SonarRevealWindowClosed(uint256 bountyId, uint256 index, uint256 revealDeadline);
-    error SonarCommitmentMismatch(uint256 bountyId, uint256 index);
     error SonarUnknownVersion(uint256 bountyId, uint256 version);
-    error SonarNotNextInLine(uint256 bountyId, uint256 index, uint256 nextEval);
+    error SonarInvalidRound(uint256 bountyId, uint256 count, uint256 queued);
+    error SonarInvalidShares(uint256 bountyId, uint256 totalBps);
     error SonarNoImprovement(uint256 bountyId, uint256 bestScore, uint256 score);
+    error SonarWindowClosed(uint256 bountyId, uint256 index, uint256 due);
     error SonarStillInWindow(uint256 bountyId, uint256 until);
     error SonarNothingToSkip(uint256 bountyId);
+    error SonarAuditMismatch(uint256 bountyId, bytes32 expected, bytes32 digest);
+    error SonarAuditAlreadyRevealed(uint256 bountyId);
+    error SonarAuditNotRevealed(uint256 bountyId);
     error SonarNothingToWithdraw(address account, address token);
     error SonarTransferFailed(address to, uint256 amount);
 
@@ -167,15 +179,20 @@ interface ISonar {
     //////////////////////////////////////////////////////////////*/
 
     function postBounty(BountyParams calldata p) external payable returns (uint256 bountyId);
-    function commit(uint256 bountyId, bytes32 commitment) external payable returns (uint256 index);
-    function reveal(uint256 bountyId, uint256 index, bytes32 digest, uint16 codec, uint32 baseVersion, bytes32 salt)
-        external;
-    function accept(uint256 bountyId, uint256 index, uint64 score, bytes32 modelDigest, uint16 modelCodec)
+    function submit(uint256 bountyId, bytes32 digest, uint16 codec, uint32 baseVersion)
         external
-        returns (uint256 reward);
-    function reject(uint256 bountyId, uint256 index, uint64 score, uint8 reason) external;
+        payable
+        returns (uint256 index);
+    function settle(
+        uint256 bountyId,
+        Verdict[] calldata verdicts,
+        uint64 score,
+        bytes32 modelDigest,
+        uint16 modelCodec
+    ) external returns (uint256 paid);
     function reclaimStake(uint256 bountyId, uint256 index) external;
     function skip(uint256 bountyId) external;
+    function revealAudit(uint256 bountyId, bytes32 digest, uint16 codec) external;
     function close(uint256 bountyId) external returns (uint256 refunded);
     function withdraw(address token) external returns (uint256 amount);
 
@@ -185,12 +202,4 @@ interface ISonar {
     function getModelVersion(uint256 bountyId, uint256 version) external view returns (ModelVersion memory);
     function credits(address token, address account) external view returns (uint256);
     function previewReward(uint256 bountyId, uint64 score) external view returns (uint256);
-    function commitmentOf(
-        uint256 bountyId,
-        address miner,
-        bytes32 digest,
-        uint16 codec,
-        uint32 baseVersion,
-        bytes32 salt
-    ) external pure returns (bytes32);
 }

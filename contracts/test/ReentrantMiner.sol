@@ -14,16 +14,13 @@ contract ReentrantMiner {
         sonar = sonar_;
     }
 
-    /// @notice Commit through this contract (it becomes the submission's miner).
-    function commit(uint256 bountyId, bytes32 commitment) external payable returns (uint256) {
-        return sonar.commit{value: msg.value}(bountyId, commitment);
-    }
-
-    /// @notice Reveal through this contract.
-    function reveal(uint256 bountyId, uint256 index, bytes32 digest, uint16 codec, uint32 baseVersion, bytes32 salt)
+    /// @notice Submit through this contract (it becomes the submission's miner).
+    function submit(uint256 bountyId, bytes32 digest, uint16 codec, uint32 baseVersion)
         external
+        payable
+        returns (uint256)
     {
-        sonar.reveal(bountyId, index, digest, codec, baseVersion, salt);
+        return sonar.submit{value: msg.value}(bountyId, digest, codec, baseVersion);
     }
 
     /// @notice Start the attack: withdraw ETH credits; the receive hook re-enters.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mine.chain import BountyParams, BountyStatus, SonarClient, SubmissionStatus, ZERO_ADDRESS
+from mine import chain as chain_module
+from mine.chain import BountyParams, BountyStatus, SonarClient, SubmissionStatus, Verdict, ZERO_ADDRESS
 from mine.devnet import dev_account, free_port
 from mine.errors import ChainError, ChainUnreachableError, InsufficientFundsError
-from mine.chain import commitment
 
 
 def _params(sonar: SonarClient, **overrides) -> BountyParams:
@@ -28,16 +28,56 @@ def test_post_bounty_returns_increasing_ids(sonar: SonarClient, chain_snapshot: 
     assert bounty.status == BountyStatus.OPEN and bounty.escrow == 10**18 and bounty.owner == dev_account(0).address
 
 
-def test_commit_and_reveal_match_the_contract_commitment(sonar: SonarClient, chain_snapshot: None) -> None:
+def test_submit_records_the_submission_and_emits_the_cid(sonar: SonarClient, chain_snapshot: None) -> None:
     bid, _ = sonar.post_bounty(_params(sonar))
     miner = sonar.with_account(dev_account(1))
-    digest, salt = b"\x33" * 32, b"\x44" * 32
-    local = commitment(bid, miner.account.address, digest, 0x70, 0, salt)
-    assert local == sonar.commitment_of(bid, miner.account.address, digest, 0x70, 0, salt)
-    index, _ = miner.commit(bid, local, stake=10**15)
-    miner.reveal(bid, index, digest, 0x70, 0, salt)
+    digest = b"\x33" * 32
+    index, receipt = miner.submit(bid, digest, 0x70, 0, stake=10**15)
     sub = sonar.submission(bid, index)
-    assert sub.status == SubmissionStatus.REVEALED and sub.digest == digest and sub.codec == 0x70
+    assert sub.status == SubmissionStatus.SUBMITTED and sub.miner == miner.account.address and sub.base_version == 0
+    (event,) = sonar.receipt_events(receipt, "UpdateSubmitted")
+    assert event["args"]["digest"] == digest and event["args"]["codec"] == 0x70
+
+
+def test_settle_pays_the_accepted_and_refunds_the_honest_rejected(sonar: SonarClient, chain_snapshot: None) -> None:
+    bid, _ = sonar.post_bounty(_params(sonar))
+    a, b = sonar.with_account(dev_account(1)), sonar.with_account(dev_account(2))
+    a.submit(bid, b"\x01" * 32, 0x55, 0, stake=10**15)
+    b.submit(bid, b"\x02" * 32, 0x55, 0, stake=10**15)
+    sonar.settle(bid, [Verdict(share_bps=10_000), Verdict(reason=2, refund=True)], 600_000, b"\x09" * 32, 0x70)
+    bounty = sonar.bounty(bid)
+    # improvement 0.1 of a 0.4 span: a quarter of the reward, under the 35% cap
+    assert bounty.paid == 10**18 // 4 and bounty.latest_version == 1 and bounty.next_eval == 2
+    assert sonar.credits(a.account.address) == 10**15 + 10**18 // 4
+    assert sonar.credits(b.account.address) == 10**15
+    assert sonar.model_version(bid, 1).digest == b"\x09" * 32
+    assert sonar.submission(bid, 1).status == SubmissionStatus.REJECTED
+
+
+def test_settle_refuses_an_empty_or_oversized_round_before_sending(sonar: SonarClient) -> None:
+    with pytest.raises(ChainError, match="1 to 32 verdicts"):
+        sonar.settle(1, [])
+    with pytest.raises(ChainError, match="1 to 32 verdicts"):
+        sonar.settle(1, [Verdict(refund=True)] * 33)
+
+
+def test_client_constants_match_the_contract(sonar: SonarClient) -> None:
+    for name in ("MIN_EVAL_WINDOW", "MAX_EVAL_WINDOW", "MAX_REWARD", "MAX_ROUND", "MAX_SHARE_BPS", "BPS", "SCORE_SCALE"):
+        assert getattr(sonar.contract.functions, name)().call() == getattr(chain_module, name), name
+    assert sonar.contract.functions.BURN_ADDRESS().call() == chain_module.BURN_ADDRESS
+
+
+def test_audit_reveal_then_close_after_the_deadline(sonar: SonarClient, chain_snapshot: None) -> None:
+    bid, _ = sonar.post_bounty(_params(sonar, auditable=True))
+    with pytest.raises(ChainError, match="SonarAuditMismatch"):
+        sonar.reveal_audit(bid, b"\x12" * 32, 0x55)
+    sonar.reveal_audit(bid, b"\x11" * 32, 0x55)
+    sonar.w3.provider.make_request("evm_increaseTime", [3601])
+    sonar.w3.provider.make_request("evm_mine", [])
+    sonar.close(bid)
+    bounty = sonar.bounty(bid)
+    assert bounty.status == BountyStatus.CLOSED and bounty.audit_revealed
+    assert sonar.credits(dev_account(0).address) >= 10**18
 
 
 def test_revert_is_decoded_to_the_custom_error(sonar: SonarClient, chain_snapshot: None) -> None:
@@ -83,5 +123,5 @@ def test_erc20_bounty_is_approved_and_pulled(sonar: SonarClient, chain_snapshot:
     bid, _ = sonar.post_bounty(_params(sonar, token=token_address, reward=5 * 10**18))
     assert token.functions.balanceOf(sonar.address).call() == 5 * 10**18
     miner = sonar.with_account(dev_account(1))
-    miner.commit(bid, b"\x05" * 32, stake=10**15, token=token_address)
+    miner.submit(bid, b"\x05" * 32, 0x55, 0, stake=10**15, token=token_address)
     assert token.functions.balanceOf(sonar.address).call() == 5 * 10**18 + 10**15

@@ -37,7 +37,7 @@ def test_brownie_deploy_prints_and_records_the_address() -> None:
 
 def test_web3_script_lists_bounties(sonar: SonarClient, rpc_url: str) -> None:
     sonar.post_bounty(BountyParams(
-        token=ZERO_ADDRESS, reward=3 * 10**17, stake=0, deadline=sonar.now() + 3600, eval_window=600,
+        token=ZERO_ADDRESS, reward=3 * 10**17, stake=10**15, deadline=sonar.now() + 3600, eval_window=600,
         initial_score=100_000, target_score=900_000, higher_is_better=True,
         validation_commitment=b"\x01" * 32, model_digest=b"\x02" * 32, model_codec=0,
     ))
