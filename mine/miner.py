@@ -80,8 +80,9 @@ def train_update(
     delta = {k: trained[k] - base.state[k] for k in base.state}
     if transform is not None:
         delta = transform(delta)
+    miner = client.account.address if client.account is not None else ""
     metadata = {
-        "bounty": str(bounty_id), "base_version": str(base.version), "base_cid": base.cid,
+        "bounty": str(bounty_id), "base_version": str(base.version), "base_cid": base.cid, "miner": miner,
         "examples": str(result.examples), "loss": f"{result.loss:.6g}", "metric": f"{result.metric:.6g}",
     }
     data = make_update(base.state, {k: base.state[k] + delta[k] for k in base.state}, metadata)
