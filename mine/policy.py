@@ -672,6 +672,8 @@ class RoundPolicy:
     * ``subgroup_tolerance`` — largest allowed worsening of any subgroup by the aggregate (code 3);
     * ``min_improvement`` — margin the aggregate must improve the score by (code 2, refunded);
     * ``share_floor`` — fraction of the pot split equally among the accepted (:func:`shares_bps`);
+    * ``step_search`` — multipliers of ``server_lr`` tried for the aggregate; the best validation
+      score that keeps every subgroup within tolerance wins (ties: the earlier);
     * ``max_epsilon`` — the bounty's DP cap (code 7), ``None`` for none.
     """
 
@@ -686,6 +688,7 @@ class RoundPolicy:
     subgroup_tolerance: float = 0.1
     min_improvement: float = 0.0
     share_floor: float = 0.3
+    step_search: tuple[float, ...] = (1.0, 0.5, 2.0, 0.25)
     max_epsilon: float | None = None
 
     def __post_init__(self) -> None:
@@ -705,6 +708,10 @@ class RoundPolicy:
             raise ValidationError(f"min_alignment must be between -1 and 1, got {self.min_alignment!r}")
         if not 0.0 <= self.share_floor <= 1.0:
             raise ValidationError(f"share_floor must be between 0 and 1, got {self.share_floor!r}")
+        steps = tuple(float(m) for m in self.step_search)
+        if not steps or not all(math.isfinite(m) and m > 0 for m in steps):
+            raise ValidationError(f"step_search must be a non-empty list of finite numbers > 0, got {self.step_search!r}")
+        object.__setattr__(self, "step_search", steps)
         if self.max_epsilon is not None and not (math.isfinite(self.max_epsilon) and self.max_epsilon > 0):
             raise ValidationError(f"max_epsilon must be a finite number > 0, got {self.max_epsilon!r}")
 
@@ -758,10 +765,10 @@ class RoundPolicy:
         scales = dict(zip(live, clip_scales([norms[i] for i in live], bound)))
         cosines = dict(zip(live, alignments([deltas[i] for i in live], [scales[i] for i in live])))
 
-        def state_of(members: Sequence[int]) -> dict[str, torch.Tensor]:
+        def state_of(members: Sequence[int], mult: float = 1.0) -> dict[str, torch.Tensor]:
             if not members:
                 return {k: v.clone() for k, v in current_state.items()}
-            w = self.server_lr / len(members)
+            w = self.server_lr * mult / len(members)
             agg = aggregate([deltas[i] for i in members], [w * scales[i] for i in members])
             return {k: (current_state[k].detach().to(torch.float64) + agg[k]).to(torch.float32) for k in current_state}
 
@@ -802,8 +809,22 @@ class RoundPolicy:
         if not live:
             return RoundDecision([verdicts[it.index] for it in items], before.score, math.nan, None, loss_before,
                                  math.nan, dict(before.per_group))
-        new_state = state_of(live)
-        after = _score(manifest, new_state, X, y, groups)
+        # step size: the server learning rate times each multiplier in `step_search`, the best
+        # validation score wins (ties: the earlier multiplier); deterministic, so audits replay it
+        best: tuple[int, dict[str, torch.Tensor], EvalResult] | None = None
+        for mult in self.step_search:
+            candidate = state_of(live, mult)
+            result = _score(manifest, candidate, X, y, groups)
+            if check_subgroups(before.per_group, result.per_group, higher_is_better=hib,
+                               tolerance=self.subgroup_tolerance) is not None:
+                continue
+            fixed = score_to_chain(result.score) if hib else -score_to_chain(result.score)
+            if best is None or fixed > best[0]:
+                best = (fixed, candidate, result)
+        if best is None:  # only the first multiplier was checked against the subgroups above
+            candidate = state_of(live)
+            best = (0, candidate, _score(manifest, candidate, X, y, groups))
+        _, new_state, after = best
         loss_after = validation_loss(manifest, new_state, X, y)
         rej = check_improvement(before.score, after.score, higher_is_better=hib, min_improvement=self.min_improvement)
         if rej is not None:
