@@ -299,7 +299,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                 "score_before": result.score_before, "score_after": result.score_after,
                 "version": result.version if accepted else None,
                 "reward_wei": int(v["reward"]), "stake_wei": settings.stake_wei, "stake_returned": returned,
-                "norm": v["norm"], "contribution": v["contribution"],
+                "norm": v["norm"], "contribution": v["contribution"], "alignment": v.get("alignment"),
             })
     per_miner: dict[str, dict[str, Any]] = {}
     for m in miners:

@@ -339,7 +339,7 @@ def settle_round(
 
 def _verdict_dict(v: Any) -> dict[str, Any]:
     d = asdict(v)
-    for key in ("norm", "contribution"):
+    for key in ("norm", "contribution", "alignment"):
         if d[key] != d[key]:  # NaN is not JSON
             d[key] = None
     return d

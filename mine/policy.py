@@ -514,8 +514,8 @@ def alignments(deltas: Sequence[Mapping[str, torch.Tensor]], scales: Sequence[fl
 def loo_contributions(loss_all: float, loss_without: Sequence[float]) -> list[float]:
     """Leave-one-out marginal values: ``loss_without[i] - loss_all`` (positive = update i helps).
 
-    ``loss_without[i]`` is the validation loss of the round's aggregate without update ``i``
-    (for a one-update round: the current model's loss).
+    ``loss_without[i]`` is the validation loss of the round's aggregate (the mean of the others)
+    without update ``i`` (for a one-update round: the current model's loss).
     """
     return [float(lw) - float(loss_all) for lw in loss_without]
 
@@ -541,13 +541,18 @@ def shares_bps(contributions: Sequence[float], *, floor: float) -> list[int]:
         raw = [floor / n + (1.0 - floor) * p / total for p in pos]
     else:
         raw = [1.0 / n] * n
-    exact = [r * (BPS - n) for r in raw]  # 1 bp reserved for each
+    exact = [r * BPS for r in raw]
     base = [int(math.floor(e)) for e in exact]
-    left = BPS - n - sum(base)
+    left = BPS - sum(base)
     order = sorted(range(n), key=lambda i: (-(exact[i] - base[i]), i))
     for i in order[:left]:
         base[i] += 1
-    return [b + 1 for b in base]
+    for i in range(n):  # every accepted update gets at least 1 bp, taken from the largest share
+        if base[i] == 0:
+            top = max(range(n), key=lambda j: (base[j], -j))
+            base[top] -= 1
+            base[i] = 1
+    return base
 
 
 def check_origin(meta: Mapping[str, str], *, submitter: str, bounty_id: int, base_version: int) -> Rejection | None:
@@ -627,6 +632,7 @@ class ItemVerdict:
     refund: bool
     norm: float = math.nan
     contribution: float = math.nan
+    alignment: float = math.nan
 
     @property
     def accepted(self) -> bool:
@@ -765,20 +771,21 @@ class RoundPolicy:
         scales = dict(zip(live, clip_scales([norms[i] for i in live], bound)))
         cosines = dict(zip(live, alignments([deltas[i] for i in live], [scales[i] for i in live])))
 
-        def state_of(members: Sequence[int], mult: float = 1.0) -> dict[str, torch.Tensor]:
+        def state_of(members: Sequence[int], mult: float = 1.0, n: int | None = None) -> dict[str, torch.Tensor]:
             if not members:
                 return {k: v.clone() for k, v in current_state.items()}
-            w = self.server_lr * mult / len(members)
+            w = self.server_lr * mult / (n or len(members))
             agg = aggregate([deltas[i] for i in members], [w * scales[i] for i in members])
             return {k: (current_state[k].detach().to(torch.float64) + agg[k]).to(torch.float32) for k in current_state}
 
-        def loss_of(members: Sequence[int]) -> float:
-            return validation_loss(manifest, state_of(members), X, y) if members else loss_before
+        def loss_of(members: Sequence[int], n: int) -> float:
+            return validation_loss(manifest, state_of(members, n=n), X, y) if members else loss_before
 
         contributions: dict[int, float] = {}
         while live:
-            loss_all = loss_of(live)
-            contrib = loo_contributions(loss_all, [loss_of([j for j in live if j != i]) for i in live])
+            # leave-one-out: the round's mean without update i against the mean with it
+            loss_all = loss_of(live, len(live))
+            contrib = loo_contributions(loss_all, [loss_of([j for j in live if j != i], len(live) - 1) for i in live])
             contributions = dict(zip(live, contrib))
             worst = min(live, key=lambda i: (contributions[i], i))
             if contributions[worst] < -self.loss_tolerance:
@@ -788,7 +795,7 @@ class RoundPolicy:
                     f"leaving it out lowers the validation loss by {-contributions[worst]:.4g}; "
                     + ("it points with its round (stake returned)" if aligned else
                        f"it points away from its round (cosine {cosines[worst]:.2f})"),
-                    aligned, norms[worst], contributions[worst])
+                    aligned, norms[worst], contributions[worst], cosines[worst])
                 live.remove(worst)
                 continue
             after = _score(manifest, state_of(live), X, y, groups)
@@ -835,7 +842,7 @@ class RoundPolicy:
         shares = shares_bps([contributions[i] for i in live], floor=self.share_floor)
         for i, bps in zip(live, shares):
             verdicts[i] = ItemVerdict(i, by_index[i].submitter, bps, ACCEPTED, "accepted", False, norms[i],
-                                      contributions[i])
+                                      contributions[i], cosines[i])
         return RoundDecision([verdicts[it.index] for it in items], before.score, after.score, new_state, loss_before,
                              loss_after, dict(before.per_group), dict(after.per_group))
 

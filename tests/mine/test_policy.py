@@ -20,9 +20,10 @@ from mine.train import train
 
 
 def test_reason_codes() -> None:
-    assert sorted(P.REASONS) == [1, 2, 3, 4, 5]
+    assert sorted(P.REASONS) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert all(isinstance(v, str) and v for v in P.REASONS.values())
     assert (P.STRUCTURE, P.NO_IMPROVEMENT, P.SUBGROUP_REGRESSION, P.OUTLIER_NORM, P.UNREADABLE) == (1, 2, 3, 4, 5)
+    assert (P.NOT_SUBMITTERS, P.EPSILON_TOO_HIGH, P.NEGATIVE_CONTRIBUTION) == (6, 7, 8)
 
 
 @pytest.fixture(scope="module")
@@ -243,12 +244,12 @@ def test_default_policy_margin_and_subgroup_guard(world) -> None:
 
 
 def test_registry_and_settings() -> None:
-    assert set(P.POLICIES) == {"default", "accept-all"}
+    assert set(P.POLICIES) == {"default", "accept-all", "round"}
     p = P.make_policy("default", server_lr=0.25, outlier_factor=3.0)
     assert isinstance(p, P.DefaultPolicy) and isinstance(p, P.Policy)
     assert p.settings()["server_lr"] == 0.25 and p.settings()["policy"] == "default"
     assert isinstance(P.make_policy("accept-all"), P.Policy)
-    with pytest.raises(ValidationError, match="choose one of accept-all, default"):
+    with pytest.raises(ValidationError, match="choose one of accept-all, default, round"):
         P.make_policy("trust-me")
     with pytest.raises(ValidationError, match="bad settings"):
         P.make_policy("default", learning_rate=1.0)
