@@ -347,15 +347,16 @@ def bounties(obj: Ctx, show_all: bool) -> None:
         h = history.setdefault(result.get("owner", ""), {"closed": 0, "revealed": 0, "audited": 0, "mismatches": 0})
         h["audited"] += 1
         h["mismatches"] += len(result.get("mismatches", []))
-    table = Table("id", "status", "escrow left", "stake", "eval window", "auditable", "deadline in", "best → target",
-                  "model", "owner (closed/revealed/mismatches)", "fits")
+    table = Table("id", "status", "escrow left", "stake", "window", "audit", "deadline", "best → target", "model",
+                  "owner", "fits")
+    owners_shown: list[str] = []
     for b in all_bounties:
         if b.status != BountyStatus.OPEN and not show_all:
             continue
         mv = client.model_version(b.id, b.latest_version)
         try:
             manifest = fetch_manifest(store, fetch_record(store, cid_from_chain(mv.digest, mv.codec)))
-            model = f"{manifest.name} ({manifest.task}, {len(manifest.features)} features, v{b.latest_version})"
+            model = f"{manifest.name} v{b.latest_version}"
             fit = ", ".join(d.name for d in datasets if fits(d, list(manifest.features)) is None) or "-"
         except (StoreError, ValidationError) as exc:
             model, fit = f"unavailable ({type(exc).__name__})", "?"
@@ -364,14 +365,21 @@ def bounties(obj: Ctx, show_all: bool) -> None:
         except ChainError:
             decimals, symbol = 18, b.token[:10] + "?"
         left = max(0, b.deadline - now)
-        h = history[b.owner]
-        audited = f"{h['mismatches']} in {h['audited']} audits" if h["audited"] else "not audited"
+        if b.owner not in owners_shown:
+            owners_shown.append(b.owner)
         table.add_row(str(b.id), b.status.name.lower(), format_amount(b.escrow, decimals, symbol),
                       format_amount(b.stake, decimals, symbol), f"{b.eval_window // 60} min",
                       ("revealed" if b.audit_revealed else "yes") if b.auditable else "no", f"{left // 60} min",
                       f"{score_from_chain(b.best_score):.4f} → {score_from_chain(b.target_score):.4f}", model,
-                      f"{b.owner[:10]}…: {h['closed']} closed, {h['revealed']} revealed, {audited}", fit)
+                      f"{b.owner[:8]}…", fit)
     out_console.print(table)
+    owners = Table("owner", "bounties closed", "audits revealed", "audited mismatches (my audits)", title="Owners")
+    for owner in owners_shown:
+        h = history[owner]
+        audited = f"{h['mismatches']} in {h['audited']} audits" if h["audited"] else "not audited"
+        owners.add_row(owner, str(h["closed"]), str(h["revealed"]), audited)
+    if owners_shown:
+        out_console.print(owners)
 
 
 @cli.command("train")
