@@ -13,8 +13,9 @@ small enough that the whole lifetime of the data stays in the range where DP-SGD
 reconstruction, label and re-identification attacks (ε ≤ 8–10 is the range the literature and
 deployed systems use; Apple's per-day budgets are 2–16, the 2020 US census spent about 17 in total).
 
-A non-private update (``mine train --no-dp``) is recorded too: it has no guarantee, so the dataset's
-spent ε becomes infinite and later DP training on it is refused (the data already left unprotected).
+A non-private update (``mine train --no-dp``) is recorded too and reported (the data then has no
+DP guarantee at all), but it is not charged against the budget: the user opted out explicitly, and
+refusing later DP updates would protect nothing that had not already left.
 
 The ledger is one JSON file in the mine home (``privacy-ledger.json``), rewritten atomically under
 an exclusive lock, so two concurrent ``mine train`` runs cannot both spend the last of a budget
@@ -72,9 +73,14 @@ class BudgetStatus:
     dataset: str
     budget: float
     delta: float
-    spent: float
-    updates: int
-    private: bool  # False once a non-private update was trained on the data
+    spent: float  # composed ε of the DP updates
+    updates: int  # DP updates
+    non_private: int  # updates trained with --no-dp (no guarantee)
+
+    @property
+    def private(self) -> bool:
+        """False once a non-private update was trained on the data."""
+        return self.non_private == 0
 
     @property
     def remaining(self) -> float:
@@ -122,9 +128,7 @@ class PrivacyLedger:
     def _composed(entries: list[LedgerEntry], delta: float) -> float:
         from mine.dp import composed_epsilon
 
-        if any(not e.private for e in entries):
-            return math.inf
-        return composed_epsilon([(e.noise_multiplier, e.sample_rate, e.steps) for e in entries], delta)
+        return composed_epsilon([(e.noise_multiplier, e.sample_rate, e.steps) for e in entries if e.private], delta)
 
     # ------------------------------------------------------------------ queries
 
@@ -137,7 +141,8 @@ class PrivacyLedger:
         delta = raw.get("delta") or (default_delta(rows) if rows else 1e-5)
         return BudgetStatus(
             dataset=name, budget=float(raw.get("budget", DEFAULT_BUDGET)), delta=delta,
-            spent=self._composed(entries, delta), updates=len(entries), private=all(e.private for e in entries),
+            spent=self._composed(entries, delta), updates=sum(e.private for e in entries),
+            non_private=sum(not e.private for e in entries),
         )
 
     def entries(self, name: str) -> list[LedgerEntry]:
@@ -173,11 +178,8 @@ class PrivacyLedger:
             budget = float(raw["budget"])
             if enforce and after > budget:
                 before = self._composed(entries, ledger_delta)
-                if math.isinf(before):
-                    why = "a non-private update (--no-dp) was already trained on it, so it has no DP guarantee left"
-                else:
-                    why = (f"it has spent ε = {before:.2f} of its budget {budget:g} over {len(entries)} update(s) "
-                           f"and this update would bring it to ε = {after:.2f}")
+                why = (f"it has spent ε = {before:.2f} of its budget {budget:g} over "
+                       f"{sum(e.private for e in entries)} update(s) and this update would bring it to ε = {after:.2f}")
                 raise BudgetExceededError(
                     f"dataset {name!r} is out of privacy budget: {why} (δ = {ledger_delta:g}). Train with a smaller "
                     f"--epsilon, or raise the budget with `mine vault budget {name} --set EPS` if you accept the risk")

@@ -66,9 +66,9 @@ def test_refund_and_non_private_updates(home: MineHome) -> None:
     assert ledger.status("clinic").updates == 0
     _, status = ledger.spend("clinic", rows=200, noise_multiplier=0.0, sample_rate=1.0, steps=1, epsilon=math.inf,
                              delta=1e-5, enforce=False, note="--no-dp")
-    assert math.isinf(status.spent) and not status.private
-    with pytest.raises(BudgetExceededError, match="non-private update"):
-        _spend(ledger, record)
+    assert status.spent == 0.0 and status.non_private == 1 and not status.private
+    _, status = _spend(ledger, record)  # the opt-out is reported, not charged
+    assert status.spent == pytest.approx(record.epsilon) and status.updates == 1
     assert PrivacyLedger(home).entries("clinic")[0].epsilon == math.inf
 
 
