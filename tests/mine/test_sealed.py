@@ -99,3 +99,16 @@ def test_missing_key_and_bad_record_are_clear_errors(tmp_path) -> None:
         sealed.public_key_from_record({"scheme": sealed.SCHEME, "public_key": "00" * 31})
     with pytest.raises(sealed.SealedError, match="too short"):
         sealed.open_sealed(b"short", sealed.generate_keypair()[0])
+
+
+def test_version_record_carries_encryption_and_max_epsilon() -> None:
+    from mine.versions import VersionRecord
+
+    pk = sealed.generate_keypair()[1]
+    plain = VersionRecord("bafym", "bafyw")
+    assert b"encryption" not in plain.to_json()  # older records keep their bytes (and CIDs)
+    rec = VersionRecord("bafym", "bafyw", encryption=sealed.encryption_record(pk), max_epsilon=8.0)
+    back = VersionRecord.from_json(rec.to_json())
+    assert back == rec and sealed.public_key_from_record(back.encryption) == pk
+    with pytest.raises(M.ValidationError, match="max_epsilon"):
+        VersionRecord.from_json(rec.to_json().replace(b"8.0", b"-1"))
