@@ -15,6 +15,7 @@ time of one miner's local training relative to plain training.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import statistics
@@ -33,18 +34,25 @@ from mine.train import train
 MINERS, ROUNDS = 8, 5
 
 
-def world(seed: int) -> dict[str, Any]:
-    d = datasets.load("digits")
+def world(seed: int, dataset: str = "digits") -> dict[str, Any]:
+    d = datasets.load(dataset)
     split = datasets.train_validation_split(d.X, d.y, validation_fraction=0.25, seed=seed, task=d.task)
     shards = datasets.dirichlet_shards(split.y_train, MINERS, alpha=1.0, seed=seed, min_size=10, task=d.task)
-    manifest = with_normalization(default_manifest("digits"), split.X_val)
-    return {"split": split, "shards": shards, "manifest": manifest}
+    manifest = with_normalization(default_manifest(dataset), split.X_val)
+    if dataset == "diabetes":  # the demo's settings for the linear model (mine.demo.TRAINING)
+        manifest = dataclasses.replace(manifest, training={**manifest.training, "epochs": 20, "lr": 0.02,
+                                                           "batch_size": 32, "optimizer": "sgd"})
+    state = model_state(build_model(manifest, seed=seed))
+    if manifest.task == "regression":  # like the demo's owner: start by predicting the mean
+        last_bias = [k for k in state if k.endswith(".bias")][-1]
+        state[last_bias] = torch.full_like(state[last_bias], float(np.mean(split.y_val)))
+    return {"split": split, "shards": shards, "manifest": manifest, "initial": state}
 
 
 def run_market(w: dict[str, Any], seed: int, settings: dp.DPSettings | None, *, server_lr: float) -> dict[str, Any]:
     """Final validation accuracy of 5 rounds of the market with these local settings."""
     manifest, split = w["manifest"], w["split"]
-    state = model_state(build_model(manifest, seed=seed))
+    state = {k: v.clone() for k, v in w["initial"].items()}
     seconds, eps = 0.0, 0.0
     curve = []
     for rnd in range(ROUNDS):
@@ -91,13 +99,14 @@ def grid(kind: str) -> list[tuple[dp.DPSettings | None, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--dataset", default="digits", choices=datasets.DATASETS)
     ap.add_argument("--grid", default="quick")
     ap.add_argument("--config", action="append", default=[],
                     help="JSON of DPSettings plus server_lr (repeatable); replaces the grid")
     ap.add_argument("--out", type=Path, default=Path("bench/dp_frontier.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
-    worlds = {s: world(s) for s in range(args.seeds)}
+    worlds = {s: world(s, args.dataset) for s in range(args.seeds)}
     if args.config:
         rows = []
         for c in args.config:
