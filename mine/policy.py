@@ -14,7 +14,7 @@ code  rule                   meaning
 4     :func:`check_outlier`     the update norm is an outlier among accepted updates / the round
 5     (client)                 unreadable: decryption / CID / parse failure
 6     :func:`check_origin`      not the submitter's update (inner miner or bounty differ)
-7     :func:`check_epsilon`     DP epsilon above the bounty's maximum (or DP off when one is set)
+7     :func:`check_epsilon`     the update's DP ε (recomputed) is above the bounty's maximum, or no DP
 8     :class:`RoundPolicy`      negative marginal value (leave-one-out validation loss)
 ====  =====================  ==============================================================
 
@@ -59,6 +59,7 @@ __all__ = [
     "Policy",
     "REASONS",
     "Rejection",
+    "check_epsilon",
     "check_improvement",
     "check_outlier",
     "check_structure",
@@ -85,6 +86,9 @@ REASONS: dict[int, str] = {
 }
 #: Codes whose stake is returned (an honest update that simply did not help); all others forfeit.
 REFUNDED_CODES = frozenset({NO_IMPROVEMENT})
+#: Code 7: the update's differential privacy is weaker than the bounty's ``max_epsilon``.
+EPSILON_ABOVE_MAX = 7
+REASONS[EPSILON_ABOVE_MAX] = "the update's DP epsilon is above the bounty's maximum (or it was trained without DP)"
 
 #: Floor of the robust spread in :func:`check_outlier`, relative to the median norm.
 MIN_RELATIVE_SPREAD = 0.25
@@ -201,6 +205,37 @@ def check_subgroups(before: Mapping[str, float], after: Mapping[str, float], *, 
     return Rejection(SUBGROUP_REGRESSION,
                      f"subgroup {key!r} got worse: {before[key]:.6f} -> {after[key]:.6f} "
                      f"(by {worst[0] / 1e6:.6f}, tolerance {tolerance:.6f})")
+
+
+def check_epsilon(dp_metadata: str | None, *, max_epsilon: float | None, max_delta: float = 1e-5) -> Rejection | None:
+    """Code 7 if the update's privacy is weaker than the bounty allows (``None``: no maximum, pass).
+
+    ``dp_metadata`` is the update's ``dp`` metadata string (``"off"`` or the JSON of
+    :class:`mine.dp.DPRecord`). The stated ε is not trusted: ε is recomputed with Opacus' RDP
+    accountant from the stated mechanism (noise multiplier, sample rate, steps, δ), and the larger
+    of the two counts. Rejected: no ``dp`` metadata or ``"off"``, malformed settings, δ above
+    ``max_delta``, or ε above ``max_epsilon``. (That the noise was really added cannot be checked
+    from the update; the ε is the miner's claim about its own mechanism.)
+    """
+    if max_epsilon is None:
+        return None
+    from mine.dp import epsilon_for, parse_dp_metadata
+
+    try:
+        record = parse_dp_metadata(dp_metadata)
+    except ValidationError as exc:
+        return Rejection(EPSILON_ABOVE_MAX, f"{exc}; this bounty accepts only DP updates with epsilon <= {max_epsilon:g}")
+    if record is None:
+        return Rejection(EPSILON_ABOVE_MAX, f"the update was trained without DP (--no-dp); this bounty accepts only "
+                                            f"epsilon <= {max_epsilon:g}")
+    if record.delta > max_delta:
+        return Rejection(EPSILON_ABOVE_MAX, f"the update's delta {record.delta:g} is above the allowed {max_delta:g}")
+    eps = max(record.epsilon, epsilon_for(record.noise_multiplier, record.sample_rate, record.steps, record.delta))
+    if eps > max_epsilon * (1 + 1e-9):
+        return Rejection(EPSILON_ABOVE_MAX, f"the update's epsilon {eps:.4g} (recomputed from its noise "
+                                            f"{record.noise_multiplier:g}, sample rate {record.sample_rate:g}, "
+                                            f"{record.steps} steps) is above the bounty's maximum {max_epsilon:g}")
+    return None
 
 
 def _robust_limit(accepted_norms: Sequence[float], factor: float) -> tuple[float, float, float]:
@@ -572,24 +607,6 @@ def check_origin(meta: Mapping[str, str], *, submitter: str, bounty_id: int, bas
     return None
 
 
-def check_epsilon(meta: Mapping[str, str], max_epsilon: float | None) -> Rejection | None:
-    """Code 7 if the bounty caps epsilon and the update's DP record is missing, off, or above the cap."""
-    if max_epsilon is None:
-        return None
-    import json as _json
-
-    raw = meta.get("dp", "")
-    if raw in ("", "off"):
-        return Rejection(EPSILON_TOO_HIGH, f"trained without differential privacy; the bounty requires epsilon <= {max_epsilon:g}")
-    try:
-        eps = float(_json.loads(raw)["epsilon"])
-    except (ValueError, KeyError, TypeError):
-        return Rejection(EPSILON_TOO_HIGH, "the update's DP record is unreadable")
-    if not (math.isfinite(eps) and eps <= max_epsilon):
-        return Rejection(EPSILON_TOO_HIGH, f"epsilon {eps:g} is above the bounty's maximum {max_epsilon:g}")
-    return None
-
-
 def validation_loss(manifest: Manifest, state: Mapping[str, torch.Tensor], X: Any, y: Any) -> float:
     """The manifest's loss (cross-entropy or MSE) of ``state`` on the validation set, deterministic, float64."""
     from mine.evaluate import predict
@@ -749,7 +766,7 @@ class RoundPolicy:
             if rej is None:
                 rej = check_origin(meta, submitter=it.submitter, bounty_id=bounty_id, base_version=it.base_version)
             if rej is None:
-                rej = check_epsilon(meta, self.max_epsilon)
+                rej = check_epsilon(meta.get("dp"), max_epsilon=self.max_epsilon)
             if rej is None and it.base_version != current_version:
                 rej = Rejection(NO_IMPROVEMENT, f"stale: trained from version {it.base_version}, the model is at "
                                                 f"version {current_version} (stake returned)")
