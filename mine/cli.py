@@ -839,9 +839,11 @@ def ipfs_export(obj: Ctx, cid: str, out: Path) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"), show_default=True)
 @click.option("--rpc", "demo_rpc", default=None, help="Use this chain instead of starting anvil.")
 @click.option("--ipfs-api", "demo_ipfs", default=None, help="Use this IPFS node instead of the embedded store.")
+@click.option("--dp/--no-dp", "use_dp", default=True, show_default=True,
+              help="Miners train with DP-SGD (the manifest's training.dp, else mine.dp's default) or plainly.")
 @pass_ctx
 def demo(obj: Ctx, dataset: str, miners: int, malicious: int, attack: str, rounds: int, seed: int, out_dir: Path,
-         demo_rpc: str | None, demo_ipfs: str | None) -> None:
+         demo_rpc: str | None, demo_ipfs: str | None, use_dp: bool) -> None:
     """Run the whole marketplace locally: 1 owner, N miners (K malicious), R rounds; writes a report."""
     from mine.demo import DemoSettings, run_demo
 
@@ -849,7 +851,7 @@ def demo(obj: Ctx, dataset: str, miners: int, malicious: int, attack: str, round
         raise click.BadParameter("--malicious cannot exceed --miners")
     settings = DemoSettings(dataset=dataset, miners=miners, malicious=malicious, attack=attack, rounds=rounds,
                             seed=seed, out=out_dir, rpc=demo_rpc or obj.rpc, ipfs_api=demo_ipfs or obj.store_spec,
-                            sonar=obj.sonar)
+                            sonar=obj.sonar, dp=use_dp)
     run_demo(settings, console=out_console, progress_console=err_console)
 
 
