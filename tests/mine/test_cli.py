@@ -279,20 +279,33 @@ def test_copied_cid_is_rejected_and_the_original_paid(world: World, posted: int)
 
 
 def test_store_outage_makes_updates_wait_never_rejects(world: World, posted: int, tmp_path: Path) -> None:
-    # the miner's ciphertext reaches a store the owner cannot read (an outage, from the owner's side)
-    world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "41")
-    world.run(world.miner_home, "--store", f"embedded:{tmp_path / 'elsewhere'}", "submit", str(posted), dev=MINER)
-    index = world.sonar.bounty(posted).submissions - 1
+    from mine.sealed import public_key_from_record, seal
+    from mine.store import compute_cid, cid_to_chain
+    from mine.versions import load_version
+
+    # a submission whose ciphertext the owner's store cannot deliver (yet)
+    world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "41", "--no-dp")
+    update = max((world.miner_home / "outbox").glob("*.safetensors"), key=lambda p: p.stat().st_mtime_ns)
+    record = load_version(world.sonar, _store(world), posted, 0).record
+    ciphertext, _ = seal(update.read_bytes(), public_key_from_record(record.encryption))
+    sealed = tmp_path / "update.sealed"
+    sealed.write_bytes(ciphertext)
+    digest, codec = cid_to_chain(compute_cid(ciphertext))
+    miner = world.sonar.with_account(dev_account(MINER))
+    index, _ = miner.submit(posted, digest, codec, world.sonar.bounty(posted).latest_version,
+                            stake=world.sonar.bounty(posted).stake)
     rejected_before = len(world.sonar.events("UpdateRejected", bountyId=posted))
+    world.sonar.reset_nonce()
     result = world.owner("evaluate", str(posted))
     assert "could not be fetched" in result.output and "accepted 0 of 0" in result.output, result.output
     assert world.sonar.submission(posted, index).status == SubmissionStatus.SUBMITTED
     assert len(world.sonar.events("UpdateRejected", bountyId=posted)) == rejected_before
-    # the store is back (the ciphertext reaches the owner's store): the update is judged
-    sealed = max((world.miner_home / "outbox").glob("*.sealed"), key=lambda p: p.stat().st_mtime_ns)
+    # the store has it now: the update is judged
     world.miner("ipfs", "add", str(sealed))
     world.owner("evaluate", str(posted))
     assert world.sonar.submission(posted, index).status != SubmissionStatus.SUBMITTED
+    update.unlink()
+    update.with_suffix(".json").unlink()
 
 
 def test_too_short_window_is_refused(world: World) -> None:
