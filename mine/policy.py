@@ -692,7 +692,8 @@ class RoundPolicy:
     * ``loss_tolerance``, ``min_alignment`` — an update whose leave-one-out contribution is below
       ``-loss_tolerance`` is rejected (code 8): forfeited if its cosine with the rest of the round
       is below ``min_alignment`` (it points away: harmful), refunded if aligned (honest, unhelpful);
-    * ``subgroup_tolerance`` — largest allowed worsening of any subgroup by the aggregate (code 3);
+    * ``subgroup_tolerance`` — largest allowed worsening of any subgroup by the aggregate (code 3;
+      the update whose removal helps that subgroup most goes, forfeited only if it points away);
     * ``min_improvement`` — margin the aggregate must improve the score by (code 2, refunded);
     * ``share_floor`` — fraction of the pot split equally among the accepted (:func:`shares_bps`);
     * ``step_search`` — multipliers of ``server_lr`` tried for the aggregate; the best validation
@@ -826,8 +827,12 @@ class RoundPolicy:
                 s = _score(manifest, state_of([j for j in live if j != i]), X, y, groups).per_group.get(group, math.nan)
                 return s if hib else -s
             culprit = max(live, key=lambda i: (group_score(i), -i))
-            reject(by_index[culprit], SUBGROUP_REGRESSION, rej.reason, norm=norms[culprit],
-                   contribution=contributions.get(culprit, math.nan))
+            aligned = cosines[culprit] >= self.min_alignment  # honest but unhelpful: the stake comes back
+            verdicts[culprit] = ItemVerdict(
+                culprit, by_index[culprit].submitter, 0, SUBGROUP_REGRESSION,
+                rej.reason + ("; it points with its round (stake returned)" if aligned else
+                              f"; it points away from its round (cosine {cosines[culprit]:.2f})"),
+                aligned, norms[culprit], contributions.get(culprit, math.nan), cosines[culprit])
             live.remove(culprit)
 
         if not live:
