@@ -312,6 +312,27 @@ def vault_remove(obj: Ctx, name: str) -> None:
     out_console.print(f"removed {ds.name} (file {ds.path} left in place)")
 
 
+@vault.command("budget")
+@click.argument("name")
+@click.option("--set", "set_to", type=float, help="Set the dataset's lifetime privacy budget (ε).")
+@pass_ctx
+def vault_budget(obj: Ctx, name: str, set_to: float | None) -> None:
+    """Show (or --set) dataset NAME's privacy budget and the ε its updates have spent."""
+    from mine.ledger import PrivacyLedger
+    from mine.vault import Vault
+
+    home = obj.home()
+    home.load_config()
+    ds = Vault(home).get(name)
+    ledger = PrivacyLedger(home)
+    status = ledger.set_budget(name, set_to, rows=ds.rows) if set_to is not None else ledger.status(name, rows=ds.rows)
+    out_console.print(f"{name}: budget ε = {status.budget:g} at δ = {status.delta:g}; spent ε = {status.spent:.3f} "
+                      f"over {status.updates} DP update(s); remaining {status.remaining:.3f}")
+    if not status.private:
+        out_console.print(f"[yellow]{status.non_private} update(s) were trained on {name} WITHOUT DP (--no-dp): "
+                          "for those the data has no privacy guarantee[/]")
+
+
 # ---------------------------------------------------------------------- miner
 
 
@@ -319,61 +340,148 @@ def vault_remove(obj: Ctx, name: str) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Include closed and completed bounties.")
 @pass_ctx
 def bounties(obj: Ctx, show_all: bool) -> None:
-    """Open bounties, with reward left, deadline, model, and which of my datasets fit."""
+    """Bounties with reward left, stake, eval window, auditability, the owner's record, and which datasets fit."""
+    from mine.amounts import format_amount, token_meta
     from mine.chain import BountyStatus
-    from mine.errors import StoreError
+    from mine.errors import ChainError, StoreError
     from mine.evaluate import score_from_chain
+    from mine.home import read_json
+    from mine.store import cid_from_chain
     from mine.vault import Vault, fits
     from mine.versions import fetch_manifest, fetch_record
-    from mine.store import cid_from_chain
 
     client = obj.client(with_account=False)
     store = obj.store()
-    datasets = Vault(obj.home()).list() if obj.home().exists() else []
+    home = obj.home()
+    datasets = Vault(home).list() if home.exists() else []
     now = client.now()
-    table = Table("id", "status", "escrow left", "deadline in", "best → target", "model", "fits")
-    for bid in range(1, client.bounty_count() + 1):
-        b = client.bounty(bid)
+    all_bounties = [client.bounty(bid) for bid in range(1, client.bounty_count() + 1)]
+    # the owner's history: bounties closed, audit bundles revealed (chain), mismatches found (my audits)
+    history: dict[str, dict[str, int]] = {}
+    for b in all_bounties:
+        h = history.setdefault(b.owner, {"closed": 0, "revealed": 0, "audited": 0, "mismatches": 0})
+        h["closed"] += b.status == BountyStatus.CLOSED
+        h["revealed"] += bool(b.audit_revealed)
+    audits = home.root / "audits"
+    for path in sorted(audits.glob(f"{client.address}-*.json")) if audits.exists() else []:
+        result = read_json(path, {})
+        h = history.setdefault(result.get("owner", ""), {"closed": 0, "revealed": 0, "audited": 0, "mismatches": 0})
+        h["audited"] += 1
+        h["mismatches"] += len(result.get("mismatches", []))
+    table = Table("id", "status", "escrow left", "stake", "window", "audit", "deadline", "best → target", "model",
+                  "owner", "fits")
+    owners_shown: list[str] = []
+    for b in all_bounties:
         if b.status != BountyStatus.OPEN and not show_all:
             continue
-        mv = client.model_version(bid, b.latest_version)
+        mv = client.model_version(b.id, b.latest_version)
         try:
             manifest = fetch_manifest(store, fetch_record(store, cid_from_chain(mv.digest, mv.codec)))
-            model = f"{manifest.name} ({manifest.task}, {len(manifest.features)} features, v{b.latest_version})"
+            model = f"{manifest.name} v{b.latest_version}"
             fit = ", ".join(d.name for d in datasets if fits(d, list(manifest.features)) is None) or "-"
         except (StoreError, ValidationError) as exc:
             model, fit = f"unavailable ({type(exc).__name__})", "?"
-        token = "ETH" if int(b.token, 16) == 0 else b.token[:10]
+        try:
+            decimals, symbol = token_meta(client.w3, b.token)
+        except ChainError:
+            decimals, symbol = 18, b.token[:10] + "?"
         left = max(0, b.deadline - now)
-        table.add_row(str(bid), b.status.name.lower(), f"{b.escrow / 10**18:.6g} {token}", f"{left // 60} min",
-                      f"{score_from_chain(b.best_score):.4f} → {score_from_chain(b.target_score):.4f}", model, fit)
+        if b.owner not in owners_shown:
+            owners_shown.append(b.owner)
+        table.add_row(str(b.id), b.status.name.lower(), format_amount(b.escrow, decimals, symbol),
+                      format_amount(b.stake, decimals, symbol), f"{b.eval_window // 60} min",
+                      ("revealed" if b.audit_revealed else "yes") if b.auditable else "no", f"{left // 60} min",
+                      f"{score_from_chain(b.best_score):.4f} → {score_from_chain(b.target_score):.4f}", model,
+                      f"{b.owner[:8]}…", fit)
     out_console.print(table)
+    owners = Table("owner", "bounties closed", "audits revealed", "audited mismatches (my audits)", title="Owners")
+    for owner in owners_shown:
+        h = history[owner]
+        audited = f"{h['mismatches']} in {h['audited']} audits" if h["audited"] else "not audited"
+        owners.add_row(owner, str(h["closed"]), str(h["revealed"]), audited)
+    if owners_shown:
+        out_console.print(owners)
 
 
 @cli.command("train")
 @click.argument("bounty_id", type=int)
 @click.option("--dataset", required=True, help="Vault dataset to train on.")
-@click.option("--epochs", type=int, help="Local epochs (default: the manifest's).")
-@click.option("--lr", type=float, help="Learning rate (default: the manifest's).")
-@click.option("--batch-size", type=int, help="Batch size (default: the manifest's).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed: same seed, same update bytes.")
+@click.option("--epochs", type=int, help="Local epochs (default: the manifest's / the DP default).")
+@click.option("--lr", type=float, help="Learning rate (default: the manifest's / the DP default).")
+@click.option("--batch-size", type=int, help="Batch size (--no-dp only; DP samples each example with --sample-rate).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of sampling and dropout (DP noise always comes from the OS's random source).")
+@click.option("--no-dp", is_flag=True, help="Train without differential privacy (recorded in the update as dp=off).")
+@click.option("--epsilon", type=float, help="DP: target ε of this update (the noise is solved for it).")
+@click.option("--noise-multiplier", type=float, help="DP: fixed noise multiplier instead of a target ε.")
+@click.option("--max-grad-norm", type=float, help="DP: per-example gradient clip norm.")
+@click.option("--sample-rate", type=float, help="DP: Poisson sampling rate per step (1 = full batch).")
+@click.option("--steps", type=int, help="DP: number of DP-SGD steps.")
+@click.option("--delta", type=float, help="DP: δ (default min(1e-5, 1/rows)).")
 @pass_ctx
 def train_cmd(obj: Ctx, bounty_id: int, dataset: str, epochs: int | None, lr: float | None,
-              batch_size: int | None, seed: int) -> None:
-    """Train BOUNTY_ID's current model on a vault dataset; writes the update to the outbox."""
+              batch_size: int | None, seed: int, no_dp: bool, epsilon: float | None, noise_multiplier: float | None,
+              max_grad_norm: float | None, sample_rate: float | None, steps: int | None, delta: float | None) -> None:
+    """Train BOUNTY_ID's current model on a vault dataset with DP-SGD; writes the update to the outbox.
+
+    The update's (ε, δ) is charged to the dataset's privacy budget (`mine vault budget NAME`).
+    """
+    from mine.dp import DEFAULT_DP, DPSettings
     from mine.miner import train_update
     from mine.vault import Vault
+    from mine.versions import load_version
 
     home = obj.home()
-    home.load_config()
+    config = home.load_config()
     X, y, columns = Vault(home).load(dataset)
-    client = obj.client(with_account=False)
+    client = obj.client()  # the update names its miner (checked by the owner: a copied CID is worthless)
     store = obj.store()
+    overrides = {k: v for k, v in {"target_epsilon": epsilon, "noise_multiplier": noise_multiplier,
+                                   "max_grad_norm": max_grad_norm, "sample_rate": sample_rate, "steps": steps,
+                                   "delta": delta}.items() if v is not None}
+    if no_dp and overrides:
+        raise click.UsageError(f"--no-dp trains without DP; drop {', '.join(sorted(overrides))}")
+    if not no_dp and batch_size is not None:
+        raise click.UsageError("with DP each example joins a step with probability --sample-rate; "
+                               "--batch-size applies to --no-dp only")
+    settings = None
+    base = load_version(client, store, bounty_id)
+    if overrides:
+        training = base.manifest.training
+        settings = DPSettings.from_dict(training["dp"]) if "dp" in training else DEFAULT_DP
+        settings = settings.replace(**overrides)
     with progress("training", None) as advance:
         upd = train_update(home, client, store, bounty_id, X, y, columns, epochs=epochs, lr=lr,
-                           batch_size=batch_size, seed=seed, on_batch=lambda done, total: advance(done, total))
+                           batch_size=batch_size, seed=seed, on_batch=lambda done, total: advance(done, total),
+                           base=base, dp_settings=settings, no_dp=no_dp, dataset=dataset,
+                           miner=_miner_address(obj, home, config))
     out_console.print(f"update for bounty {bounty_id} (from version {upd.base_version}): {upd.path}")
-    out_console.print(f"trained on {upd.examples} examples in {upd.seconds:.2f} s; local loss {upd.loss:.4f}, metric {upd.metric:.4f}")
+    if upd.dp is None:
+        out_console.print("[yellow]trained WITHOUT differential privacy (--no-dp): the update can reveal your rows "
+                          "to whoever reads it[/]")
+    else:
+        out_console.print(f"differential privacy: ε = {upd.dp.epsilon:.2f}, δ = {upd.dp.delta:g} (noise "
+                          f"{upd.dp.noise_multiplier:.3g}, clip {upd.dp.max_grad_norm:g}, {upd.dp.steps} steps at "
+                          f"sample rate {upd.dp.sample_rate:g})")
+    from mine.ledger import PrivacyLedger
+
+    status = PrivacyLedger(home).status(dataset, rows=len(X))
+    out_console.print(f"trained on {upd.examples} examples in {upd.seconds:.2f} s; local loss {upd.loss:.4f}, "
+                      f"metric {upd.metric:.4f} (local only, not in the update); dataset {dataset!r} has spent "
+                      f"ε = {status.spent:.2f} of {status.budget:g}")
+
+
+def _miner_address(obj: Ctx, home: Any, config: Any) -> str:
+    """The address that will submit (named inside the update), without unlocking its keystore."""
+    if obj.dev_account is not None:
+        from mine.devnet import dev_account
+
+        return dev_account(obj.dev_account).address
+    address = config.account or next(iter(home.list_accounts()), None)
+    if address is None:
+        raise ConfigError("an update names the account that submits it: run `mine account new` first "
+                          "(or pass --dev-account N on a local chain)")
+    return address
 
 
 @cli.command()
@@ -381,13 +489,14 @@ def train_cmd(obj: Ctx, bounty_id: int, dataset: str, epochs: int | None, lr: fl
 @click.argument("update", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @pass_ctx
 def submit(obj: Ctx, bounty_id: int, update: Path | None) -> None:
-    """Put an update in the store, commit it, then reveal it (crash-safe; rerun to finish)."""
+    """Seal an update to the bounty owner, store it, submit it with the stake (one tx; crash-safe, rerun to finish)."""
     from mine.miner import resume_all, submit as do_submit
 
     home = obj.home()
     home.load_config()
     client = obj.client()
-    finished, problems = resume_all(home, client)
+    store = obj.store()
+    finished, problems = resume_all(home, client, store)
     for entry in finished:
         out_console.print(f"finished interrupted submission: bounty {entry.bounty} #{entry.index} ({entry.cid})")
     for problem in problems:
@@ -397,7 +506,7 @@ def submit(obj: Ctx, bounty_id: int, update: Path | None) -> None:
         if not candidates:
             raise MineError(f"no update for bounty {bounty_id} in {home.outbox}; run `mine train {bounty_id} --dataset NAME`")
         update = candidates[-1]
-    entry = do_submit(home, client, obj.store(), bounty_id, update)
+    entry = do_submit(home, client, store, bounty_id, update)
     out_console.print(f"submitted {entry.cid} to bounty {bounty_id} as #{entry.index} ({entry.state})")
 
 
@@ -405,6 +514,7 @@ def submit(obj: Ctx, bounty_id: int, update: Path | None) -> None:
 @pass_ctx
 def status(obj: Ctx) -> None:
     """My submissions and their states (finishes interrupted submissions first)."""
+    from mine.amounts import format_amount
     from mine.chain import SubmissionStatus
     from mine.miner import Journal, resume_all
     from mine.policy import REASONS
@@ -412,13 +522,18 @@ def status(obj: Ctx) -> None:
     home = obj.home()
     home.load_config()
     client = obj.client()
-    _, problems = resume_all(home, client)
+    _, problems = resume_all(home, client, obj.store())
     for problem in problems:
         err_console.print(f"warning: could not finish {problem}", style="yellow", markup=False)
     me = client.account.address
-    rejected = {}
+    rejected, accepted = {}, {}
     for log in client.events("UpdateRejected", miner=me):
-        rejected[(log["args"]["bountyId"], log["args"]["index"])] = REASONS.get(log["args"]["reason"], str(log["args"]["reason"]))
+        code = int(log["args"]["reason"])
+        rejected[(log["args"]["bountyId"], log["args"]["index"])] = (
+            f"{REASONS.get(code, str(code))}; stake {'returned' if log['args']['refunded'] else 'forfeited'}")
+    for log in client.events("UpdateAccepted", miner=me):
+        accepted[(log["args"]["bountyId"], log["args"]["index"])] = (
+            f"share {log['args']['shareBps'] / 100:.2f}% of the round, reward {format_amount(log['args']['reward'], 18)}")
     table = Table("bounty", "#", "cid", "state", "detail")
     for entry in Journal(home).entries():
         if entry.miner != me:
@@ -427,8 +542,11 @@ def status(obj: Ctx) -> None:
         if entry.index is not None:
             sub = client.submission(entry.bounty, entry.index)
             state = sub.status.name.lower()
+            key = (entry.bounty, entry.index)
             if sub.status == SubmissionStatus.REJECTED:
-                detail = rejected.get((entry.bounty, entry.index), "")
+                detail = rejected.get(key, "")
+            elif sub.status == SubmissionStatus.ACCEPTED:
+                detail = accepted.get(key, "")
         table.add_row(str(entry.bounty), str(entry.index), entry.cid, state, detail)
     out_console.print(table)
     out_console.print(f"withdrawable: {fmt_eth(client.credits(me))}")
@@ -447,8 +565,11 @@ def withdraw(obj: Ctx, token: str | None) -> None:
     if amount == 0:
         out_console.print("nothing to withdraw")
         return
+    from mine.amounts import format_amount, token_meta
+
     client.withdraw(token)
-    out_console.print(f"withdrew {fmt_eth(amount) if token == ZERO_ADDRESS else f'{amount} units of {token}'}")
+    decimals, symbol = token_meta(client.w3, token)
+    out_console.print(f"withdrew {format_amount(amount, decimals, symbol)}")
 
 
 # ---------------------------------------------------------------------- model owner
@@ -468,23 +589,32 @@ def bounty() -> None:
 @click.option("--reward", required=True, help="Escrowed reward, e.g. 1ether.")
 @click.option("--token", default=None, help="ERC-20 address to pay in (default ETH).")
 @click.option("--target", type=float, required=True, help="Target validation score (reaching it pays the rest).")
-@click.option("--deadline", default="2h", show_default=True, help="Time to accept commits, e.g. 2h.")
-@click.option("--eval-window", default="30m", show_default=True, help="Time to reveal, and again to evaluate.")
-@click.option("--stake", default="0", show_default=True, help="Stake per submission, e.g. 0.01ether.")
-@click.option("--policy", default="default", show_default=True, help="Acceptance policy.")
+@click.option("--deadline", default="2h", show_default=True, help="Time to accept submissions, e.g. 2h.")
+@click.option("--eval-window", default="30m", show_default=True, help="Time you have to settle each submission (>= 10m).")
+@click.option("--stake", default="0.01ether", show_default=True, help="Stake per submission (> 0, <= reward).")
+@click.option("--auditable", is_flag=True, help="Promise to reveal the audit bundle (validation set + key) before close.")
+@click.option("--max-epsilon", type=float, default=None, help="Reject updates trained with a DP epsilon above this.")
+@click.option("--setting", "settings_kv", multiple=True, metavar="KEY=VALUE",
+              help="Round policy setting, e.g. server_lr=1.0 (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initial weights.")
 @pass_ctx
 def bounty_create(obj: Ctx, model_path: Path, weights: Path | None, validation: str, reward: str, token: str | None,
-                  target: float, deadline: str, eval_window: str, stake: str, policy: str, seed: int) -> None:
-    """Post a bounty: publish the model, escrow the reward; validation data stays in your vault."""
+                  target: float, deadline: str, eval_window: str, stake: str, auditable: bool,
+                  max_epsilon: float | None, settings_kv: tuple[str, ...], seed: int) -> None:
+    """Post a bounty: publish the model and your sealing key, escrow the reward; validation data stays in your vault."""
+    import json as _json
+
     from mine.chain import ZERO_ADDRESS
     from mine.model import Manifest, build_model, load_weights
-    from mine.owner import OwnedBounty, Validation, create_bounty
-    from mine.policy import POLICIES
+    from mine.owner import Validation, create_bounty
     from mine.vault import Vault
 
-    if policy not in POLICIES:
-        raise click.BadParameter(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
+    settings: dict[str, Any] = {}
+    for kv in settings_kv:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{kv!r} is not KEY=VALUE")
+        settings[key] = _json.loads(value)
     home = obj.home()
     home.load_config()
     manifest = Manifest.from_json(model_path.read_bytes())
@@ -497,90 +627,141 @@ def bounty_create(obj: Ctx, model_path: Path, weights: Path | None, validation: 
     X, y, columns = vault_.load(validation)
     val = Validation.from_file(Path(ds.path), X, y, columns, manifest)
     client = obj.client()
-    bid, cid, initial = create_bounty(
-        client, obj.store(), manifest, state, val, reward=parse_amount(reward), target=target,
-        deadline=client.now() + parse_duration(deadline), eval_window=parse_duration(eval_window),
-        stake=parse_amount(stake), token=token or ZERO_ADDRESS, policy=policy,
-    )
-    OwnedBounty(bid, validation, policy, {}).save(home)
-    out_console.print(f"bounty {bid} posted: model {cid}, initial score {initial:.6f}, target {target}")
+    try:
+        owned, cid, initial = create_bounty(
+            client, obj.store(), home, manifest, state, val, validation_name=validation, reward=parse_amount(reward),
+            target=target, deadline=client.now() + parse_duration(deadline), eval_window=parse_duration(eval_window),
+            stake=parse_amount(stake), token=token or ZERO_ADDRESS, policy_settings=settings, auditable=auditable,
+            max_epsilon=max_epsilon,
+        )
+    except TypeError as exc:
+        raise ValidationError(f"bad --setting ({exc})") from None
+    out_console.print(f"bounty {owned.bounty_id} posted: model {cid}, initial score {initial:.6f}, target {target}"
+                      + (" (auditable: reveal with `mine bounty reveal` before closing)" if auditable else ""))
 
 
-@bounty.command("close")
-@click.argument("bounty_id", type=int)
-@pass_ctx
-def bounty_close(obj: Ctx, bounty_id: int) -> None:
-    """After the deadline, end the bounty and take back what is left."""
-    client = obj.client()
-    receipt = client.close(bounty_id)
-    (event,) = client.receipt_events(receipt, "BountyClosed")
-    out_console.print(f"bounty {bounty_id} closed: paid {fmt_eth(event['args']['paid'])}, refunded {fmt_eth(event['args']['refunded'])} (withdraw it with `mine withdraw`)")
-
-
-@cli.command("evaluate")
-@click.argument("bounty_id", type=int)
-@click.option("--policy", default=None, help="Override the acceptance policy (audits replay the one recorded at posting).")
-@click.option("--watch", is_flag=True, help="Keep evaluating as updates arrive (Ctrl-C to stop).")
-@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between polls with --watch.")
-@pass_ctx
-def evaluate_cmd(obj: Ctx, bounty_id: int, policy: str | None, watch: bool, interval: float) -> None:
-    """Evaluate revealed updates in commit order; accept or reject each on chain."""
-    from mine.owner import OwnedBounty, Validation, evaluate_pending
+def _owner_validation(obj: Ctx, bounty_id: int) -> tuple[Any, Any, Any, Any, Any]:
+    from mine.owner import OwnedBounty, Validation
     from mine.vault import Vault
     from mine.versions import load_version
 
     home = obj.home()
     owned = OwnedBounty.load(home, bounty_id)
-    if policy:
-        owned.policy = policy
     client = obj.client()
     store = obj.store()
     current = load_version(client, store, bounty_id)
     vault_ = Vault(home)
     X, y, columns = vault_.load(owned.validation)
     val = Validation.from_file(Path(vault_.get(owned.validation).path), X, y, columns, current.manifest)
-    accepted = rejected = 0
+    return owned, client, store, current, val
+
+
+@bounty.command("reveal")
+@click.argument("bounty_id", type=int)
+@pass_ctx
+def bounty_reveal(obj: Ctx, bounty_id: int) -> None:
+    """Publish the audit bundle (validation file + decryption key) and record its CID on chain."""
+    from mine.owner import reveal_audit
+
+    owned, client, store, _, val = _owner_validation(obj, bounty_id)
+    cid = reveal_audit(client, store, obj.home(), owned, val)
+    out_console.print(f"bounty {bounty_id}: audit bundle {cid} revealed; anyone can now run `mine audit {bounty_id}`")
+
+
+@bounty.command("close")
+@click.argument("bounty_id", type=int)
+@pass_ctx
+def bounty_close(obj: Ctx, bounty_id: int) -> None:
+    """After the deadline, end the bounty and take back the escrow left (forfeited stakes are burned)."""
+    from mine.amounts import format_amount, token_meta
+
+    client = obj.client()
+    receipt = client.close(bounty_id)
+    (event,) = client.receipt_events(receipt, "BountyClosed")
+    decimals, symbol = token_meta(client.w3, client.bounty(bounty_id).token)
+    args = event["args"]
+    out_console.print(f"bounty {bounty_id} closed: paid {format_amount(args['paid'], decimals, symbol)}, refunded "
+                      f"{format_amount(args['refunded'], decimals, symbol)}, burned "
+                      f"{format_amount(args['burned'], decimals, symbol)} (withdraw the refund with `mine withdraw`)")
+
+
+@cli.command("evaluate")
+@click.argument("bounty_id", type=int)
+@click.option("--watch", is_flag=True, help="Keep settling rounds as updates arrive (Ctrl-C to stop).")
+@click.option("--min-round", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="With --watch: settle when this many submissions are queued ...")
+@click.option("--max-wait", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="... or when the oldest has waited this fraction of its window.")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between polls with --watch.")
+@pass_ctx
+def evaluate_cmd(obj: Ctx, bounty_id: int, watch: bool, min_round: int, max_wait: float, interval: float) -> None:
+    """Settle the queued submissions in rounds: judge each round's updates together, one transaction per round."""
+    from mine.owner import pending_items, settle_round
+
+    owned, client, store, current, val = _owner_validation(obj, bounty_id)
+    home = obj.home()
+    accepted = total = 0
     started = time.perf_counter()
-
-    def show(rec: Any) -> None:
-        verdict = "accepted" if rec.accepted else f"rejected ({rec.reason})"
-        out_console.print(f"#{rec.index} {rec.miner[:10]}…: {verdict}; score {rec.score_before:.4f} → {rec.score_after:.4f}")
-
     while True:
-        records, current = evaluate_pending(client, store, owned, val, on_record=show, current=current)
-        owned.save(home)
-        accepted += sum(r.accepted for r in records)
-        rejected += sum(not r.accepted for r in records)
+        queued, oldest = pending_items(client, bounty_id)
+        ready = queued > 0 and (not watch or queued >= min_round or (
+            oldest is not None and client.now() - oldest >= max_wait * client.bounty(bounty_id).eval_window))
+        result = None
+        if ready:
+            result, current = settle_round(client, store, home, owned, val, current=current)
+        if result is not None and result.count:
+            for v in result.verdicts:
+                verdict = (f"accepted, share {v['share_bps'] / 100:.2f}%" if v["share_bps"] else
+                           f"rejected [{v['reason_code']}] {v['reason']} (stake {'returned' if v['refund'] else 'forfeited'})")
+                out_console.print(f"#{v['index']} {v['miner'][:10]}…: {verdict}")
+            out_console.print(f"round #{result.first}..#{result.first + result.count - 1}: score "
+                              f"{result.score_before:.4f} → {result.score_after:.4f}"
+                              + (f", version {result.version}" if result.version else ", no new version"))
+            accepted += sum(1 for v in result.verdicts if v["share_bps"])
+            total += result.count
+        if result is not None and result.waiting:
+            err_console.print(f"warning: {result.waiting} submission(s) could not be fetched from the store; they wait "
+                              "for the next try (never rejected for an outage)", style="yellow", markup=False)
+        if result is not None and result.count:
+            continue  # more may be queued behind a full round
         if not watch:
             break
         time.sleep(interval)
-    out_console.print(f"accepted {accepted} of {accepted + rejected} updates in {time.perf_counter() - started:.1f} s")
+    out_console.print(f"accepted {accepted} of {total} updates in {time.perf_counter() - started:.1f} s")
 
 
 @cli.command()
 @click.argument("bounty_id", type=int)
-@click.option("--validation", "validation_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The validation file the owner committed to.")
-@click.option("--target", "target_col", default=None, help="Target column (default: the manifest's).")
+@click.option("--validation", "validation_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Use this validation file instead of the one in the revealed audit bundle.")
 @pass_ctx
-def audit(obj: Ctx, bounty_id: int, validation_file: Path, target_col: str | None) -> None:
-    """Replay every model version and every evaluation from chain + store; exit 7 on a mismatch."""
+def audit(obj: Ctx, bounty_id: int, validation_file: Path | None) -> None:
+    """Replay every round (verdicts, shares, score, weights) from chain + store + audit bundle; exit 7 on a mismatch."""
+    import tempfile
+
     from mine.datasets import read_table
-    from mine.owner import Validation, audit as do_audit
+    from mine.owner import Validation, audit as do_audit, fetch_audit_bundle, save_audit_result
     from mine.versions import load_version
 
     client = obj.client(with_account=False)
     store = obj.store()
     manifest = load_version(client, store, bounty_id, 0).manifest
-    X, y, columns = read_table(validation_file, target=target_col or manifest.target)
-    val = Validation.from_file(validation_file, X, y, columns, manifest)
-    checked, findings = do_audit(client, store, bounty_id, val)
+    data, secret_key = fetch_audit_bundle(client, store, bounty_id)
+    if validation_file is not None:
+        data = validation_file.read_bytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "validation.csv"
+        path.write_bytes(data)
+        X, y, columns = read_table(path, target=manifest.target)
+        val = Validation.from_file(path, X, y, columns, manifest)
+    checked, findings = do_audit(client, store, bounty_id, val, secret_key)
+    if obj.home().exists():
+        save_audit_result(obj.home(), client, bounty_id, checked, findings)
     for finding in findings:
         out_console.print(f"MISMATCH {finding}")
-    out_console.print(f"audited {checked} scores (model versions and evaluations): "
-                      f"{len(findings)} reported score(s) do not reproduce")
+    out_console.print(f"audited {checked} items (model versions and verdicts): {len(findings)} mismatch(es)")
     if findings:
-        raise ValidationError(f"{len(findings)} reported score(s) of bounty {bounty_id} do not reproduce")
+        raise ValidationError(f"{len(findings)} reported result(s) of bounty {bounty_id} do not reproduce")
 
 
 @cli.group()
@@ -658,9 +839,11 @@ def ipfs_export(obj: Ctx, cid: str, out: Path) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"), show_default=True)
 @click.option("--rpc", "demo_rpc", default=None, help="Use this chain instead of starting anvil.")
 @click.option("--ipfs-api", "demo_ipfs", default=None, help="Use this IPFS node instead of the embedded store.")
+@click.option("--dp/--no-dp", "use_dp", default=True, show_default=True,
+              help="Miners train with DP-SGD (the manifest's training.dp, else mine.dp's default) or plainly.")
 @pass_ctx
 def demo(obj: Ctx, dataset: str, miners: int, malicious: int, attack: str, rounds: int, seed: int, out_dir: Path,
-         demo_rpc: str | None, demo_ipfs: str | None) -> None:
+         demo_rpc: str | None, demo_ipfs: str | None, use_dp: bool) -> None:
     """Run the whole marketplace locally: 1 owner, N miners (K malicious), R rounds; writes a report."""
     from mine.demo import DemoSettings, run_demo
 
@@ -668,7 +851,7 @@ def demo(obj: Ctx, dataset: str, miners: int, malicious: int, attack: str, round
         raise click.BadParameter("--malicious cannot exceed --miners")
     settings = DemoSettings(dataset=dataset, miners=miners, malicious=malicious, attack=attack, rounds=rounds,
                             seed=seed, out=out_dir, rpc=demo_rpc or obj.rpc, ipfs_api=demo_ipfs or obj.store_spec,
-                            sonar=obj.sonar)
+                            sonar=obj.sonar, dp=use_dp)
     run_demo(settings, console=out_console, progress_console=err_console)
 
 

@@ -2,9 +2,11 @@
 
 One model owner (holding a validation split) posts a bounty on a real chain (anvil, or `--rpc`),
 N miners each keep a non-IID shard (Dirichlet label split) in their own mine and vault, K of them
-attack, and for R rounds every miner trains the latest model locally and submits its update by
-commit–reveal through the store; the owner evaluates each round's updates in commit order.
-Everything a miner sends is an update file and transactions; shards stay in the miners' folders.
+attack, and for R rounds every miner trains the same latest model version locally and submits its
+update (sealed to the owner, one transaction with the stake); the owner then judges the round's
+updates together and settles the round in one transaction. Everything a miner sends is a sealed
+update and transactions; shards stay in the miners' folders. After close every miner withdraws
+(nothing to withdraw is fine) and the bounty, revealed for audit, is replayed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from mine.evaluate import evaluate, score_from_chain
 from mine.home import Config, MineHome
 from mine.miner import submit, train_update
 from mine.model import build_model, default_manifest, with_normalization
-from mine.owner import EvalRecord, OwnedBounty, Validation, audit, create_bounty, evaluate_pending
+from mine.owner import RoundResult, Validation, audit, create_bounty, fetch_audit_bundle, reveal_audit, settle_round
 from mine.report import write_report
 from mine.store import Store, cid_from_chain, open_store
 from mine.train import train
@@ -44,12 +46,13 @@ VALIDATION_FRACTION = 0.25
 DIRICHLET_ALPHA = 1.0
 # local training for the linear diabetes model: plain SGD converges on raw targets, Adam at 0.05 does not
 TRAINING: dict[str, dict[str, Any]] = {"diabetes": {"epochs": 20, "lr": 0.02, "batch_size": 32, "optimizer": "sgd"}}
-SHORT_REASONS = {1: "structure", 2: "no gain", 3: "subgroup", 4: "outlier", 5: "unreadable"}
+SHORT_REASONS = {1: "structure", 2: "no gain", 3: "subgroup", 4: "outlier", 5: "unreadable", 6: "not theirs",
+                 7: "epsilon", 8: "negative"}
 TARGETS = {"digits": 0.99, "breast_cancer": 0.995, "diabetes": 2600.0}
 POLICY_SETTINGS: dict[str, dict[str, Any]] = {
-    "digits": {"server_lr": 0.5, "subgroup_tolerance": 0.2},
-    "breast_cancer": {"server_lr": 0.5, "subgroup_tolerance": 0.2},
-    "diabetes": {"server_lr": 0.5},
+    "digits": {"subgroup_tolerance": 0.2},
+    "breast_cancer": {"subgroup_tolerance": 0.2},
+    "diabetes": {},
 }
 
 
@@ -67,6 +70,7 @@ class DemoSettings:
     sonar: str | None = None
     reward_wei: int = 10 * ETHER
     stake_wei: int = ETHER // 100
+    dp: bool = True  # miners train with DP-SGD (settings: the manifest's training.dp, else mine.dp's default)
 
 
 class TimedStore:
@@ -119,9 +123,9 @@ def _attack_transform(attack: str, seed: int) -> Callable[[dict[str, torch.Tenso
     return None
 
 
-def _close_after_deadline(owner: SonarClient, bounty_id: int) -> int:
-    """Move a local chain's clock past the deadline and close; returns the refund (0 if not possible)."""
-    bounty = owner.bounty(bounty_id)
+def _close_after_deadline(owner: SonarClient, store: Store, home: MineHome, owned: Any, val: Validation) -> int:
+    """Move a local chain's clock past the deadline, reveal the audit bundle, close; returns the refund."""
+    bounty = owner.bounty(owned.bounty_id)
     if bounty.status.name == "CLOSED":
         return 0
     wait = max(bounty.deadline, bounty.last_due) - owner.now() + 1
@@ -130,9 +134,12 @@ def _close_after_deadline(owner: SonarClient, bounty_id: int) -> int:
         owner.w3.provider.make_request("evm_mine", [])
     except (OSError, ValueError):
         return 0
-    receipt = owner.close(bounty_id)
+    if not bounty.audit_revealed:
+        reveal_audit(owner, store, home, owned, val)
+    receipt = owner.close(owned.bounty_id)
     (event,) = owner.receipt_events(receipt, "BountyClosed")
-    owner.withdraw()
+    if owner.credits(owner.account.address) > 0:
+        owner.withdraw()
     return int(event["args"]["refunded"])
 
 
@@ -194,14 +201,13 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
             # like the 2017 Sonar demo's owner, start from a baseline: predict the mean target
             last_bias = [k for k in initial_state if k.endswith(".bias")][-1]
             initial_state[last_bias] = torch.full_like(initial_state[last_bias], float(np.mean(split.y_val)))
-        bounty_id, model_cid, initial_score = create_bounty(
-            owner_client, store, manifest, initial_state, val,
+        owned, model_cid, initial_score = create_bounty(
+            owner_client, store, owner_home, manifest, initial_state, val, validation_name="validation",
             reward=settings.reward_wei, target=TARGETS[settings.dataset], deadline=owner_client.now() + 86400,
-            eval_window=3600, stake=settings.stake_wei, policy="default",
-            policy_settings=POLICY_SETTINGS[settings.dataset],
+            eval_window=3600, stake=settings.stake_wei, policy_settings=POLICY_SETTINGS[settings.dataset],
+            auditable=True,
         )
-        owned = OwnedBounty(bounty_id, "validation", "default", POLICY_SETTINGS[settings.dataset])
-        owned.save(owner_home)
+        bounty_id = owned.bounty_id
 
         miners: list[MinerState] = []
         for i in range(settings.miners):
@@ -222,49 +228,54 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
 
         console.print(
             f"[bold]Sonar demo[/]: {settings.dataset}, {settings.miners} miners ({settings.malicious} malicious: "
-            f"{settings.attack}), {settings.rounds} rounds; bounty {bounty_id} with {settings.reward_wei / ETHER:g} ETH, "
+            f"{settings.attack}), {settings.rounds} rounds, {'DP-SGD' if settings.dp else 'no DP'}; bounty {bounty_id} with {settings.reward_wei / ETHER:g} ETH, "
             f"model {model_cid}, initial score {initial_score:.4f}"
         )
         current = load_version(owner_client, store, bounty_id)
-        all_records: list[tuple[int, EvalRecord]] = []
+        all_rounds: list[tuple[int, RoundResult]] = []
         by_address = {m.client.account.address: m for m in miners}
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        console=progress_console, disable=not progress_console.is_terminal, transient=True)
         with bar:
             task = bar.add_task("rounds", total=settings.rounds * settings.miners)
             for rnd in range(settings.rounds):
+                if owner_client.bounty(bounty_id).status.name != "OPEN":
+                    break  # target reached: the bounty takes no more updates
+                base = current  # every miner of the round trains from the same latest version
                 for i, m in enumerate(miners):
-                    if owner_client.bounty(bounty_id).status.name != "OPEN":
-                        break  # target reached: the bounty takes no more updates
                     bar.update(task, description=f"round {rnd + 1}: {m.name} training")
                     X_m, y_m, cols_m = Vault(m.home).load("private")
                     t0 = time.perf_counter()
                     transform = _attack_transform(settings.attack, settings.seed + 1000 * rnd + i) if not m.honest else None
                     update = train_update(m.home, m.client, store, bounty_id, X_m, y_m, cols_m,
-                                          seed=settings.seed + 1000 * rnd + i, transform=transform)
+                                          seed=settings.seed + 1000 * rnd + i, transform=transform, base=base,
+                                          no_dp=not settings.dp)
                     timings["train"] += time.perf_counter() - t0
                     submit(m.home, m.client, store, bounty_id, update.path)
-                    # the owner evaluates as updates arrive (`mine evaluate --watch`), so the next
-                    # miner trains on the newest model version
-                    t0 = time.perf_counter()
-                    chain_before, store_before = owner_client.chain_seconds, store.seconds
-                    records, current = evaluate_pending(owner_client, store, owned, val, current=current)
-                    timings["evaluate"] += (time.perf_counter() - t0) - (owner_client.chain_seconds - chain_before) \
-                        - (store.seconds - store_before)
-                    all_records += [(rnd + 1, r) for r in records]
                     bar.advance(task)
-                owned.save(owner_home)
+                # the owner settles the round: every update judged together, one transaction
+                bar.update(task, description=f"round {rnd + 1}: owner settling")
+                t0 = time.perf_counter()
+                chain_before, store_before = owner_client.chain_seconds, store.seconds
+                while True:
+                    result, current = settle_round(owner_client, store, owner_home, owned, val, current=current)
+                    if result is None or result.count == 0:
+                        break
+                    all_rounds.append((rnd + 1, result))
+                timings["evaluate"] += (time.perf_counter() - t0) - (owner_client.chain_seconds - chain_before) \
+                    - (store.seconds - store_before)
 
-        # --- settle: past the deadline the owner closes; everyone withdraws ---------------------
-        closed = _close_after_deadline(owner_client, bounty_id)
+        # --- settle: past the deadline the owner reveals the audit bundle and closes ------------
+        closed = _close_after_deadline(owner_client, store, owner_home, owned, val)
         final_bounty = owner_client.bounty(bounty_id)
         for m in miners:
             if m.client.credits(m.client.account.address) > 0:
-                m.client.withdraw()
+                m.client.withdraw()  # withdrawing nothing is not an error: only who has credit withdraws
         versions = [owner_client.model_version(bounty_id, v) for v in range(final_bounty.latest_version + 1)]
-        # after close the owner reveals the validation file; anyone can now replay the bounty
+        # anyone can now replay the bounty from chain + store + the revealed audit bundle
         t0 = time.perf_counter()
-        audited, findings = audit(owner_client, store, bounty_id, val)
+        _, secret_key = fetch_audit_bundle(owner_client, store, bounty_id)
+        audited, findings = audit(owner_client, store, bounty_id, val, secret_key)
         timings["audit"] = time.perf_counter() - t0
         model_versions = [{"version": v.version, "cid": cid_from_chain(v.digest, v.codec),
                            "score": score_from_chain(v.score)} for v in versions]
@@ -279,24 +290,39 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                                      seed=settings.seed)
     final_score = model_versions[-1]["score"]
     submissions = []
-    for rnd, rec in all_records:
-        m = by_address[rec.miner]
-        submissions.append({
-            "miner": m.name, "honest": m.honest, "round": rnd, "index": rec.index, "accepted": rec.accepted,
-            "reason": rec.reason, "reason_code": rec.reason_code, "score_before": rec.score_before, "score_after": rec.score_after,
-            "reward_wei": int(rec.reward), "norm": rec.norm,
-        })
+    for rnd, result in all_rounds:
+        for v in result.verdicts:
+            m = by_address[v["miner"]]
+            accepted = v["share_bps"] > 0
+            returned = accepted or bool(v["refund"])
+            submissions.append({
+                "miner": m.name, "honest": m.honest, "round": rnd, "index": v["index"], "accepted": accepted,
+                "reason": v["reason"], "reason_code": v["reason_code"], "share_bps": v["share_bps"],
+                "score_before": result.score_before, "score_after": result.score_after,
+                "version": result.version if accepted else None,
+                "reward_wei": int(v["reward"]), "stake_wei": settings.stake_wei, "stake_returned": returned,
+                "norm": v["norm"], "contribution": v["contribution"], "alignment": v.get("alignment"),
+            })
+    per_miner: dict[str, dict[str, Any]] = {}
+    for m in miners:
+        mine_subs = [s for s in submissions if s["miner"] == m.name]
+        reward = sum(s["reward_wei"] for s in mine_subs)
+        forfeited = sum(s["stake_wei"] for s in mine_subs if not s["stake_returned"])
+        per_miner[m.name] = {"honest": m.honest, "submitted": len(mine_subs),
+                             "accepted": sum(s["accepted"] for s in mine_subs), "reward_wei": reward,
+                             "forfeited_wei": forfeited, "net_wei": reward - forfeited}
     paid = int(final_bounty.paid)
     timings["total"] = time.perf_counter() - t_start
     summary: dict[str, Any] = {
         "dataset": settings.dataset, "metric": manifest.metric, "attack": settings.attack,
         "miners": settings.miners, "malicious": settings.malicious, "malicious_miners": sorted(f"miner{i}" for i in malicious),
-        "rounds": settings.rounds, "seed": settings.seed, "bounty_id": bounty_id,
+        "rounds": settings.rounds, "seed": settings.seed, "bounty_id": bounty_id, "dp": settings.dp,
         "initial_score": initial_score, "final_score": final_score, "centralized_score": centralized,
         "target_score": TARGETS[settings.dataset],
         "bounty_wei": settings.reward_wei, "paid_wei": paid, "refunded_wei": closed,
         "escrow_left_wei": int(final_bounty.escrow),
-        "submissions": submissions, "model_versions": model_versions,
+        "submissions": submissions, "miners_summary": per_miner, "model_versions": model_versions,
+        "forfeit_burned_wei": int(final_bounty.burned),
         "malicious_accepted": sum(1 for s in submissions if not s["honest"] and s["accepted"]),
         "malicious_submitted": sum(1 for s in submissions if not s["honest"]),
         "audit": {"scores_replayed": audited, "mismatches": [str(f) for f in findings]},
@@ -314,22 +340,21 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
 
 
 def _print_tables(summary: dict[str, Any], console: Console) -> None:
-    per_miner: dict[str, dict[str, Any]] = {}
+    rejected: dict[str, dict[str, int]] = {}
     for s in summary["submissions"]:
-        row = per_miner.setdefault(s["miner"], {"honest": s["honest"], "submitted": 0, "accepted": 0, "rejected": {}, "reward": 0})
-        row["submitted"] += 1
-        row["reward"] += s["reward_wei"]
-        if s["accepted"]:
-            row["accepted"] += 1
-        else:
+        if not s["accepted"]:
             reason = SHORT_REASONS.get(s["reason_code"], str(s["reason_code"]))
-            row["rejected"][reason] = row["rejected"].get(reason, 0) + 1
-    table = Table("miner", "honest", "submitted", "accepted", "rejected (reasons)", "reward (ETH)", title="Miners")
-    for name in sorted(per_miner, key=lambda n: int(n[5:])):
-        row = per_miner[name]
-        reasons = ", ".join(f"{k} ×{v}" for k, v in row["rejected"].items()) or "-"
+            reason += "" if s["stake_returned"] else " (forfeit)"
+            rejected.setdefault(s["miner"], {})[reason] = rejected.setdefault(s["miner"], {}).get(reason, 0) + 1
+    table = Table("miner", "honest", "submitted", "accepted", "rejected (reasons)", "reward (ETH)", "forfeited (ETH)",
+                  "net (ETH)", title="Miners")
+    for name in sorted(summary["miners_summary"], key=lambda n: int(n[5:])):
+        row = summary["miners_summary"][name]
+        reasons = ", ".join(f"{k} ×{v}" for k, v in rejected.get(name, {}).items()) or "-"
+        net = row["net_wei"] / ETHER
         table.add_row(name, "yes" if row["honest"] else "[red]no[/]", str(row["submitted"]), str(row["accepted"]),
-                      f"{sum(row['rejected'].values())} ({reasons})", f"{row['reward'] / ETHER:.4f}")
+                      f"{row['submitted'] - row['accepted']} ({reasons})", f"{row['reward_wei'] / ETHER:.4f}",
+                      f"{row['forfeited_wei'] / ETHER:.4f}", f"[{'green' if net >= 0 else 'red'}]{net:+.4f}[/]")
     console.print(table)
     versions = Table("version", "score", "cid", title=f"Model versions ({summary['metric']})")
     for v in summary["model_versions"]:
@@ -348,7 +373,8 @@ def _print_tables(summary: dict[str, Any], console: Console) -> None:
     )
     console.print(
         f"bounty {summary['bounty_wei'] / ETHER:g} ETH: paid {summary['paid_wei'] / ETHER:.4f}, "
-        f"refunded {summary['refunded_wei'] / ETHER:.4f} (stakes of rejected updates join the escrow)"
+        f"refunded {summary['refunded_wei'] / ETHER:.4f}; forfeited stakes went to later contributors, "
+        f"{summary['forfeit_burned_wei'] / ETHER:.4f} burned at close (never to the owner)"
     )
     console.print(
         f"time {t['total']:.1f} s: training {t['train']:.1f} s, chain {t['chain']:.1f} s, "

@@ -1,13 +1,17 @@
 """The data owner's loop: fetch the bounty's model, train on local data, submit the update.
 
 `train_update` never sends anything anywhere: it reads the dataset in place and writes the update
-(a weight delta in safetensors, plus metadata: base version, examples used, local metrics) to the
-outbox. `submit` puts only that update in the store and runs commit–reveal with a journal, so a
-crash between commit and reveal is finished by the next `submit`/`status` without a second commit.
+(a DP-SGD weight delta in safetensors, plus metadata: base version, miner, (ε, δ), a size bucket) to
+the outbox. `submit` seals that update to the
+bounty owner's key (the miner's address is inside, so a copied CID is worthless), stores the
+ciphertext and sends ONE transaction with the stake. A journal entry is written before the
+transaction; after a crash the next `submit`/`status` finds the mined submission in the
+`UpdateSubmitted` events (miner + digest) instead of submitting twice.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -16,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mine.chain import BountyStatus, SonarClient, SubmissionStatus, commitment
+from eth_utils import to_checksum_address
+
+from mine.chain import BountyStatus, SonarClient
 from mine.datasets import select_features
+from mine.dp import DPRecord, DPSettings
 from mine.errors import ChainError, ValidationError
 from mine.home import MineHome, read_json, write_json_atomic
 from mine.model import build_model, make_update
@@ -30,6 +37,8 @@ MAX_UPDATE_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class TrainedUpdate:
+    """An update written to the outbox. ``examples``/``loss``/``metric`` are local only (never published)."""
+
     path: Path
     bounty_id: int
     base_version: int
@@ -37,6 +46,7 @@ class TrainedUpdate:
     loss: float
     metric: float
     seconds: float
+    dp: DPRecord | None = None  # None: trained with --no-dp
 
 
 def train_update(
@@ -55,32 +65,81 @@ def train_update(
     on_batch: Callable[[int, int], None] | None = None,
     transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     base: LoadedVersion | None = None,
+    dp_settings: DPSettings | None = None,
+    no_dp: bool = False,
+    dataset: str | None = None,
+    miner: str | None = None,
 ) -> TrainedUpdate:
-    """Train the bounty's latest model on (X, y) and write the update to the outbox.
+    """Train the bounty's latest model on (X, y) with DP-SGD and write the update to the outbox.
 
-    `transform` may rewrite the delta before it is written (the demo's simulated attacks use it).
+    DP settings: ``dp_settings``, else the manifest's ``training.dp``, else :data:`mine.dp.DEFAULT_DP`;
+    ``epochs``/``lr`` override them. ``no_dp=True`` trains plainly (``epochs``, ``lr``,
+    ``batch_size``) and says so in the update (``dp = "off"``). With ``dataset`` (a vault name) the
+    update is charged to that dataset's privacy ledger first, and refused past its budget.
+
+    The update's metadata is what the protocol needs and no more: ``bounty``, ``base_version``,
+    ``base_cid``, ``miner`` (checksummed address; default the client's account), ``dp`` (the
+    mechanism and its (ε, δ), or ``"off"``) and ``examples_bucket`` (power of two ≤ the row count).
+    No local loss or metric. `transform` may rewrite the delta before it is written (the demo's
+    simulated attacks use it).
     """
+    from mine.dp import DEFAULT_DP, examples_bucket, train_dp
+    from mine.ledger import PrivacyLedger
+
     bounty = client.bounty(bounty_id)
     if bounty.status != BountyStatus.OPEN:
         raise ChainError(f"bounty {bounty_id} is {bounty.status.name.lower()}; it takes no more updates")
+    if miner is None and client.account is not None:
+        miner = client.account.address
+    if miner is None:
+        raise ValidationError("an update names its miner: give the address that will submit it")
+    miner = to_checksum_address(miner)
     base = base or load_version(client, store, bounty_id)
     manifest = base.manifest
     features = select_features(X, columns, list(manifest.features)).astype(np.float32, copy=False)
     defaults = manifest.training
     model = build_model(manifest)
     model.load_state_dict(base.state)
-    result = train(
-        model, features, y, manifest,
-        epochs=epochs or int(defaults["epochs"]), lr=lr or float(defaults["lr"]),
-        batch_size=batch_size or int(defaults["batch_size"]), seed=seed, on_batch=on_batch,
-    )
+    record: DPRecord | None = None
+    if no_dp:
+        if dp_settings is not None:
+            raise ValidationError("DP settings were given together with no_dp; choose one")
+        if dataset is not None:
+            PrivacyLedger(home).spend(dataset, rows=len(features), noise_multiplier=0.0, sample_rate=1.0, steps=1,
+                                      epsilon=math.inf, delta=0.0, bounty=bounty_id, note="--no-dp", enforce=False)
+        result = train(
+            model, features, y, manifest,
+            epochs=epochs or int(defaults["epochs"]), lr=lr or float(defaults["lr"]),
+            batch_size=batch_size or int(defaults["batch_size"]), seed=seed, on_batch=on_batch,
+        )
+    else:
+        if batch_size is not None:
+            raise ValidationError("with DP the batch is Poisson-sampled: set the sample rate instead of a batch size")
+        settings = dp_settings or (DPSettings.from_dict(defaults["dp"]) if "dp" in defaults else DEFAULT_DP)
+        if epochs is not None:
+            settings = settings.replace(epochs=epochs, steps=None)
+        if lr is not None:
+            settings = settings.replace(lr=lr)
+        record = settings.resolve(len(features))
+        entry = None
+        if dataset is not None:
+            entry, _ = PrivacyLedger(home).spend(
+                dataset, rows=len(features), noise_multiplier=record.noise_multiplier, sample_rate=record.sample_rate,
+                steps=record.steps, epsilon=record.epsilon, delta=record.delta, bounty=bounty_id)
+        try:
+            out = train_dp(model, features, y, manifest, settings, seed=seed, on_batch=on_batch)
+        except BaseException:
+            if entry is not None:
+                PrivacyLedger(home).refund(dataset, entry.id)  # nothing left the mine
+            raise
+        result, record = out.result, out.record
     trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
     delta = {k: trained[k] - base.state[k] for k in base.state}
     if transform is not None:
         delta = transform(delta)
     metadata = {
-        "bounty": str(bounty_id), "base_version": str(base.version), "base_cid": base.cid,
-        "examples": str(result.examples), "loss": f"{result.loss:.6g}", "metric": f"{result.metric:.6g}",
+        "bounty": str(bounty_id), "base_version": str(base.version), "base_cid": base.cid, "miner": miner,
+        "dp": "off" if record is None else record.to_json(), "examples_bucket": str(examples_bucket(result.examples)),
     }
     data = make_update(base.state, {k: base.state[k] + delta[k] for k in base.state}, metadata)
     home.outbox.mkdir(parents=True, exist_ok=True)
@@ -89,23 +148,29 @@ def train_update(
     tmp.write_bytes(data)
     os.replace(tmp, path)
     write_json_atomic(path.with_suffix(".json"), {"bounty": bounty_id, "base_version": base.version, **metadata})
-    return TrainedUpdate(path, bounty_id, base.version, result.examples, result.loss, result.metric, result.seconds)
+    return TrainedUpdate(path, bounty_id, base.version, result.examples, result.loss, result.metric, result.seconds,
+                         record)
 
 
 # ---------------------------------------------------------------------- submission journal
+
+#: Defaults of the miner's limits (config keys `min_eval_window` in seconds, `max_stake` in whole tokens).
+DEFAULT_MIN_EVAL_WINDOW = 1800
+DEFAULT_MAX_STAKE = "0.1"
 
 
 @dataclass
 class JournalEntry:
     bounty: int
-    update: str  # outbox path
+    update: str  # outbox path of the plaintext update
+    sealed: str  # outbox path of the ciphertext that was stored (same bytes on every retry)
     cid: str
     digest: str  # hex
     codec: int
     base_version: int
-    salt: str  # hex; written before the commit is sent
     miner: str
-    state: str = "prepared"  # prepared -> committed -> revealed (or abandoned: never committed)
+    ephemeral_secret: str = ""  # hex; proves later what the ciphertext held (empty: not sealed)
+    state: str = "prepared"  # prepared -> submitted (or abandoned: never submitted, no stake paid)
     index: int | None = None
 
 
@@ -116,26 +181,63 @@ class Journal:
         self.path = home.root / "journal.json"
 
     def entries(self) -> list[JournalEntry]:
-        return [JournalEntry(**e) for e in read_json(self.path, [])]
+        known = set(JournalEntry.__dataclass_fields__)
+        return [JournalEntry(**{k: v for k, v in e.items() if k in known}) for e in read_json(self.path, [])
+                if "sealed" in e]
 
     def save(self, entries: list[JournalEntry]) -> None:
         write_json_atomic(self.path, [asdict(e) for e in entries])
 
     def upsert(self, entry: JournalEntry) -> None:
-        entries = [e for e in self.entries() if not (e.bounty == entry.bounty and e.cid == entry.cid)]
+        entries = [e for e in self.entries() if not (e.bounty == entry.bounty and e.update == entry.update)]
         self.save(entries + [entry])
 
 
-def _find_commit(client: SonarClient, entry: JournalEntry, commit_hash: bytes) -> int | None:
-    """Index of an already mined commit of this entry (after a crash), if any."""
-    for log in client.events("UpdateCommitted", bountyId=entry.bounty, miner=entry.miner):
-        if bytes(log["args"]["commitment"]) == commit_hash:
+def check_bounty_terms(home: MineHome, client: SonarClient, bounty: Any) -> None:
+    """Refuse a bounty whose evaluation window is below, or stake above, this mine's limits."""
+    from mine.amounts import format_amount, parse_units, token_meta
+
+    extra = home.load_config().extra if home.exists() else {}
+    min_window = int(extra.get("min_eval_window", DEFAULT_MIN_EVAL_WINDOW))
+    decimals, symbol = token_meta(client.w3, bounty.token)
+    max_stake = parse_units(str(extra.get("max_stake", DEFAULT_MAX_STAKE)), decimals)
+    if bounty.eval_window < min_window:
+        raise ChainError(
+            f"bounty {bounty.id}'s evaluation window is {bounty.eval_window} s, below this mine's minimum of "
+            f"{min_window} s: the owner could let your update expire unjudged. Not submitting (lower "
+            "`min_eval_window` in config.json to accept it)")
+    if bounty.stake > max_stake:
+        raise ChainError(
+            f"bounty {bounty.id} asks a stake of {format_amount(bounty.stake, decimals, symbol)}, above this mine's "
+            f"maximum of {format_amount(max_stake, decimals, symbol)}. Not submitting (raise `max_stake` in "
+            "config.json to accept it)")
+
+
+def _find_submission(client: SonarClient, entry: JournalEntry) -> int | None:
+    """Index of an already mined submission of this entry (after a crash), if any."""
+    digest = bytes.fromhex(entry.digest)
+    for log in client.events("UpdateSubmitted", bountyId=entry.bounty, miner=entry.miner):
+        if bytes(log["args"]["digest"]) == digest and int(log["args"]["codec"]) == entry.codec:
             return int(log["args"]["index"])
     return None
 
 
+def _seal_for_bounty(client: SonarClient, store: Store, bounty_id: int, data: bytes) -> tuple[bytes, str]:
+    """The update sealed to the owner's key in version 0's record (plaintext if the bounty has none)."""
+    from mine.sealed import public_key_from_record, seal
+    from mine.versions import fetch_record
+    from mine.store import cid_from_chain
+
+    mv = client.model_version(bounty_id, 0)
+    record = fetch_record(store, cid_from_chain(mv.digest, mv.codec))
+    if record.encryption is None:
+        return data, ""
+    ciphertext, eph = seal(data, public_key_from_record(record.encryption))
+    return ciphertext, eph.hex()
+
+
 def submit(home: MineHome, client: SonarClient, store: Store, bounty_id: int, update_path: Path) -> JournalEntry:
-    """Store the update, commit, reveal. Safe to call again after a crash at any point."""
+    """Seal and store the update, then submit it with the stake in one transaction. Safe to rerun after a crash."""
     if client.account is None:
         raise ChainError("submitting needs an account")
     data = update_path.read_bytes()
@@ -146,48 +248,52 @@ def submit(home: MineHome, client: SonarClient, store: Store, bounty_id: int, up
         raise ValidationError(f"{update_path} has no metadata file beside it; train it with `mine train`")
     if int(meta["bounty"]) != bounty_id:
         raise ValidationError(f"{update_path.name} was trained for bounty {meta['bounty']}, not {bounty_id}")
-    cid = store.add(data)
-    digest, codec = cid_to_chain(cid)
     journal = Journal(home)
-    entry = next((e for e in journal.entries() if e.bounty == bounty_id and e.cid == cid), None)
+    entry = next((e for e in journal.entries() if e.bounty == bounty_id and e.update == str(update_path)), None)
+    if entry is not None and entry.state == "submitted":
+        return entry
+    bounty = client.bounty(bounty_id)
+    check_bounty_terms(home, client, bounty)
     if entry is None or entry.state == "abandoned":
+        ciphertext, eph = _seal_for_bounty(client, store, bounty_id, data)
+        sealed = update_path.with_suffix(".sealed")
+        tmp = sealed.with_suffix(".sealed-tmp")
+        tmp.write_bytes(ciphertext)
+        os.replace(tmp, sealed)
+        cid = store.add(ciphertext, only_hash=True)
+        digest, codec = cid_to_chain(cid)
         entry = JournalEntry(
-            bounty=bounty_id, update=str(update_path), cid=cid, digest=digest.hex(), codec=codec,
-            base_version=int(meta["base_version"]), salt=os.urandom(32).hex(), miner=client.account.address,
+            bounty=bounty_id, update=str(update_path), sealed=str(sealed), cid=cid, digest=digest.hex(), codec=codec,
+            base_version=int(meta["base_version"]), miner=client.account.address, ephemeral_secret=eph,
         )
-        journal.upsert(entry)  # the salt is on disk before the commit can be mined
-    return resume(journal, client, entry)
+        journal.upsert(entry)  # on disk before the transaction can be mined
+    return resume(journal, client, store, entry)
 
 
-def resume(journal: Journal, client: SonarClient, entry: JournalEntry) -> JournalEntry:
-    """Carry one journal entry forward: commit if needed, then reveal."""
-    digest, salt = bytes.fromhex(entry.digest), bytes.fromhex(entry.salt)
-    commit_hash = commitment(entry.bounty, entry.miner, digest, entry.codec, entry.base_version, salt)
-    if entry.state == "prepared":
-        index = _find_commit(client, entry, commit_hash)
-        if index is None:
+def resume(journal: Journal, client: SonarClient, store: Store | None, entry: JournalEntry) -> JournalEntry:
+    """Carry one journal entry forward: (re)store the ciphertext, submit unless already mined."""
+    if entry.state != "prepared":
+        return entry
+    index = _find_submission(client, entry)
+    if index is None:
+        if store is not None:
+            store.add(Path(entry.sealed).read_bytes())
+        bounty = client.bounty(entry.bounty)
+        try:
+            index, _ = client.submit(entry.bounty, bytes.fromhex(entry.digest), entry.codec, entry.base_version,
+                                     stake=bounty.stake, token=bounty.token)
+        except ChainError:
             bounty = client.bounty(entry.bounty)
-            try:
-                index, _ = client.commit(entry.bounty, commit_hash, stake=bounty.stake, token=bounty.token)
-            except ChainError:
-                bounty = client.bounty(entry.bounty)
-                if bounty.status != BountyStatus.OPEN or client.now() > bounty.deadline:
-                    entry.state = "abandoned"  # never committed, no stake paid; the bounty takes no more
-                    journal.upsert(entry)
-                raise
-        entry.index, entry.state = index, "committed"
-        journal.upsert(entry)
-    if entry.state == "committed":
-        assert entry.index is not None
-        sub = client.submission(entry.bounty, entry.index)
-        if sub.status == SubmissionStatus.COMMITTED:
-            client.reveal(entry.bounty, entry.index, digest, entry.codec, entry.base_version, salt)
-        entry.state = "revealed"
-        journal.upsert(entry)
+            if bounty.status != BountyStatus.OPEN or client.now() > bounty.deadline:
+                entry.state = "abandoned"  # never submitted, no stake paid; the bounty takes no more
+                journal.upsert(entry)
+            raise
+    entry.index, entry.state = index, "submitted"
+    journal.upsert(entry)
     return entry
 
 
-def resume_all(home: MineHome, client: SonarClient) -> tuple[list[JournalEntry], list[str]]:
+def resume_all(home: MineHome, client: SonarClient, store: Store | None = None) -> tuple[list[JournalEntry], list[str]]:
     """Finish every interrupted submission of this account (called by `submit` and `status`).
 
     Returns the entries carried forward and, for those that could not be, why (they stay in the
@@ -196,10 +302,10 @@ def resume_all(home: MineHome, client: SonarClient) -> tuple[list[JournalEntry],
     journal = Journal(home)
     done, problems = [], []
     for entry in journal.entries():
-        if entry.state in ("revealed", "abandoned") or not client.account or entry.miner != client.account.address:
+        if entry.state != "prepared" or not client.account or entry.miner != client.account.address:
             continue
         try:
-            done.append(resume(journal, client, entry))
-        except ChainError as exc:
+            done.append(resume(journal, client, store, entry))
+        except (ChainError, OSError) as exc:
             problems.append(f"bounty {entry.bounty}, update {entry.cid}: {exc}")
     return done, problems

@@ -1,15 +1,22 @@
-"""The model owner's loop: post a bounty, evaluate revealed updates in commit order, close, audit.
+"""The model owner's loop: post a bounty, settle rounds of updates, reveal the audit bundle, audit.
 
-The validation set stays in the owner's vault; only its SHA-256 goes on chain (as the bounty's
-validation commitment), so that after close anyone given the file can replay every evaluation
-(`audit`). Evaluation is deterministic for that reason.
+The validation set stays in the owner's vault. The bounty's validation commitment is the digest of
+the CID of an *audit bundle* (JSON: the validation file's CID, the bounty's decryption secret key,
+a salt) computed at posting without publishing it; `reveal_audit` later puts the validation file
+and the bundle in the store and records the bundle's CID on chain, so anyone can replay every
+round (`audit`). Evaluation is deterministic for that reason.
+
+A round (`settle_round`) is the queue head and what follows it (up to MAX_ROUND), all judged
+together by :class:`mine.policy.RoundPolicy` and settled in ONE `settle` transaction. A fetch is
+retried with backoff; an update the store cannot deliver is never rejected: the round stops
+before it and it waits (its stake comes back if its window passes).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,46 +24,41 @@ from typing import Any
 import numpy as np
 import torch
 
-from mine.chain import ZERO_ADDRESS, BountyParams, SonarClient, SubmissionStatus
+from mine.chain import MAX_ROUND, ZERO_ADDRESS, BountyParams, SonarClient, SubmissionStatus, Verdict
 from mine.datasets import select_features
 from mine.errors import MineError, StoreError, ValidationError
 from mine.evaluate import evaluate, score_from_chain, score_to_chain
 from mine.home import MineHome, read_json, write_json_atomic
-from mine.model import Manifest, build_model, read_update
-from mine.policy import POLICIES, REASONS, UNREADABLE as REASON_UNREADABLE
+from mine.model import Manifest, build_model, state_to_bytes
+from mine.policy import REASONS, RoundDecision, RoundItem, RoundPolicy, UNREADABLE
 from mine.store import Store, cid_from_chain, cid_to_chain
-from mine.versions import LoadedVersion, load_version, publish_version
+from mine.store.dag import ContentTooLargeError
+from mine.versions import LoadedVersion, VersionRecord, load_version, publish_version
 
+MAX_BUNDLE_BYTES = 4096
+MAX_VALIDATION_BYTES = 256 * 1024 * 1024
+#: Store fetches: attempts and the first backoff (doubled each time).
+FETCH_ATTEMPTS = 4
+FETCH_BACKOFF = 0.25
 
 
 @dataclass
 class Validation:
-    """The owner's private validation set, already in the model's feature order."""
+    """The owner's private validation set, already in the model's feature order, and its file bytes."""
 
     X: np.ndarray
     y: np.ndarray
-    sha256: bytes
+    data: bytes
     groups: np.ndarray | None = None
 
     @classmethod
     def from_file(cls, path: Path, X: np.ndarray, y: np.ndarray, columns: list[str], manifest: Manifest) -> Validation:
-        """The validation set read from `path` (already parsed into X, y), committed to by its SHA-256."""
-        return cls(select_features(X, columns, list(manifest.features)), y, file_commitment(path.read_bytes()))
+        """The validation set read from `path` (already parsed into X, y)."""
+        return cls(select_features(X, columns, list(manifest.features)), y, path.read_bytes())
 
-
-@dataclass
-class EvalRecord:
-    index: int
-    miner: str
-    accepted: bool
-    reason_code: int
-    reason: str
-    score_before: float
-    score_after: float
-    norm: float
-    reward: int = 0
-    version: int | None = None
-    seconds: float = 0.0
+    @property
+    def sha256(self) -> bytes:
+        return hashlib.sha256(self.data).digest()
 
 
 @dataclass
@@ -67,15 +69,18 @@ class OwnedBounty:
     validation: str  # vault dataset name
     policy: str
     policy_settings: dict[str, Any]
+    public_key: str = ""  # hex: the bounty's sealing key (secret in $MINE_HOME/keys)
+    salt: str = ""  # hex: the audit bundle's salt
     accepted_norms: list[float] = field(default_factory=list)
-    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def load(cls, home: MineHome, bounty_id: int) -> OwnedBounty:
         data = read_json(home.owned / f"{bounty_id}.json", None)
         if data is None:
             raise MineError(f"bounty {bounty_id} was not posted from this mine ({home.root}); evaluate from the owner's mine")
-        return cls(**data)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     def save(self, home: MineHome) -> None:
         write_json_atomic(home.owned / f"{self.bounty_id}.json", asdict(self))
@@ -88,175 +93,374 @@ def score_model(manifest: Manifest, state: dict[str, torch.Tensor], val: Validat
     return result.score, result.per_group
 
 
+# ---------------------------------------------------------------------- audit bundle
+
+
+def audit_bundle(validation_cid: str, secret_key: bytes, salt: bytes) -> bytes:
+    """The audit bundle's canonical JSON bytes (:func:`mine.sealed.make_audit_bundle`); its CID's digest
+    is the bounty's validation commitment."""
+    from mine.sealed import make_audit_bundle
+
+    return make_audit_bundle(validation_cid, secret_key, salt)
+
+
+def parse_bundle(data: bytes) -> tuple[str, bytes]:
+    """``(validation CID, secret key)`` of an audit bundle; ``ValidationError`` if it is not one."""
+    from mine.sealed import parse_audit_bundle
+
+    bundle = parse_audit_bundle(data)
+    return bundle.validation, bundle.secret_key
+
+
+def policy_of(record: VersionRecord) -> RoundPolicy:
+    """The round policy recorded in version 0 (its settings and the bounty's max epsilon)."""
+    doc = dict(record.policy or {"name": RoundPolicy.name})
+    name = doc.pop("name", RoundPolicy.name)
+    if name != RoundPolicy.name:
+        raise ValidationError(f"bounty records policy {name!r}; Sonar v2 bounties are settled in rounds ({RoundPolicy.name!r})")
+    return RoundPolicy(**doc, max_epsilon=record.max_epsilon)
+
+
 def create_bounty(
     client: SonarClient,
     store: Store,
+    home: MineHome,
     manifest: Manifest,
     state: dict[str, torch.Tensor],
     val: Validation,
     *,
+    validation_name: str,
     reward: int,
     target: float,
     deadline: int,
     eval_window: int,
-    stake: int = 0,
+    stake: int,
     token: str = ZERO_ADDRESS,
-    policy: str = "default",
     policy_settings: dict[str, Any] | None = None,
-) -> tuple[int, str, float]:
-    """Publish version 0 and post the bounty. Returns (bounty id, model CID, initial score)."""
-    settings = policy_settings or {}
-    cid, _ = publish_version(store, manifest, state, policy={"name": policy, **settings})
+    auditable: bool = False,
+    max_epsilon: float | None = None,
+) -> tuple[OwnedBounty, str, float]:
+    """Publish version 0 (with the sealing key and policy) and post the bounty.
+
+    Returns (the owner's local record, saved; model CID; initial score).
+    """
+    from mine.sealed import encryption_record, load_secret_key, new_bounty_key
+
+    settings = dict(policy_settings or {})
+    RoundPolicy(**settings, max_epsilon=max_epsilon)  # bad settings fail before anything is posted
+    public_key = new_bounty_key(home, label=f"bounty on {client.address}")
+    salt = os.urandom(32)
+    bundle = audit_bundle(store.add(val.data, only_hash=True), load_secret_key(home, public_key), salt)
+    commitment, _ = cid_to_chain(store.add(bundle, only_hash=True))
+    cid, _ = publish_version(store, manifest, state, policy={"name": RoundPolicy.name, **settings},
+                             encryption=encryption_record(public_key), max_epsilon=max_epsilon)
     initial, _ = score_model(manifest, state, val)
     digest, codec = cid_to_chain(cid)
     params = BountyParams(
         token=token, reward=reward, stake=stake, deadline=deadline, eval_window=eval_window,
         initial_score=score_to_chain(initial), target_score=score_to_chain(target),
-        higher_is_better=manifest.higher_is_better, validation_commitment=val.sha256,
-        model_digest=digest, model_codec=codec,
+        higher_is_better=manifest.higher_is_better, validation_commitment=commitment,
+        model_digest=digest, model_codec=codec, auditable=auditable,
     )
     bounty_id, _ = client.post_bounty(params)
-    return bounty_id, cid, initial
+    owned = OwnedBounty(bounty_id, validation_name, RoundPolicy.name, settings, public_key.hex(), salt.hex())
+    owned.save(home)
+    return owned, cid, initial
 
 
-def evaluate_pending(
+def reveal_audit(client: SonarClient, store: Store, home: MineHome, owned: OwnedBounty, val: Validation) -> str:
+    """Put the validation file and the audit bundle in the store and reveal the bundle's CID on chain."""
+    from mine.sealed import load_secret_key
+
+    bundle = audit_bundle(store.add(val.data), load_secret_key(home, owned.public_key), bytes.fromhex(owned.salt))
+    cid = store.add(bundle)
+    digest, codec = cid_to_chain(cid)
+    if digest != client.bounty(owned.bounty_id).validation_commitment:
+        raise ValidationError("the audit bundle does not match the bounty's commitment: the validation file "
+                              "changed since the bounty was posted; restore the original file")
+    client.reveal_audit(owned.bounty_id, digest, codec)
+    return cid
+
+
+# ---------------------------------------------------------------------- rounds
+
+
+def fetch_with_retries(store: Store, cid: str, *, max_bytes: int, attempts: int = FETCH_ATTEMPTS,
+                       backoff: float = FETCH_BACKOFF) -> tuple[bytes | None, str]:
+    """``(bytes, "")``, or ``(None, why)`` after ``attempts`` tries with exponential backoff.
+
+    An update larger than ``max_bytes`` is returned as ``(b"", why)``: that is the miner's fault
+    (unreadable), not an outage.
+    """
+    why = ""
+    for attempt in range(attempts):
+        try:
+            return store.cat(cid, max_bytes=max_bytes), ""
+        except ContentTooLargeError as exc:
+            return b"", str(exc)
+        except StoreError as exc:
+            why = str(exc)
+        if attempt + 1 < attempts:
+            time.sleep(backoff * 2**attempt)
+    return None, why
+
+
+@dataclass
+class RoundResult:
+    """One settled round, as the owner's log and the demo see it."""
+
+    first: int
+    count: int
+    version: int  # 0 if nothing was accepted
+    score_before: float
+    score_after: float
+    verdicts: list[dict[str, Any]]  # per item: index, miner, share_bps, reason_code, reason, refund, reward, ...
+    waiting: int = 0  # items after the round that the store could not deliver yet
+
+
+def pending_items(client: SonarClient, bounty_id: int) -> tuple[int, int | None]:
+    """``(queued, oldest submittedAt)`` of the submissions waiting to be settled."""
+    bounty = client.bounty(bounty_id)
+    queued = bounty.submissions - bounty.next_eval
+    if queued <= 0:
+        return 0, None
+    return queued, client.submission(bounty_id, bounty.next_eval).submitted_at
+
+
+def _advance_head(client: SonarClient, bounty_id: int) -> None:
+    """Skip reclaimed / expired submissions at the head (their stakes go back to their miners)."""
+    while True:
+        bounty = client.bounty(bounty_id)
+        if bounty.next_eval >= bounty.submissions:
+            return
+        sub = client.submission(bounty_id, bounty.next_eval)
+        expired = sub.status == SubmissionStatus.SUBMITTED and client.now() > sub.submitted_at + bounty.eval_window
+        if sub.status == SubmissionStatus.SUBMITTED and not expired:
+            return
+        client.skip(bounty_id)
+
+
+def _submitted_cids(client: SonarClient, bounty_id: int) -> dict[int, str]:
+    return {int(e["args"]["index"]): cid_from_chain(bytes(e["args"]["digest"]), int(e["args"]["codec"]))
+            for e in client.events("UpdateSubmitted", bountyId=bounty_id)}
+
+
+def _open(data: bytes | None, why: str, secret_key: bytes | None) -> tuple[bytes | None, str]:
+    from mine.sealed import SealedError, open_sealed
+
+    if data is None or not data or secret_key is None:
+        return (data or None), why
+    try:
+        return open_sealed(data, secret_key), ""
+    except SealedError as exc:
+        return None, str(exc)
+
+
+def settle_round(
     client: SonarClient,
     store: Store,
+    home: MineHome,
     owned: OwnedBounty,
     val: Validation,
     *,
-    on_record: Callable[[EvalRecord], None] | None = None,
     current: LoadedVersion | None = None,
-) -> tuple[list[EvalRecord], LoadedVersion]:
-    """Evaluate every revealed update at the head of the queue, in commit order, on chain."""
-    policy = POLICIES[owned.policy](**owned.policy_settings)
+    max_items: int = MAX_ROUND,
+    attempts: int = FETCH_ATTEMPTS,
+    backoff: float = FETCH_BACKOFF,
+) -> tuple[RoundResult | None, LoadedVersion]:
+    """Judge the queue head and what follows it (up to `max_items`) as one round; settle it in one tx.
+
+    Returns (the round, or None if nothing could be settled; the current model version).
+    """
+    from mine.sealed import load_secret_key
+
     bid = owned.bounty_id
     current = current or load_version(client, store, bid)
-    manifest = current.manifest
-    records: list[EvalRecord] = []
-    while True:
-        bounty = client.bounty(bid)
-        if bounty.next_eval >= bounty.submissions:
-            break
-        index = bounty.next_eval
+    if current.version != client.bounty(bid).latest_version:
+        current = load_version(client, store, bid)
+    v0 = current.record if current.version == 0 else load_version(client, store, bid, 0).record
+    policy = policy_of(v0)
+    secret_key = load_secret_key(home, owned.public_key) if v0.encryption else None
+    _advance_head(client, bid)
+    bounty = client.bounty(bid)
+    head, end = bounty.next_eval, min(bounty.submissions, bounty.next_eval + max(1, min(max_items, MAX_ROUND)))
+    if head >= end:
+        return None, current
+    cids = _submitted_cids(client, bid)
+    limit = current.manifest.max_weight_bytes + 64 * 1024
+    items: list[RoundItem] = []
+    waiting = 0
+    for index in range(head, end):
         sub = client.submission(bid, index)
-        if sub.status == SubmissionStatus.RECLAIMED or (
-            sub.status == SubmissionStatus.COMMITTED and client.now() > sub.committed_at + bounty.eval_window
-        ):
-            client.skip(bid)
-            continue
-        if sub.status != SubmissionStatus.REVEALED:
-            break  # the head is committed and may still be revealed: wait for it
-        started = time.perf_counter()
-        before = score_from_chain(bounty.best_score)
-        update_cid = cid_from_chain(sub.digest, sub.codec)
-        try:
-            data = store.cat(update_cid, max_bytes=manifest.max_weight_bytes)
-            delta, _meta = read_update(manifest, data, max_bytes=manifest.max_weight_bytes)
-        except (StoreError, ValidationError) as exc:
-            client.reject(bid, index, bounty.best_score, REASON_UNREADABLE)
-            record = EvalRecord(index, sub.miner, False, REASON_UNREADABLE, f"{REASONS[REASON_UNREADABLE]}: {exc}",
-                                before, before, 0.0, seconds=time.perf_counter() - started)
-        else:
-            decision = policy.decide(manifest, current.state, delta, (val.X, val.y, val.groups), owned.accepted_norms)
-            after_fixed = decision.chain_score
-            improves = after_fixed > bounty.best_score if bounty.higher_is_better else after_fixed < bounty.best_score
-            if decision.accepted and improves and decision.new_state is not None:
-                cid, version_record = publish_version(
-                    store, manifest, decision.new_state, parent=current.cid, update=update_cid,
-                    manifest_cid=current.record.manifest,
-                )
-                digest, codec = cid_to_chain(cid)
-                receipt = client.accept(bid, index, after_fixed, digest, codec)
-                (event,) = client.receipt_events(receipt, "UpdateAccepted")
-                version = int(event["args"]["version"])
-                owned.accepted_norms.append(decision.norm)
-                current = LoadedVersion(version, cid, version_record, manifest, decision.new_state, after_fixed)
-                record = EvalRecord(index, sub.miner, True, 0, "accepted", decision.score_before,
-                                    decision.score_after, decision.norm, int(event["args"]["reward"]), version)
-            else:
-                code = decision.reason_code if not decision.accepted else 2
-                reason = decision.reason if not decision.accepted else REASONS[2]
-                client.reject(bid, index, after_fixed, code)
-                record = EvalRecord(index, sub.miner, False, code, reason, decision.score_before,
-                                    decision.score_after, decision.norm)
-            record.seconds = time.perf_counter() - started
-        owned.evaluations.append(asdict(record))
-        records.append(record)
-        if on_record:
-            on_record(record)
-    return records, current
+        if sub.status != SubmissionStatus.SUBMITTED:
+            break
+        data, why = fetch_with_retries(store, cids[index], max_bytes=limit, attempts=attempts, backoff=backoff)
+        if data is None:  # the store's outage, not the miner's fault: this item and the rest wait
+            waiting = end - index
+            break
+        plain, why = _open(data, why, secret_key)
+        items.append(RoundItem(index, sub.miner, sub.base_version, plain, why and f"{REASONS[UNREADABLE]}: {why}"))
+    if not items:
+        return RoundResult(head, 0, 0, score_from_chain(bounty.best_score), score_from_chain(bounty.best_score), [],
+                           waiting), current
+    decision = policy.judge(current.manifest, current.state, items, (val.X, val.y, val.groups), bounty_id=bid,
+                            current_version=current.version, history=owned.accepted_norms)
+    verdicts = [Verdict(v.share_bps, 0 if v.accepted else v.reason_code, False if v.accepted else v.refund)
+                for v in decision.verdicts]
+    new_version: LoadedVersion | None = None
+    if decision.new_state is not None:
+        accepted = [v.index for v in decision.accepted]
+        cid, record = publish_version(store, current.manifest, decision.new_state, parent=current.cid,
+                                      manifest_cid=current.record.manifest,
+                                      round={"first": head, "count": len(items), "accepted": accepted})
+        digest, codec = cid_to_chain(cid)
+        receipt = client.settle(bid, verdicts, decision.chain_score, digest, codec)
+        new_version = LoadedVersion(0, cid, record, current.manifest, decision.new_state, decision.chain_score)
+    else:
+        receipt = client.settle(bid, verdicts, bounty.best_score)
+    (settled,) = client.receipt_events(receipt, "RoundSettled")
+    rewards = {int(e["args"]["index"]): int(e["args"]["reward"]) for e in client.receipt_events(receipt, "UpdateAccepted")}
+    version = int(settled["args"]["version"])
+    if new_version is not None:
+        new_version.version = version
+        current = new_version
+        owned.accepted_norms.extend(v.norm for v in decision.accepted)
+    result = RoundResult(head, len(items), version, decision.score_before,
+                         decision.score_after if decision.new_state is not None else decision.score_before,
+                         [{**_verdict_dict(v), "reward": rewards.get(v.index, 0)} for v in decision.verdicts], waiting)
+    owned.rounds.append(asdict(result))
+    owned.save(home)
+    return result, current
 
 
-def file_commitment(data: bytes) -> bytes:
-    """The validation commitment of a validation file: its SHA-256."""
-    return hashlib.sha256(data).digest()
+def _verdict_dict(v: Any) -> dict[str, Any]:
+    d = asdict(v)
+    for key in ("norm", "contribution", "alignment"):
+        if d[key] != d[key]:  # NaN is not JSON
+            d[key] = None
+    return d
+
+
+# ---------------------------------------------------------------------- audit
 
 
 @dataclass
 class AuditFinding:
-    what: str  # "version 3" or "submission #5 (rejected)"
-    reported: float
-    replayed: float
+    what: str  # "version 3", "round #4..#11: submission #5"
+    reported: str
+    replayed: str
     note: str = ""
 
     def __str__(self) -> str:
         extra = f" ({self.note})" if self.note else ""
-        return f"{self.what}: reported {self.reported:.6f}, replays to {self.replayed:.6f}{extra}"
+        return f"{self.what}: reported {self.reported}, replays to {self.replayed}{extra}"
 
 
-def audit(client: SonarClient, store: Store, bounty_id: int, val: Validation) -> tuple[int, list[AuditFinding]]:
-    """Replay a bounty from chain + store: every model version's score, and every evaluation.
+def _verdict_text(share: int, reason: int, refund: bool) -> str:
+    if share > 0:
+        return f"accepted ({share} bps)"
+    return f"rejected [{reason}] ({'stake returned' if refund else 'stake forfeited'})"
 
-    Each revealed update is fetched by the CID in its `UpdateRevealed` event and judged again with
-    the policy recorded in version 0, against the model that was current when it was evaluated;
-    the replayed score must equal the one the owner reported for it, and the verdict must match.
-    Returns (scores checked, mismatches).
+
+def fetch_audit_bundle(client: SonarClient, store: Store, bounty_id: int) -> tuple[bytes, bytes]:
+    """The revealed audit bundle of a bounty: ``(validation file bytes, secret key)``."""
+    events = client.events("AuditRevealed", bountyId=bounty_id)
+    if not events:
+        raise ValidationError(f"bounty {bounty_id} has not revealed its audit bundle yet (`mine bounty reveal`); "
+                              "nothing to replay against")
+    args = events[-1]["args"]
+    validation_cid, secret_key = parse_bundle(store.cat(cid_from_chain(bytes(args["digest"]), int(args["codec"])),
+                                                        max_bytes=MAX_BUNDLE_BYTES))
+    return store.cat(validation_cid, max_bytes=MAX_VALIDATION_BYTES), secret_key
+
+
+def audit(client: SonarClient, store: Store, bounty_id: int, val: Validation, secret_key: bytes | None
+          ) -> tuple[int, list[AuditFinding]]:
+    """Replay a bounty from chain + store + audit bundle: every model version, every settled round.
+
+    Each round (`RoundSettled`: first index, count) is judged again with the policy recorded in
+    version 0, against the version that was current then; every verdict (share, reason, refund),
+    the reported score and the published weights must match. Returns (items checked, mismatches).
     """
-    bounty = client.bounty(bounty_id)
-    if bounty.validation_commitment != val.sha256:
-        raise ValidationError(
-            "this validation file is not the one the owner committed to (SHA-256 differs); "
-            "get the exact file the owner revealed"
-        )
     findings: list[AuditFinding] = []
+    bounty = client.bounty(bounty_id)
     versions = [load_version(client, store, bounty_id, v) for v in range(bounty.latest_version + 1)]
     for loaded in versions:
         replayed, _ = score_model(loaded.manifest, loaded.state, val)
         if score_to_chain(replayed) != loaded.score:
-            findings.append(AuditFinding(f"version {loaded.version}", score_from_chain(loaded.score), replayed))
-
-    policy_doc = dict(versions[0].record.policy or {"name": "default"})
-    policy = POLICIES[policy_doc.pop("name", "default")](**policy_doc)
-    revealed = {int(e["args"]["index"]): e["args"] for e in client.events("UpdateRevealed", bountyId=bounty_id)}
-    verdicts: dict[int, tuple[bool, int]] = {}
+            findings.append(AuditFinding(f"version {loaded.version}", f"{score_from_chain(loaded.score):.6f}",
+                                         f"{replayed:.6f}"))
+    checked = len(versions)
+    policy = policy_of(versions[0].record)
+    cids = _submitted_cids(client, bounty_id)
+    reported: dict[int, tuple[int, int, bool]] = {}
     for e in client.events("UpdateAccepted", bountyId=bounty_id):
-        verdicts[int(e["args"]["index"])] = (True, int(e["args"]["score"]))
+        reported[int(e["args"]["index"])] = (int(e["args"]["shareBps"]), 0, False)
     for e in client.events("UpdateRejected", bountyId=bounty_id):
-        verdicts[int(e["args"]["index"])] = (False, int(e["args"]["score"]))
-    by_submission = {client.model_version(bounty_id, v.version).submission: v for v in versions[1:]}
-    current, checked = versions[0], len(versions)
-    norms: list[float] = []
-    for index in sorted(verdicts):
-        accepted, reported = verdicts[index]
-        args = revealed.get(index)
-        if args is None:
-            continue
-        try:
-            data = store.cat(cid_from_chain(bytes(args["digest"]), int(args["codec"])),
-                             max_bytes=current.manifest.max_weight_bytes)
-        except StoreError:
-            continue  # nothing to replay: the update cannot be fetched (reason 5)
-        decision = policy.decide(current.manifest, current.state, data, (val.X, val.y, val.groups), norms)
-        checked += 1
-        what = f"submission #{index} ({'accepted' if accepted else 'rejected'})"
-        if decision.chain_score != reported:
-            findings.append(AuditFinding(what, score_from_chain(reported), score_from_chain(decision.chain_score)))
-        elif decision.accepted != accepted and decision.reason_code != REASON_UNREADABLE:
-            verdict = "accepts" if decision.accepted else f"rejects it ({decision.reason})"
-            findings.append(AuditFinding(what, score_from_chain(reported), score_from_chain(decision.chain_score),
-                                         f"the policy {verdict}"))
-        if accepted:
-            norms.append(decision.norm)
-            current = by_submission.get(index, current)
+        reported[int(e["args"]["index"])] = (0, int(e["args"]["reason"]), bool(e["args"]["refunded"]))
+    submissions = {i: client.submission(bounty_id, i) for i in reported}
+    rounds = sorted((e["args"] for e in client.events("RoundSettled", bountyId=bounty_id)),
+                    key=lambda a: int(a["firstIndex"]))
+    current, history = versions[0], []
+    for r in rounds:
+        first, count, version = int(r["firstIndex"]), int(r["count"]), int(r["version"])
+        what = f"round #{first}..#{first + count - 1}"
+        items: list[RoundItem] = []
+        for index in range(first, first + count):
+            data, why = fetch_with_retries(store, cids[index], max_bytes=current.manifest.max_weight_bytes + 65536)
+            if data is None:
+                findings.append(AuditFinding(what, "settled", "not replayable", f"submission #{index} cannot be fetched"))
+                break
+            plain, why = _open(data, why, secret_key)
+            sub = submissions[index]
+            items.append(RoundItem(index, sub.miner, sub.base_version, plain, why))
+        else:
+            decision: RoundDecision = policy.judge(current.manifest, current.state, items, (val.X, val.y, val.groups),
+                                                   bounty_id=bounty_id, current_version=current.version,
+                                                   history=history)
+            for v in decision.verdicts:
+                checked += 1
+                mine_ = (v.share_bps, 0 if v.accepted else v.reason_code, False if v.accepted else v.refund)
+                if reported[v.index] != mine_:
+                    findings.append(AuditFinding(f"{what}: submission #{v.index}", _verdict_text(*reported[v.index]),
+                                                 _verdict_text(*mine_), v.reason if not v.accepted else ""))
+            if (version != 0) != (decision.new_state is not None):
+                findings.append(AuditFinding(what, "a new version" if version else "no new version",
+                                             "a new version" if decision.new_state is not None else "no new version"))
+            elif version != 0 and decision.new_state is not None:
+                published = versions[version]
+                if int(r["score"]) != decision.chain_score:
+                    findings.append(AuditFinding(f"{what}: score", f"{score_from_chain(int(r['score'])):.6f}",
+                                                 f"{score_from_chain(decision.chain_score):.6f}"))
+                weights = store.add(state_to_bytes(decision.new_state), only_hash=True)
+                if weights != published.record.weights:
+                    findings.append(AuditFinding(f"{what}: version {version} weights", published.record.weights,
+                                                 weights, "not the aggregate of the accepted updates"))
+            history.extend(v.norm for v in decision.accepted)
+        if version != 0:
+            current = versions[version]
     return checked, findings
+
+
+def save_audit_result(home: MineHome, client: SonarClient, bounty_id: int, checked: int,
+                      findings: list[AuditFinding]) -> Path:
+    """Remember an audit's outcome (for the owner history in `mine bounties`)."""
+    path = home.root / "audits" / f"{client.address}-{bounty_id}.json"
+    write_json_atomic(path, {"sonar": client.address, "bounty": bounty_id, "owner": client.bounty(bounty_id).owner,
+                             "checked": checked, "mismatches": [str(f) for f in findings], "at": int(time.time())})
+    return path
+
+
+def audit_results(home: MineHome, sonar: str) -> list[dict[str, Any]]:
+    """Every audit this mine ran against the Sonar at `sonar`."""
+    folder = home.root / "audits"
+    if not folder.exists():
+        return []
+    return [read_json(p, {}) for p in sorted(folder.glob(f"{sonar}-*.json"))]
+
+
+__all__ = [
+    "AuditFinding", "OwnedBounty", "RoundResult", "Validation", "audit", "audit_bundle", "audit_results",
+    "create_bounty", "fetch_audit_bundle", "fetch_with_retries", "parse_bundle", "pending_items", "policy_of",
+    "reveal_audit", "save_audit_result", "settle_round",
+]

@@ -11,9 +11,20 @@ code  rule                   meaning
 1     :func:`check_structure`  wrong tensor names/shapes/dtype, NaN/Inf, or too large
 2     :func:`check_improvement` the validation score does not improve by the margin
 3     :func:`check_subgroups`   some subgroup (class) gets worse by more than the tolerance
-4     :func:`check_outlier`     the update norm is an outlier among accepted updates
-5     (client)                 unreadable: fetch / CID / parse failure
+4     :func:`check_outlier`     the update norm is an outlier among accepted updates / the round
+5     (client)                 unreadable: decryption / CID / parse failure
+6     :func:`check_origin`      not the submitter's update (inner miner or bounty differ)
+7     :func:`check_epsilon`     the update's DP ε (recomputed) is above the bounty's maximum, or no DP
+8     :class:`RoundPolicy`      negative marginal value (leave-one-out validation loss)
 ====  =====================  ==============================================================
+
+:class:`RoundPolicy` (the owner's policy since Sonar v2) judges a *round*: every update trained
+from the same version is checked alone (1, 5, 6, 7), then against the round's own median norm and
+the history (4), clipped, aggregated (mean of clipped deltas times ``server_lr``), and each one's
+marginal value is measured by leaving it out (8); the aggregate must not hurt a subgroup (3) and
+must improve the score (2). Shares of the round's pot follow the positive contributions with a
+floor (:func:`shares_bps`). The arithmetic is pure functions (:func:`round_outliers`,
+:func:`aggregate`, :func:`loo_contributions`, :func:`shares_bps`).
 
 :class:`DefaultPolicy` applies an update to the *current* model (whatever version it was trained
 from), scaled by a server learning rate and clipped to a norm bound derived from the norms of
@@ -48,6 +59,7 @@ __all__ = [
     "Policy",
     "REASONS",
     "Rejection",
+    "check_epsilon",
     "check_improvement",
     "check_outlier",
     "check_structure",
@@ -59,6 +71,7 @@ __all__ = [
 #: ``reason_code`` of an accepted update.
 ACCEPTED = 0
 STRUCTURE, NO_IMPROVEMENT, SUBGROUP_REGRESSION, OUTLIER_NORM, UNREADABLE = 1, 2, 3, 4, 5
+NOT_SUBMITTERS, EPSILON_TOO_HIGH, NEGATIVE_CONTRIBUTION = 6, 7, 8
 
 #: Human text of every rejection code (the codes the contract's ``reject`` records).
 REASONS: dict[int, str] = {
@@ -66,8 +79,16 @@ REASONS: dict[int, str] = {
     NO_IMPROVEMENT: "no improvement of the validation score",
     SUBGROUP_REGRESSION: "a validation subgroup got worse beyond the tolerance",
     OUTLIER_NORM: "update norm is an outlier among accepted updates",
-    UNREADABLE: "update could not be fetched, did not match its CID, or could not be parsed",
+    UNREADABLE: "update could not be decrypted, did not match its CID, or could not be parsed",
+    NOT_SUBMITTERS: "not the submitter's update (the miner or bounty inside the ciphertext differ)",
+    EPSILON_TOO_HIGH: "differential-privacy epsilon above the bounty's maximum",
+    NEGATIVE_CONTRIBUTION: "negative contribution: leaving it out lowers the validation loss",
 }
+#: Codes whose stake is returned (an honest update that simply did not help); all others forfeit.
+REFUNDED_CODES = frozenset({NO_IMPROVEMENT})
+#: Code 7: the update's differential privacy is weaker than the bounty's ``max_epsilon``.
+EPSILON_ABOVE_MAX = 7
+REASONS[EPSILON_ABOVE_MAX] = "the update's DP epsilon is above the bounty's maximum (or it was trained without DP)"
 
 #: Floor of the robust spread in :func:`check_outlier`, relative to the median norm.
 MIN_RELATIVE_SPREAD = 0.25
@@ -184,6 +205,37 @@ def check_subgroups(before: Mapping[str, float], after: Mapping[str, float], *, 
     return Rejection(SUBGROUP_REGRESSION,
                      f"subgroup {key!r} got worse: {before[key]:.6f} -> {after[key]:.6f} "
                      f"(by {worst[0] / 1e6:.6f}, tolerance {tolerance:.6f})")
+
+
+def check_epsilon(dp_metadata: str | None, *, max_epsilon: float | None, max_delta: float = 1e-5) -> Rejection | None:
+    """Code 7 if the update's privacy is weaker than the bounty allows (``None``: no maximum, pass).
+
+    ``dp_metadata`` is the update's ``dp`` metadata string (``"off"`` or the JSON of
+    :class:`mine.dp.DPRecord`). The stated ε is not trusted: ε is recomputed with Opacus' RDP
+    accountant from the stated mechanism (noise multiplier, sample rate, steps, δ), and the larger
+    of the two counts. Rejected: no ``dp`` metadata or ``"off"``, malformed settings, δ above
+    ``max_delta``, or ε above ``max_epsilon``. (That the noise was really added cannot be checked
+    from the update; the ε is the miner's claim about its own mechanism.)
+    """
+    if max_epsilon is None:
+        return None
+    from mine.dp import epsilon_for, parse_dp_metadata
+
+    try:
+        record = parse_dp_metadata(dp_metadata)
+    except ValidationError as exc:
+        return Rejection(EPSILON_ABOVE_MAX, f"{exc}; this bounty accepts only DP updates with epsilon <= {max_epsilon:g}")
+    if record is None:
+        return Rejection(EPSILON_ABOVE_MAX, f"the update was trained without DP (--no-dp); this bounty accepts only "
+                                            f"epsilon <= {max_epsilon:g}")
+    if record.delta > max_delta:
+        return Rejection(EPSILON_ABOVE_MAX, f"the update's delta {record.delta:g} is above the allowed {max_delta:g}")
+    eps = max(record.epsilon, epsilon_for(record.noise_multiplier, record.sample_rate, record.steps, record.delta))
+    if eps > max_epsilon * (1 + 1e-9):
+        return Rejection(EPSILON_ABOVE_MAX, f"the update's epsilon {eps:.4g} (recomputed from its noise "
+                                            f"{record.noise_multiplier:g}, sample rate {record.sample_rate:g}, "
+                                            f"{record.steps} steps) is above the bounty's maximum {max_epsilon:g}")
+    return None
 
 
 def _robust_limit(accepted_norms: Sequence[float], factor: float) -> tuple[float, float, float]:
@@ -423,8 +475,404 @@ class AcceptAllPolicy:
                         dict(before.per_group), dict(after.per_group), None, meta)
 
 
+# --------------------------------------------------------------------------------------------
+# Rounds (Sonar v2): pure arithmetic
+# --------------------------------------------------------------------------------------------
+
+BPS = 10_000
+
+
+def round_outliers(norms: Sequence[float], history: Sequence[float], *, factor: float,
+                   min_history: int) -> list[bool]:
+    """Which of a round's update norms are outliers (code 4).
+
+    A norm is an outlier if it exceeds the robust limit of the *round's own* norms
+    (``median + factor * max(1.4826 * MAD, 0.25 * median)``; a reference from the very first
+    round), or, with at least ``min_history`` accepted norms from earlier rounds, the same limit
+    over that history. Non-finite norms are always outliers; small norms never are.
+    """
+    if not (factor > 0 and math.isfinite(factor)):
+        raise ValidationError(f"factor must be a finite number > 0, got {factor!r}")
+    finite = [float(n) for n in norms if math.isfinite(n) and n >= 0]
+    limits: list[float] = []
+    if finite:
+        limits.append(_robust_limit(finite, factor)[0])
+    hist = [float(x) for x in history if math.isfinite(x)]
+    if len(hist) >= max(int(min_history), 1):
+        limits.append(_robust_limit(hist, factor)[0])
+    return [not (math.isfinite(n) and n >= 0) or any(n > lim for lim in limits) for n in norms]
+
+
+def clip_scales(norms: Sequence[float], bound: float | None) -> list[float]:
+    """Per-update factor ``min(1, bound / norm)`` that clips each update to L2 norm ``bound``."""
+    if bound is None:
+        return [1.0] * len(norms)
+    return [1.0 if n <= bound or n == 0 else bound / n for n in norms]
+
+
+def aggregate(deltas: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
+    """``sum_i weights[i] * deltas[i]`` per tensor, in float64, summed in the given order.
+
+    The round's aggregate is ``aggregate(clipped deltas, [server_lr / n] * n)``: a norm-bounded
+    mean. Deterministic, so an auditor replays it bit for bit.
+    """
+    if len(deltas) != len(weights) or not deltas:
+        raise ValidationError("aggregate needs one weight per delta and at least one delta")
+    out: dict[str, torch.Tensor] = {}
+    for k in sorted(deltas[0]):
+        acc = torch.zeros(deltas[0][k].shape, dtype=torch.float64)
+        for d, w in zip(deltas, weights):
+            acc += float(w) * d[k].detach().to(torch.float64)
+        out[k] = acc
+    return out
+
+
+def alignments(deltas: Sequence[Mapping[str, torch.Tensor]], scales: Sequence[float]) -> list[float]:
+    """Cosine similarity of each (scaled) delta with the sum of the *other* scaled deltas.
+
+    An honest update trained from the same version points roughly the same way as the rest of its
+    round (> 0), even when it adds little; a poisoned one points away. 0 for a one-update round.
+    """
+    if len(deltas) < 2:
+        return [0.0] * len(deltas)
+    flat = [torch.cat([d[k].detach().to(torch.float64).ravel() for k in sorted(d)]) * float(s)
+            for d, s in zip(deltas, scales)]
+    total = torch.stack(flat).sum(dim=0)
+    out = []
+    for f in flat:
+        rest = total - f
+        denom = float(torch.linalg.vector_norm(f)) * float(torch.linalg.vector_norm(rest))
+        out.append(float(torch.dot(f, rest)) / denom if denom > 0 else 0.0)
+    return out
+
+
+def loo_contributions(loss_all: float, loss_without: Sequence[float]) -> list[float]:
+    """Leave-one-out marginal values: ``loss_without[i] - loss_all`` (positive = update i helps).
+
+    ``loss_without[i]`` is the validation loss of the round's aggregate (the mean of the others)
+    without update ``i`` (for a one-update round: the current model's loss).
+    """
+    return [float(lw) - float(loss_all) for lw in loss_without]
+
+
+def shares_bps(contributions: Sequence[float], *, floor: float) -> list[int]:
+    """Basis-point shares of a round's pot, summing to exactly 10000 (empty input: empty list).
+
+    ``share_i = floor / n + (1 - floor) * c_i / sum(c)`` over the positive parts of the
+    contributions (equal split if none is positive), so redundant honest updates — each of which
+    adds little alone — still get the floor. Rounded by largest remainder (ties to the lower
+    position); every update gets at least 1 bp.
+    """
+    n = len(contributions)
+    if n == 0:
+        return []
+    if not 0.0 <= floor <= 1.0:
+        raise ValidationError(f"floor must be between 0 and 1, got {floor!r}")
+    if n > BPS:
+        raise ValidationError(f"cannot split {BPS} bps among {n} updates")
+    pos = [max(float(c), 0.0) if math.isfinite(c) else 0.0 for c in contributions]
+    total = sum(pos)
+    if total > 0:
+        raw = [floor / n + (1.0 - floor) * p / total for p in pos]
+    else:
+        raw = [1.0 / n] * n
+    exact = [r * BPS for r in raw]
+    base = [int(math.floor(e)) for e in exact]
+    left = BPS - sum(base)
+    order = sorted(range(n), key=lambda i: (-(exact[i] - base[i]), i))
+    for i in order[:left]:
+        base[i] += 1
+    for i in range(n):  # every accepted update gets at least 1 bp, taken from the largest share
+        if base[i] == 0:
+            top = max(range(n), key=lambda j: (base[j], -j))
+            base[top] -= 1
+            base[i] = 1
+    return base
+
+
+def check_origin(meta: Mapping[str, str], *, submitter: str, bounty_id: int, base_version: int) -> Rejection | None:
+    """Code 6 unless the update names the on-chain submitter, this bounty and the declared base version.
+
+    The miner and bounty travel *inside* the (sealed) update, so a CID copied from someone else's
+    submission names the wrong miner.
+    """
+    inner = str(meta.get("miner", ""))
+    if inner.lower() != submitter.lower():
+        return Rejection(NOT_SUBMITTERS, f"the update names miner {inner or '(none)'}, but {submitter} submitted it")
+    if str(meta.get("bounty", "")) != str(bounty_id):
+        return Rejection(NOT_SUBMITTERS, f"the update is for bounty {meta.get('bounty')!r}, not {bounty_id}")
+    if str(meta.get("base_version", "")) != str(base_version):
+        return Rejection(NOT_SUBMITTERS, f"the update says base version {meta.get('base_version')!r}; "
+                                         f"the submission declared {base_version}")
+    return None
+
+
+def validation_loss(manifest: Manifest, state: Mapping[str, torch.Tensor], X: Any, y: Any) -> float:
+    """The manifest's loss (cross-entropy or MSE) of ``state`` on the validation set, deterministic, float64."""
+    from mine.evaluate import predict
+    from mine.model import prepare_targets
+
+    model = build_model(manifest, seed=0)
+    model.load_state_dict(dict(state), strict=True)
+    out = predict(model, X, manifest).to(torch.float64)
+    yt = prepare_targets(manifest, y)
+    if manifest.task == "classification":
+        return float(torch.nn.functional.cross_entropy(out, yt.long()))
+    return float(torch.mean(torch.square(out[:, 0] - yt.to(torch.float64))))
+
+
+# --------------------------------------------------------------------------------------------
+# Rounds: the policy
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundItem:
+    """One submission of a round, as the owner has it: decrypted update bytes, or why not."""
+
+    index: int
+    submitter: str
+    base_version: int
+    update: bytes | None
+    problem: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemVerdict:
+    """A submission's verdict: ``share_bps > 0`` accepted; else ``reason_code`` and ``refund``."""
+
+    index: int
+    miner: str
+    share_bps: int
+    reason_code: int
+    reason: str
+    refund: bool
+    norm: float = math.nan
+    contribution: float = math.nan
+    alignment: float = math.nan
+
+    @property
+    def accepted(self) -> bool:
+        return self.share_bps > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundDecision:
+    """The outcome of :meth:`RoundPolicy.judge`; ``new_state`` only if some update was accepted."""
+
+    verdicts: list[ItemVerdict]
+    score_before: float
+    score_after: float
+    new_state: dict[str, torch.Tensor] | None
+    loss_before: float
+    loss_after: float
+    per_group_before: dict[str, float] = dataclasses.field(default_factory=dict)
+    per_group_after: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def accepted(self) -> list[ItemVerdict]:
+        return [v for v in self.verdicts if v.accepted]
+
+    @property
+    def chain_score(self) -> int:
+        """The score reported on chain: the new version's if accepted, else the current one's."""
+        return score_to_chain(self.score_after if self.new_state is not None else self.score_before)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RoundPolicy:
+    """Judge a round of updates together (see the module docstring for the order of the rules).
+
+    Settings (keyword-only):
+
+    * ``server_lr`` — the aggregate is ``server_lr`` times the mean of the clipped deltas;
+    * ``outlier_factor``, ``min_history``, ``history_window`` — norm outliers (code 4) against the
+      round's median and the recent accepted norms;
+    * ``clip_norm_factor`` — each delta is clipped to ``median(round norms) * factor``;
+    * ``loss_tolerance``, ``min_alignment`` — an update whose leave-one-out contribution is below
+      ``-loss_tolerance`` is rejected (code 8): forfeited if its cosine with the rest of the round
+      is below ``min_alignment`` (default -0.1: it clearly points away — harmful; DP noise keeps
+      honest cosines near 0), refunded otherwise (honest, unhelpful);
+    * ``subgroup_tolerance`` — largest allowed worsening of any subgroup by the aggregate (code 3;
+      the update whose removal helps that subgroup most goes, forfeited only if it points away);
+    * ``min_improvement`` — margin the aggregate must improve the score by (code 2, refunded);
+    * ``share_floor`` — fraction of the pot split equally among the accepted (:func:`shares_bps`);
+    * ``step_search`` — multipliers of ``server_lr`` tried for the aggregate; the best validation
+      score that keeps every subgroup within tolerance wins (ties: the earlier);
+    * ``max_epsilon`` — the bounty's DP cap (code 7), ``None`` for none.
+    """
+
+    name: ClassVar[str] = "round"
+    server_lr: float = 1.0
+    outlier_factor: float = 4.0
+    min_alignment: float = -0.1
+    min_history: int = 3
+    history_window: int = 40
+    clip_norm_factor: float = 1.0
+    loss_tolerance: float = 0.0
+    subgroup_tolerance: float = 0.1
+    min_improvement: float = 0.0
+    share_floor: float = 0.3
+    step_search: tuple[float, ...] = (1.0, 0.5, 2.0, 0.25)
+    max_epsilon: float | None = None
+
+    def __post_init__(self) -> None:
+        for field in ("min_improvement", "subgroup_tolerance", "loss_tolerance"):
+            v = getattr(self, field)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValidationError(f"{field} must be a finite number >= 0, got {v!r}")
+        for field in ("outlier_factor", "server_lr", "clip_norm_factor"):
+            v = getattr(self, field)
+            if not (math.isfinite(v) and v > 0):
+                raise ValidationError(f"{field} must be a finite number > 0, got {v!r}")
+        for field in ("min_history", "history_window"):
+            v = getattr(self, field)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValidationError(f"{field} must be a positive integer, got {v!r}")
+        if not -1.0 <= self.min_alignment <= 1.0:
+            raise ValidationError(f"min_alignment must be between -1 and 1, got {self.min_alignment!r}")
+        if not 0.0 <= self.share_floor <= 1.0:
+            raise ValidationError(f"share_floor must be between 0 and 1, got {self.share_floor!r}")
+        steps = tuple(float(m) for m in self.step_search)
+        if not steps or not all(math.isfinite(m) and m > 0 for m in steps):
+            raise ValidationError(f"step_search must be a non-empty list of finite numbers > 0, got {self.step_search!r}")
+        object.__setattr__(self, "step_search", steps)
+        if self.max_epsilon is not None and not (math.isfinite(self.max_epsilon) and self.max_epsilon > 0):
+            raise ValidationError(f"max_epsilon must be a finite number > 0, got {self.max_epsilon!r}")
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as a dict (with ``policy`` = the registry name)."""
+        return {"policy": self.name, **dataclasses.asdict(self)}
+
+    def judge(self, manifest: Manifest, current_state: Mapping[str, torch.Tensor], items: Sequence[RoundItem],
+              validation: Validation, *, bounty_id: int, current_version: int,
+              history: Sequence[float] = ()) -> RoundDecision:
+        """Verdicts for every item (in order), the new state if any is accepted; never raises on bad bytes."""
+        X, y, groups = _unpack_validation(validation)
+        hib = manifest.higher_is_better
+        before = _score(manifest, current_state, X, y, groups)
+        loss_before = validation_loss(manifest, current_state, X, y)
+        verdicts: dict[int, ItemVerdict] = {}
+        deltas: dict[int, dict[str, torch.Tensor]] = {}
+        norms: dict[int, float] = {}
+        by_index = {it.index: it for it in items}
+
+        def reject(it: RoundItem, code: int, reason: str, **kw: float) -> None:
+            verdicts[it.index] = ItemVerdict(it.index, it.submitter, 0, code, reason, code in REFUNDED_CODES, **kw)
+
+        for it in items:
+            if it.update is None:
+                reject(it, UNREADABLE, it.problem or REASONS[UNREADABLE])
+                continue
+            tensors, meta, rej = _parse_delta(manifest, it.update)
+            if rej is None:
+                rej = check_origin(meta, submitter=it.submitter, bounty_id=bounty_id, base_version=it.base_version)
+            if rej is None:
+                rej = check_epsilon(meta.get("dp"), max_epsilon=self.max_epsilon)
+            if rej is None and it.base_version != current_version:
+                rej = Rejection(NO_IMPROVEMENT, f"stale: trained from version {it.base_version}, the model is at "
+                                                f"version {current_version} (stake returned)")
+            if rej is not None or tensors is None:
+                reject(it, rej.code, rej.reason)  # type: ignore[union-attr]
+                continue
+            deltas[it.index], norms[it.index] = tensors, update_norm(tensors)
+
+        live = list(deltas)
+        flags = round_outliers([norms[i] for i in live], list(history)[-self.history_window:],
+                               factor=self.outlier_factor, min_history=self.min_history)
+        med = statistics.median([norms[i] for i in live]) if live else 0.0
+        for i, out in zip(list(live), flags):
+            if out:
+                reject(by_index[i], OUTLIER_NORM, f"update norm {norms[i]:.4g} is an outlier (round median {med:.4g})",
+                       norm=norms[i])
+                live.remove(i)
+        bound = statistics.median([norms[i] for i in live]) * self.clip_norm_factor if live else None
+        scales = dict(zip(live, clip_scales([norms[i] for i in live], bound)))
+        cosines = dict(zip(live, alignments([deltas[i] for i in live], [scales[i] for i in live])))
+
+        def state_of(members: Sequence[int], mult: float = 1.0, n: int | None = None) -> dict[str, torch.Tensor]:
+            if not members:
+                return {k: v.clone() for k, v in current_state.items()}
+            w = self.server_lr * mult / (n or len(members))
+            agg = aggregate([deltas[i] for i in members], [w * scales[i] for i in members])
+            return {k: (current_state[k].detach().to(torch.float64) + agg[k]).to(torch.float32) for k in current_state}
+
+        def loss_of(members: Sequence[int], n: int) -> float:
+            return validation_loss(manifest, state_of(members, n=n), X, y) if members else loss_before
+
+        contributions: dict[int, float] = {}
+        while live:
+            # leave-one-out: the round's mean without update i against the mean with it
+            loss_all = loss_of(live, len(live))
+            contrib = loo_contributions(loss_all, [loss_of([j for j in live if j != i], len(live) - 1) for i in live])
+            contributions = dict(zip(live, contrib))
+            worst = min(live, key=lambda i: (contributions[i], i))
+            if contributions[worst] < -self.loss_tolerance:
+                aligned = cosines[worst] >= self.min_alignment
+                verdicts[worst] = ItemVerdict(
+                    worst, by_index[worst].submitter, 0, NEGATIVE_CONTRIBUTION,
+                    f"leaving it out lowers the validation loss by {-contributions[worst]:.4g}; "
+                    + ("it points with its round (stake returned)" if aligned else
+                       f"it points away from its round (cosine {cosines[worst]:.2f})"),
+                    aligned, norms[worst], contributions[worst], cosines[worst])
+                live.remove(worst)
+                continue
+            after = _score(manifest, state_of(live), X, y, groups)
+            rej = check_subgroups(before.per_group, after.per_group, higher_is_better=hib,
+                                  tolerance=self.subgroup_tolerance)
+            if rej is None:
+                break
+            group = rej.reason.split("'")[1]
+            # the update whose removal helps that subgroup most goes
+            def group_score(i: int) -> float:
+                s = _score(manifest, state_of([j for j in live if j != i]), X, y, groups).per_group.get(group, math.nan)
+                return s if hib else -s
+            culprit = max(live, key=lambda i: (group_score(i), -i))
+            aligned = cosines[culprit] >= self.min_alignment  # honest but unhelpful: the stake comes back
+            verdicts[culprit] = ItemVerdict(
+                culprit, by_index[culprit].submitter, 0, SUBGROUP_REGRESSION,
+                rej.reason + ("; it points with its round (stake returned)" if aligned else
+                              f"; it points away from its round (cosine {cosines[culprit]:.2f})"),
+                aligned, norms[culprit], contributions.get(culprit, math.nan), cosines[culprit])
+            live.remove(culprit)
+
+        if not live:
+            return RoundDecision([verdicts[it.index] for it in items], before.score, math.nan, None, loss_before,
+                                 math.nan, dict(before.per_group))
+        # step size: the server learning rate times each multiplier in `step_search`, the best
+        # validation score wins (ties: the earlier multiplier); deterministic, so audits replay it
+        best: tuple[int, dict[str, torch.Tensor], EvalResult] | None = None
+        for mult in self.step_search:
+            candidate = state_of(live, mult)
+            result = _score(manifest, candidate, X, y, groups)
+            if check_subgroups(before.per_group, result.per_group, higher_is_better=hib,
+                               tolerance=self.subgroup_tolerance) is not None:
+                continue
+            fixed = score_to_chain(result.score) if hib else -score_to_chain(result.score)
+            if best is None or fixed > best[0]:
+                best = (fixed, candidate, result)
+        if best is None:  # only the first multiplier was checked against the subgroups above
+            candidate = state_of(live)
+            best = (0, candidate, _score(manifest, candidate, X, y, groups))
+        _, new_state, after = best
+        loss_after = validation_loss(manifest, new_state, X, y)
+        rej = check_improvement(before.score, after.score, higher_is_better=hib, min_improvement=self.min_improvement)
+        if rej is not None:
+            for i in live:
+                reject(by_index[i], NO_IMPROVEMENT, rej.reason, norm=norms[i], contribution=contributions[i])
+            return RoundDecision([verdicts[it.index] for it in items], before.score, after.score, None, loss_before,
+                                 loss_after, dict(before.per_group), dict(after.per_group))
+        shares = shares_bps([contributions[i] for i in live], floor=self.share_floor)
+        for i, bps in zip(live, shares):
+            verdicts[i] = ItemVerdict(i, by_index[i].submitter, bps, ACCEPTED, "accepted", False, norms[i],
+                                      contributions[i], cosines[i])
+        return RoundDecision([verdicts[it.index] for it in items], before.score, after.score, new_state, loss_before,
+                             loss_after, dict(before.per_group), dict(after.per_group))
+
+
 #: Policies by ``--policy`` name.
-POLICIES: dict[str, type] = {DefaultPolicy.name: DefaultPolicy, AcceptAllPolicy.name: AcceptAllPolicy}
+POLICIES: dict[str, type] = {DefaultPolicy.name: DefaultPolicy, AcceptAllPolicy.name: AcceptAllPolicy,
+                             RoundPolicy.name: RoundPolicy}
 
 
 def make_policy(name: str, **settings: Any) -> Policy:

@@ -74,6 +74,14 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
     miners = sorted({s["miner"] for s in summary["submissions"]}, key=lambda n: int(n[5:]))
     rewards = [sum(s["reward_wei"] for s in summary["submissions"] if s["miner"] == m) / ETHER for m in miners]
     reward_chart = bar_chart("Reward per miner (ETH)", miners, [("reward", "#2563eb", rewards)])
+    per_miner = summary.get("miners_summary", {})
+    net_rows = "".join(
+        f"<tr class='{'' if row['honest'] else 'bad'}'><td>{html.escape(name)}</td><td>{'yes' if row['honest'] else 'no'}</td>"
+        f"<td>{row['submitted']}</td><td>{row['accepted']}</td><td>{row['reward_wei'] / ETHER:.4f}</td>"
+        f"<td>{row['forfeited_wei'] / ETHER:.4f}</td><td class='{'pos' if row['net_wei'] >= 0 else 'neg'}'>"
+        f"{row['net_wei'] / ETHER:+.4f}</td></tr>"
+        for name, row in sorted(per_miner.items(), key=lambda kv: int(kv[0][5:]))
+    )
     rounds = sorted({s["round"] for s in summary["submissions"]})
     acc = [float(sum(1 for s in summary["submissions"] if s["round"] == r and s["accepted"])) for r in rounds]
     rej = [float(sum(1 for s in summary["submissions"] if s["round"] == r and not s["accepted"])) for r in rounds]
@@ -83,7 +91,7 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
         f"<tr class='{'' if s['honest'] else 'bad'}'><td>{s['round']}</td><td>{html.escape(s['miner'])}</td>"
         f"<td>{'yes' if s['honest'] else 'no'}</td><td>{'accepted' if s['accepted'] else 'rejected'}</td>"
         f"<td>{html.escape(s['reason'])}</td><td>{s['score_before']:.4f}</td><td>{s['score_after']:.4f}</td>"
-        f"<td>{s['reward_wei'] / ETHER:.4f}</td></tr>"
+        f"<td>{s['reward_wei'] / ETHER:.4f}</td><td>{'returned' if s.get('stake_returned') else 'forfeited'}</td></tr>"
         for s in summary["submissions"]
     )
     t = summary["timings_s"]
@@ -94,7 +102,7 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #111; max-width: 1200px; }}
 table {{ border-collapse: collapse; font-size: 13px; }} td, th {{ border: 1px solid #ddd; padding: 3px 8px; }}
-tr.bad td {{ background: #fef2f2; }} .charts {{ display: flex; flex-wrap: wrap; gap: 1rem; }}
+tr.bad td {{ background: #fef2f2; }} td.pos {{ color: #15803d; }} td.neg {{ color: #b91c1c; font-weight: bold; }} .charts {{ display: flex; flex-wrap: wrap; gap: 1rem; }}
 svg {{ border: 1px solid #eee; background: #fff; font-family: system-ui, sans-serif; }}
 </style></head><body>
 <h1>Sonar demo: {html.escape(summary['dataset'])}</h1>
@@ -106,8 +114,11 @@ svg {{ border: 1px solid #eee; background: #fff; font-family: system-ui, sans-se
 <li>time {t['total']:.1f} s — training {t['train']:.1f} s, chain {t['chain']:.1f} s, store {t['store']:.1f} s, evaluation {t['evaluate']:.1f} s</li>
 </ul>
 <div class="charts">{score_chart}{reward_chart}{round_chart}</div>
+<h2>Net per miner (rewards − forfeited stakes)</h2>
+<table><tr><th>miner</th><th>honest</th><th>submitted</th><th>accepted</th><th>reward (ETH)</th><th>forfeited (ETH)</th><th>net (ETH)</th></tr>
+{net_rows}</table>
 <h2>Submissions</h2>
-<table><tr><th>round</th><th>miner</th><th>honest</th><th>verdict</th><th>reason</th><th>score before</th><th>score after</th><th>reward (ETH)</th></tr>
+<table><tr><th>round</th><th>miner</th><th>honest</th><th>verdict</th><th>reason</th><th>score before</th><th>score after</th><th>reward (ETH)</th><th>stake</th></tr>
 {rows}</table>
 </body></html>
 """
