@@ -310,12 +310,14 @@ def test_rejected_update_shows_its_reason(world: World, posted: int, tmp_path: P
     flipped = tmp_path / "flipped.csv"
     datasets.write_csv(flipped, X, attacks.label_flip(y, num_classes=10, seed=0), names, "digit")
     world.miner("vault", "add", "flipped", str(flipped), "--target", "digit")
-    world.miner("train", str(posted), "--dataset", "flipped", "--epochs", "3", "--seed", "5")
+    world.miner("train", str(posted), "--dataset", "flipped", "--epochs", "3", "--seed", "5", "--no-dp")  # deterministic
     world.miner("submit", str(posted))
     evaluated = world.owner("evaluate", str(posted))
     assert "rejected" in evaluated.output and "accepted 0 of 1" in evaluated.output, evaluated.output
     status = world.miner("status")
-    assert "rejected" in status.output and ("no improvement" in status.output or "subgroup" in status.output)
+    assert "rejected" in status.output
+    # the reason column (the flipped update's norm may stand out from the DP updates accepted before it)
+    assert any(r in status.output for r in ("no improvement", "subgroup", "outlier")), status.output
 
 
 def test_close_refunds_the_rest_after_the_deadline(world: World, posted: int) -> None:
