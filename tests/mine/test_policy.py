@@ -20,9 +20,10 @@ from mine.train import train
 
 
 def test_reason_codes() -> None:
-    assert sorted(P.REASONS) == [1, 2, 3, 4, 5]
+    assert sorted(P.REASONS) == [1, 2, 3, 4, 5, 7]
     assert all(isinstance(v, str) and v for v in P.REASONS.values())
     assert (P.STRUCTURE, P.NO_IMPROVEMENT, P.SUBGROUP_REGRESSION, P.OUTLIER_NORM, P.UNREADABLE) == (1, 2, 3, 4, 5)
+    assert P.EPSILON_ABOVE_MAX == 7
 
 
 @pytest.fixture(scope="module")
