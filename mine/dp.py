@@ -37,6 +37,7 @@ import json
 import math
 import secrets
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -104,7 +105,9 @@ def composed_epsilon(history: Iterable[tuple[float, float, int]], delta: float) 
         return 0.0
     if any(s <= 0 for s, _, _ in history):
         return math.inf
-    return float(_accountant(history).get_epsilon(delta=float(delta)))
+    with warnings.catch_warnings():  # "optimal order is the smallest alpha": the bound is still valid
+        warnings.simplefilter("ignore", UserWarning)
+        return float(_accountant(history).get_epsilon(delta=float(delta)))
 
 
 def _epsilon_integer_orders(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
@@ -113,7 +116,9 @@ def _epsilon_integer_orders(noise_multiplier: float, sample_rate: float, steps: 
 
     orders = [a for a in RDPAccountant.DEFAULT_ALPHAS if float(a).is_integer()]
     rdp = rdp_analysis.compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=steps, orders=orders)
-    return float(rdp_analysis.get_privacy_spent(orders=orders, rdp=rdp, delta=delta)[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return float(rdp_analysis.get_privacy_spent(orders=orders, rdp=rdp, delta=delta)[0])
 
 
 @functools.lru_cache(maxsize=256)
@@ -401,8 +406,10 @@ def train_dp(
 ) -> DPResult:
     """Train ``model`` in place with DP-SGD on ``(X, y)``; like :func:`mine.train.train` plus (ε, δ).
 
-    ``settings`` default to :func:`default_settings`. ``seed`` fixes Poisson sampling and dropout; the noise comes from a CSPRNG-seeded generator
-    unless ``noise_seed`` is given (tests only). ``on_batch(done, total)`` is called after every
+    ``settings`` default to :func:`default_settings`. ``seed`` fixes Poisson sampling and dropout;
+    the noise comes from a CSPRNG-seeded generator unless ``noise_seed`` is given (tests only).
+    The noisy sum is divided by the expected batch size ``sample_rate · n``, as Opacus does (``n``
+    is treated as public, to within the power-of-two bucket the update states). ``on_batch(done, total)`` is called after every
     step. The model is left in eval mode; the returned ``result.loss``/``metric`` are measured on the
     local data after training and are for the miner's eyes only (not published).
     """
