@@ -81,14 +81,11 @@ REASONS: dict[int, str] = {
     OUTLIER_NORM: "update norm is an outlier among accepted updates",
     UNREADABLE: "update could not be decrypted, did not match its CID, or could not be parsed",
     NOT_SUBMITTERS: "not the submitter's update (the miner or bounty inside the ciphertext differ)",
-    EPSILON_TOO_HIGH: "differential-privacy epsilon above the bounty's maximum",
+    EPSILON_TOO_HIGH: "differential-privacy epsilon above the bounty's maximum (or trained without DP)",
     NEGATIVE_CONTRIBUTION: "negative contribution: leaving it out lowers the validation loss",
 }
 #: Codes whose stake is returned (an honest update that simply did not help); all others forfeit.
 REFUNDED_CODES = frozenset({NO_IMPROVEMENT})
-#: Code 7: the update's differential privacy is weaker than the bounty's ``max_epsilon``.
-EPSILON_ABOVE_MAX = 7
-REASONS[EPSILON_ABOVE_MAX] = "the update's DP epsilon is above the bounty's maximum (or it was trained without DP)"
 
 #: Floor of the robust spread in :func:`check_outlier`, relative to the median norm.
 MIN_RELATIVE_SPREAD = 0.25
@@ -224,15 +221,15 @@ def check_epsilon(dp_metadata: str | None, *, max_epsilon: float | None, max_del
     try:
         record = parse_dp_metadata(dp_metadata)
     except ValidationError as exc:
-        return Rejection(EPSILON_ABOVE_MAX, f"{exc}; this bounty accepts only DP updates with epsilon <= {max_epsilon:g}")
+        return Rejection(EPSILON_TOO_HIGH, f"{exc}; this bounty accepts only DP updates with epsilon <= {max_epsilon:g}")
     if record is None:
-        return Rejection(EPSILON_ABOVE_MAX, f"the update was trained without DP (--no-dp); this bounty accepts only "
+        return Rejection(EPSILON_TOO_HIGH, f"the update was trained without DP (--no-dp); this bounty accepts only "
                                             f"epsilon <= {max_epsilon:g}")
     if record.delta > max_delta:
-        return Rejection(EPSILON_ABOVE_MAX, f"the update's delta {record.delta:g} is above the allowed {max_delta:g}")
+        return Rejection(EPSILON_TOO_HIGH, f"the update's delta {record.delta:g} is above the allowed {max_delta:g}")
     eps = max(record.epsilon, epsilon_for(record.noise_multiplier, record.sample_rate, record.steps, record.delta))
     if eps > max_epsilon * (1 + 1e-9):
-        return Rejection(EPSILON_ABOVE_MAX, f"the update's epsilon {eps:.4g} (recomputed from its noise "
+        return Rejection(EPSILON_TOO_HIGH, f"the update's epsilon {eps:.4g} (recomputed from its noise "
                                             f"{record.noise_multiplier:g}, sample rate {record.sample_rate:g}, "
                                             f"{record.steps} steps) is above the bounty's maximum {max_epsilon:g}")
     return None
