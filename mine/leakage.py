@@ -1,0 +1,354 @@
+"""Leakage of a weight update: the standard attacks an adversary who sees the update would run.
+
+The adversary holds the public base model (manifest and weights) and one update ``delta = trained -
+base`` produced by ``mine``'s training path. Three attacks, each a plain function over tensors:
+
+* :func:`recover_labels` — last-layer label recovery (iDLG, Zhao et al. 2020; its set version as in
+  Wainakh et al. 2022): a class present in the local data pushes its last-layer bias (and the
+  non-negative ReLU activations' weight row) *up*, every absent class pushes it down, so the classes
+  whose bias moved up are the label set, and at one row the largest is the label.
+* :func:`invert_update` — gradient inversion, *Inverting Gradients* (Geiping et al. 2020): optimise
+  dummy inputs so the update they would produce matches the observed one under cosine distance,
+  plus a total-variation prior for images, inputs kept inside the data's value box. The multi-step
+  local update is treated as a pseudo-gradient; for Adam, whose steps are close to the sign of the
+  gradient, the dummy gradient passes through a soft sign first (see :func:`invert_update`).
+* :func:`invert_first_layer` — the analytic attack on a fully connected first layer (Phong et al.
+  2017): at one row, the first layer's weight update divided by its bias update is the row itself
+  (plain SGD), or its sign pattern (Adam).
+* :func:`membership_scores` — membership inference from the loss drop (Yeom et al. 2018 against the
+  update): rows the update was trained on lose more loss from base to updated model than rows it
+  was not. :func:`auc` turns scores into an AUC, and :func:`dp_auc_bound` gives the largest AUC an
+  (ε, δ)-DP training run allows (every ROC point obeys TPR ≤ e^ε·FPR + δ and its mirror).
+
+The measures — :func:`psnr`, :func:`ssim`, :func:`match_reconstructions`, :func:`reidentified`,
+:func:`class_mean_baseline` — compare reconstructions to the true rows the way the literature
+reports them. :func:`local_update` produces an update the way ``mine train`` does, for the bench
+and the tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mine.errors import ValidationError
+from mine.model import Manifest, build_model, prepare_inputs, prepare_targets
+from mine.train import train
+
+__all__ = [
+    "LabelRecovery", "auc", "class_mean_baseline", "dp_auc_bound", "invert_first_layer", "invert_update", "label_set_scores",
+    "local_update", "match_reconstructions", "membership_scores", "psnr", "recover_labels", "reidentified",
+    "ssim",
+]
+
+State = Mapping[str, torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------
+# Producing an update the way `mine train` does
+# --------------------------------------------------------------------------------------------
+
+
+def local_update(manifest: Manifest, base: State, X: np.ndarray, y: np.ndarray, *, seed: int = 0,
+                 dp: object | None = None) -> tuple[dict[str, torch.Tensor], float | None]:
+    """``(delta, epsilon)``: train a copy of ``base`` on ``(X, y)`` with the manifest's settings.
+
+    ``dp`` None is plain training (``mine.train.train``, as ``mine train --no-dp``; epsilon None);
+    otherwise ``dp`` is a ``mine.dp.DPSettings`` and the DP-SGD path is used.
+    """
+    model = build_model(manifest)
+    model.load_state_dict(dict(base))
+    epsilon: float | None = None
+    if dp is None:
+        train(model, X, y, manifest, seed=seed)
+    else:
+        from mine import dp as dp_module  # noqa: PLC0415 - optional path, merged from the privacy branch
+
+        result = dp_module.train(model, X, y, manifest, settings=dp, seed=seed)  # type: ignore[attr-defined]
+        epsilon = float(result.epsilon)
+    trained = model.state_dict()
+    return {k: (trained[k].detach() - base[k]).clone() for k in base}, epsilon
+
+
+# --------------------------------------------------------------------------------------------
+# Label recovery
+# --------------------------------------------------------------------------------------------
+
+
+def _last_layer(delta: State) -> tuple[torch.Tensor, torch.Tensor | None]:
+    weights = [k for k in delta if k.endswith(".weight") and delta[k].ndim == 2]
+    if not weights:
+        raise ValidationError("the update has no linear layer; label recovery needs a classifier")
+    w = weights[-1]
+    b = w[: -len("weight")] + "bias"
+    return delta[w], delta.get(b)
+
+
+def label_set_scores(delta: State) -> np.ndarray:
+    """Per-class evidence of presence: the last-layer bias update (or, without a bias, the weight
+    row's sum). Positive means the class was in the local data."""
+    w, b = _last_layer(delta)
+    scores = b if b is not None else w.sum(dim=1)
+    return scores.detach().double().cpu().numpy()
+
+
+def recover_labels(delta: State, n: int | None = None) -> np.ndarray:
+    """The label set the update reveals: classes whose score (:func:`label_set_scores`) is > 0.
+
+    With ``n == 1`` the single class with the largest score. Never empty: if no class moved up,
+    the largest one.
+    """
+    s = label_set_scores(delta)
+    if n == 1 or not np.any(s > 0):
+        return np.array([int(np.argmax(s))])
+    return np.flatnonzero(s > 0)
+
+
+@dataclass(frozen=True)
+class LabelRecovery:
+    """Label-set recovery measured against the truth; ``chance_precision`` is the precision of a
+    random guess (the share of classes present), ``exact`` whether the sets are equal."""
+
+    predicted: tuple[int, ...]
+    truth: tuple[int, ...]
+    precision: float
+    recall: float
+    exact: bool
+    chance_precision: float
+
+    @classmethod
+    def measure(cls, predicted: Sequence[int], truth: Sequence[int], num_classes: int) -> LabelRecovery:
+        p, t = set(int(c) for c in predicted), set(int(c) for c in truth)
+        hits = len(p & t)
+        return cls(tuple(sorted(p)), tuple(sorted(t)), hits / len(p) if p else 0.0, hits / len(t) if t else 0.0,
+                   p == t, len(t) / num_classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Gradient inversion
+# --------------------------------------------------------------------------------------------
+
+
+def _total_variation(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    img = x.reshape(-1, *shape)
+    return (img[:, 1:, :] - img[:, :-1, :]).abs().mean() + (img[:, :, 1:] - img[:, :, :-1]).abs().mean()
+
+
+def invert_first_layer(manifest: Manifest, delta: State, X_public: np.ndarray) -> np.ndarray:
+    """Analytic reconstruction of a single row from the first linear layer (Phong et al. 2017).
+
+    For one row ``x`` the first layer's gradient is ``δ·xᵀ`` (weights) and ``δ`` (bias), so any
+    hidden unit ``j`` with ``δ_j ≠ 0`` gives ``x = ∂W_j / ∂b_j`` in the manifest's normalised units.
+    Plain SGD steps keep that ratio, so the row comes back exactly. Adam's steps are close to the
+    sign of the gradient and keep only ``sign(x)`` — then each feature is guessed as the public mean
+    of the values on that side of the normalisation mean (``X_public``: rows of the same kind).
+    Returns one row in raw units.
+    """
+    keys = [k for k in delta if k.endswith(".weight") and delta[k].ndim == 2]
+    if not keys:
+        raise ValidationError("the update has no linear layer")
+    w = delta[keys[0]].detach().double().numpy()
+    b_key = keys[0][: -len("weight")] + "bias"
+    if b_key not in delta:
+        raise ValidationError("the first layer has no bias; the analytic attack needs one")
+    b = delta[b_key].detach().double().numpy()
+    j = int(np.argmax(np.abs(b)))
+    d = len(manifest.features)
+    mean = np.asarray(manifest.normalization["mean"] if manifest.normalization else np.zeros(d), np.float64)
+    std = np.asarray(manifest.normalization["std"] if manifest.normalization else np.ones(d), np.float64)
+    if b[j] == 0:
+        return mean.copy()
+    if str(manifest.training.get("optimizer", "sgd")) != "adam":
+        return mean + std * (w[j] / b[j])
+    sign = np.sign(w[j]) * np.sign(b[j])
+    pub = np.asarray(X_public, np.float64)
+    above = pub > mean
+    count_hi, count_lo = above.sum(0), (~above).sum(0)
+    hi = np.where(count_hi > 0, (pub * above).sum(0) / np.maximum(count_hi, 1), mean)
+    lo = np.where(count_lo > 0, (pub * ~above).sum(0) / np.maximum(count_lo, 1), mean)
+    return np.where(sign > 0, hi, np.where(sign < 0, lo, mean))
+
+
+def invert_update(manifest: Manifest, base: State, delta: State, labels: Sequence[int], *,
+                  bounds: tuple[float, float], image_shape: tuple[int, int] | None = None,
+                  steps: int = 300, lr: float = 0.1, tv: float = 0.05, restarts: int = 2,
+                  seed: int = 0) -> np.ndarray:
+    """Reconstruct the rows behind ``delta``: one dummy row per entry of ``labels`` (raw units).
+
+    Inverting Gradients: minimise ``1 - cos(u(x), -delta) + tv·TV(x)`` over dummy rows ``x`` kept
+    inside ``bounds`` (a sigmoid box, in raw feature units: e.g. 0..16 for the digits' pixels),
+    where ``u(x)`` is the gradient of the manifest's loss at the base model over the dummy batch —
+    the update of a multi-step local run points along the (pseudo-)gradient. When the manifest
+    trains with Adam, whose early steps are ``lr·sign(gradient)`` per weight, ``u`` is the soft sign
+    ``g / (|g| + τ)`` with τ the mean ``|g|`` of each tensor. ``image_shape`` turns on
+    the total-variation prior (rows are images of that shape). ``restarts`` random initialisations
+    are run and the one with the lowest objective kept. Deterministic in ``seed``.
+    """
+    if manifest.task != "classification":
+        raise ValidationError("gradient inversion here targets classifiers (labels drive the dummy loss)")
+    labels_t = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    n, d = len(labels_t), len(manifest.features)
+    if n == 0:
+        raise ValidationError("need at least one label to invert")
+    lo, hi = (float(bounds[0]), float(bounds[1]))
+    model = build_model(manifest)
+    model.load_state_dict(dict(base))
+    model.eval()
+    params = [p for _, p in model.named_parameters()]
+    names = [k for k, _ in model.named_parameters()]
+    target = [-delta[k].detach().float() for k in names]
+    t_norm = torch.sqrt(sum((t * t).sum() for t in target))
+    adam = str(manifest.training.get("optimizer", "sgd")) == "adam"
+    if manifest.normalization is not None:
+        mean = torch.tensor(manifest.normalization["mean"], dtype=torch.float32)
+        std = torch.tensor(manifest.normalization["std"], dtype=torch.float32)
+    else:
+        mean, std = torch.zeros(d), torch.ones(d)
+
+    def objective(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = lo + (hi - lo) * torch.sigmoid(z)
+        out = model((x - mean) / std)
+        grads = torch.autograd.grad(F.cross_entropy(out, labels_t), params, create_graph=True)
+        if adam:
+            grads = tuple(g / (g.abs().mean().detach() + g.abs() + 1e-12) for g in grads)
+        dot = sum((g * t).sum() for g, t in zip(grads, target))
+        g_norm = torch.sqrt(sum((g * g).sum() for g in grads) + 1e-20)
+        loss = 1 - dot / (g_norm * t_norm + 1e-20)
+        if image_shape is not None and tv > 0:
+            loss = loss + tv * _total_variation((x - lo) / (hi - lo), image_shape)
+        return loss, x
+
+    gen = torch.Generator().manual_seed(int(seed))
+    best_loss, best_x = math.inf, None
+    for _ in range(max(1, restarts)):
+        z = (0.5 * torch.randn(n, d, generator=gen)).requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            loss, _ = objective(z)
+            loss.backward()
+            opt.step()
+            sched.step()
+        final, x = objective(z)
+        if float(final.detach()) < best_loss:
+            best_loss, best_x = float(final), x.detach().clone()
+    assert best_x is not None
+    return best_x.numpy()
+
+
+# --------------------------------------------------------------------------------------------
+# Measures
+# --------------------------------------------------------------------------------------------
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
+    """Peak signal-to-noise ratio in dB of one row against another (``inf`` when identical)."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(data_range ** 2 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float, shape: tuple[int, int]) -> float:
+    """Structural similarity (Wang et al. 2004) of two images: Gaussian window σ = 1.5, reflected
+    edges, K1 = 0.01, K2 = 0.03, averaged over the image (skimage's ``gaussian_weights=True``)."""
+    from scipy.ndimage import gaussian_filter
+
+    x = np.asarray(a, np.float64).reshape(shape)
+    y = np.asarray(b, np.float64).reshape(shape)
+
+    def blur(v: np.ndarray) -> np.ndarray:
+        return gaussian_filter(v, sigma=1.5, truncate=3.5 / 1.5 * 1.0, mode="reflect")
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return float(s.mean())
+
+
+def match_reconstructions(recon: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """For each true row, the index of its reconstruction: the assignment (Hungarian) that
+    minimises the total squared error."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = ((np.asarray(truth, np.float64)[:, None, :] - np.asarray(recon, np.float64)[None, :, :]) ** 2).sum(-1)
+    rows, cols = linear_sum_assignment(cost)
+    out = np.empty(len(truth), dtype=np.int64)
+    out[rows] = cols
+    return out
+
+
+def class_mean_baseline(X_public: np.ndarray, y_public: np.ndarray, y_truth: np.ndarray) -> np.ndarray:
+    """What an attacker who only knew the labels would guess: the mean public row of each label."""
+    X_public, y_public = np.asarray(X_public, np.float64), np.asarray(y_public)
+    means = {int(c): X_public[y_public == c].mean(axis=0) for c in np.unique(y_public)}
+    return np.stack([means[int(c)] for c in np.asarray(y_truth)])
+
+
+def reidentified(recon: np.ndarray, population: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Per reconstruction, whether its nearest neighbour (L2) in ``population`` is one of the rows
+    in ``members`` (indices into ``population``). Chance is ``len(members) / len(population)``."""
+    P = np.asarray(population, np.float64)
+    d = ((np.asarray(recon, np.float64)[:, None, :] - P[None, :, :]) ** 2).sum(-1)
+    return np.isin(d.argmin(axis=1), np.asarray(members))
+
+
+# --------------------------------------------------------------------------------------------
+# Membership inference
+# --------------------------------------------------------------------------------------------
+
+
+def _losses(manifest: Manifest, state: State, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    model = build_model(manifest)
+    model.load_state_dict(dict(state))
+    model.eval()
+    with torch.inference_mode():
+        out = model(prepare_inputs(manifest, X))
+        t = prepare_targets(manifest, y)
+        if manifest.task == "classification":
+            loss = F.cross_entropy(out, t, reduction="none")
+        else:
+            loss = ((out[:, 0] - t) ** 2)
+    return loss.double().numpy()
+
+
+def membership_scores(manifest: Manifest, base: State, delta: State, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per row, how much the update lowered its loss: ``loss(base) - loss(base + delta)``.
+
+    Higher means more likely a member of the update's training data.
+    """
+    updated = {k: base[k] + delta[k] for k in base}
+    return _losses(manifest, base, X, y) - _losses(manifest, updated, X, y)
+
+
+def auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
+    """Area under the ROC curve of scores (Mann–Whitney: P(member > non-member), ties count half)."""
+    m, o = np.asarray(members, np.float64), np.asarray(nonmembers, np.float64)
+    if len(m) == 0 or len(o) == 0:
+        raise ValidationError("AUC needs at least one member and one non-member")
+    order = np.concatenate([m, o])
+    from scipy.stats import rankdata
+
+    ranks = rankdata(order)
+    return float((ranks[: len(m)].sum() - len(m) * (len(m) + 1) / 2) / (len(m) * len(o)))
+
+
+def dp_auc_bound(epsilon: float, delta: float) -> float:
+    """The largest membership AUC an (ε, δ)-DP mechanism allows.
+
+    Every attack's ROC point satisfies TPR ≤ e^ε·FPR + δ and 1 - FPR ≥ e^-ε·(1 - δ - TPR)... i.e.
+    TPR ≤ 1 - e^-ε·(1 - δ - FPR); the AUC is the area under the least of these and 1.
+    """
+    if not (epsilon >= 0 and 0 <= delta < 1):
+        raise ValidationError(f"need epsilon >= 0 and 0 <= delta < 1, got {epsilon!r}, {delta!r}")
+    if math.isinf(epsilon):
+        return 1.0
+    fpr = np.linspace(0.0, 1.0, 200_001)
+    e = math.exp(epsilon)
+    tpr = np.minimum.reduce([np.ones_like(fpr), e * fpr + delta, 1 - (1 - delta - fpr) / e])
+    return float(np.trapezoid(np.clip(tpr, 0, 1), fpr))
