@@ -1,0 +1,115 @@
+"""DP-SGD training and its accounting (Opacus' RDP accountant)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from opacus.accountants import RDPAccountant
+
+from mine import datasets, dp
+from mine import model as M
+from mine.errors import ValidationError
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[M.Manifest, np.ndarray, np.ndarray]:
+    d = datasets.load("digits")
+    manifest = M.with_normalization(M.default_manifest("digits"), d.X)
+    return manifest, d.X[:150].astype(np.float32), d.y[:150]
+
+
+def _opacus_epsilon(record: dp.DPRecord) -> float:
+    acc = RDPAccountant()
+    for _ in range(record.steps):  # what Opacus' optimizer hook does after every step
+        acc.step(noise_multiplier=record.noise_multiplier, sample_rate=record.sample_rate)
+    return acc.get_epsilon(delta=record.delta)
+
+
+def test_epsilon_in_the_record_is_opacus_accountant(digits) -> None:
+    manifest, X, y = digits
+    net = M.build_model(manifest, seed=0)
+    out = dp.train_dp(net, X, y, manifest, dp.DPSettings(target_epsilon=3.0, sample_rate=0.25, epochs=2), seed=0)
+    rec = dp.parse_dp_metadata(out.record.to_json())
+    assert rec == out.record
+    assert rec.steps == 8 and rec.sample_rate == 0.25 and rec.delta == 1e-5
+    assert rec.epsilon == pytest.approx(_opacus_epsilon(rec), rel=1e-9)
+    assert 0.97 * 3.0 <= rec.epsilon <= 3.0  # the solved noise reaches the target from below
+
+
+def test_fixed_noise_multiplier_gives_the_accountant_epsilon(digits) -> None:
+    manifest, X, y = digits
+    out = dp.train_dp(M.build_model(manifest, seed=0), X, y, manifest,
+                      dp.DPSettings(noise_multiplier=1.3, sample_rate=1.0, steps=5), seed=0)
+    assert out.record.noise_multiplier == 1.3
+    assert out.epsilon == pytest.approx(_opacus_epsilon(out.record), rel=1e-9)
+
+
+def test_default_delta_is_at_most_one_over_n() -> None:
+    assert dp.default_delta(50) == 1e-5
+    assert dp.default_delta(1_000_000) == 1e-6
+    assert dp.DPSettings(target_epsilon=1.0).resolve(3).delta <= 1 / 3
+
+
+def test_closed_form_clipping_equals_per_example_gradients(digits) -> None:
+    manifest, X, y = digits
+    net = M.build_model(manifest, seed=1)
+    x = M.prepare_inputs(manifest, X[:20])
+    t = M.prepare_targets(manifest, y[:20])
+    for C in (0.05, 1.0, 100.0):
+        fast = dp._linear_clipped_sum(net, x, t, F.cross_entropy, C)
+        slow = dp._vmap_clipped_sum(net, x, t, F.cross_entropy, C)
+        assert torch.allclose(fast, slow, atol=1e-5, rtol=1e-4)
+    one = dp._linear_clipped_sum(net, x[:1], t[:1], F.cross_entropy, 0.05)
+    assert float(one.norm()) <= 0.05 * (1 + 1e-4)  # one example moves the sum by at most C
+
+
+def test_noise_is_not_derived_from_the_training_seed(digits) -> None:
+    manifest, X, y = digits
+    settings = dp.DPSettings(noise_multiplier=1.0, sample_rate=0.5, steps=3)
+
+    def run(**kw) -> torch.Tensor:
+        net = M.build_model(manifest, seed=0)
+        dp.train_dp(net, X, y, manifest, settings, seed=7, **kw)
+        return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    assert not torch.equal(run(), run())  # same seed, fresh noise
+    assert torch.equal(run(noise_seed=5), run(noise_seed=5))  # repeatable only on request
+
+
+def test_dp_training_learns(digits) -> None:
+    manifest, X, y = digits
+    net = M.build_model(manifest, seed=0)
+    out = dp.train_dp(net, X, y, manifest, dp.DPSettings(target_epsilon=8.0, sample_rate=1.0, steps=30, lr=0.05),
+                      seed=0, noise_seed=0)
+    assert out.result.examples == 150 and out.result.metric > 0.5  # chance is 0.1
+
+
+def test_settings_and_metadata_are_validated() -> None:
+    with pytest.raises(ValidationError, match="exactly one"):
+        dp.DPSettings()
+    with pytest.raises(ValidationError, match="sample_rate"):
+        dp.DPSettings(target_epsilon=1.0, sample_rate=1.5)
+    with pytest.raises(ValidationError, match="unknown DP setting"):
+        dp.DPSettings.from_dict({"target_epsilon": 1.0, "clip": 2})
+    assert dp.DPSettings.from_dict({"noise_multiplier": 1.0, "steps": 3}).total_steps() == 3
+    assert dp.parse_dp_metadata("off") is None
+    with pytest.raises(ValidationError, match="whether it was trained with DP"):
+        dp.parse_dp_metadata(None)
+    with pytest.raises(ValidationError, match="malformed"):
+        dp.parse_dp_metadata('{"epsilon": 1}')
+
+
+def test_examples_bucket_hides_the_exact_count() -> None:
+    assert [dp.examples_bucket(n) for n in (0, 1, 2, 3, 8, 86, 127, 128, 273)] == [0, 1, 2, 2, 8, 64, 64, 128, 256]
+
+
+def test_composition_is_tighter_than_adding_epsilons() -> None:
+    one = dp.epsilon_for(1.5, 0.5, 10, 1e-5)
+    two = dp.composed_epsilon([(1.5, 0.5, 10), (1.5, 0.5, 10)], 1e-5)
+    assert one < two < 2 * one
+    assert two == pytest.approx(dp.epsilon_for(1.5, 0.5, 20, 1e-5), rel=1e-9)
+    assert math.isinf(dp.composed_epsilon([(0.0, 1.0, 1)], 1e-5))
