@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mine.dp import DPRecord, DPSettings, train_dp
 from mine.errors import ValidationError
 from mine.model import Manifest, build_model, prepare_inputs, prepare_targets
 from mine.train import train
@@ -55,24 +56,23 @@ State = Mapping[str, torch.Tensor]
 
 
 def local_update(manifest: Manifest, base: State, X: np.ndarray, y: np.ndarray, *, seed: int = 0,
-                 dp: object | None = None) -> tuple[dict[str, torch.Tensor], float | None]:
-    """``(delta, epsilon)``: train a copy of ``base`` on ``(X, y)`` with the manifest's settings.
+                 dp: DPSettings | None = None, noise_seed: int | None = None
+                 ) -> tuple[dict[str, torch.Tensor], DPRecord | None]:
+    """``(delta, dp_record)``: train a copy of ``base`` on ``(X, y)`` the way ``mine train`` does.
 
-    ``dp`` None is plain training (``mine.train.train``, as ``mine train --no-dp``; epsilon None);
-    otherwise ``dp`` is a ``mine.dp.DPSettings`` and the DP-SGD path is used.
+    ``dp`` None is plain training (:func:`mine.train.train`, as ``mine train --no-dp``; the record
+    is None); otherwise DP-SGD (:func:`mine.dp.train_dp`) with those settings, whose record carries
+    the (ε, δ). ``noise_seed`` makes the DP noise repeatable (tests and benchmarks only).
     """
     model = build_model(manifest)
     model.load_state_dict(dict(base))
-    epsilon: float | None = None
+    record: DPRecord | None = None
     if dp is None:
         train(model, X, y, manifest, seed=seed)
     else:
-        from mine import dp as dp_module  # noqa: PLC0415 - optional path, merged from the privacy branch
-
-        result = dp_module.train(model, X, y, manifest, settings=dp, seed=seed)  # type: ignore[attr-defined]
-        epsilon = float(result.epsilon)
+        record = train_dp(model, X, y, manifest, dp, seed=seed, noise_seed=noise_seed).record
     trained = model.state_dict()
-    return {k: (trained[k].detach() - base[k]).clone() for k in base}, epsilon
+    return {k: (trained[k].detach() - base[k]).clone() for k in base}, record
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def invert_update(manifest: Manifest, base: State, delta: State, labels: Sequenc
             sched.step()
         final, x = objective(z)
         if float(final.detach()) < best_loss:
-            best_loss, best_x = float(final), x.detach().clone()
+            best_loss, best_x = float(final.detach()), x.detach().clone()
     assert best_x is not None
     return best_x.numpy()
 
@@ -338,17 +338,24 @@ def auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
     return float((ranks[: len(m)].sum() - len(m) * (len(m) + 1) / 2) / (len(m) * len(o)))
 
 
-def dp_auc_bound(epsilon: float, delta: float) -> float:
+def dp_auc_bound(epsilon: float, delta: float, *, group: int = 1) -> float:
     """The largest membership AUC an (ε, δ)-DP mechanism allows.
 
-    Every attack's ROC point satisfies TPR ≤ e^ε·FPR + δ and 1 - FPR ≥ e^-ε·(1 - δ - TPR)... i.e.
-    TPR ≤ 1 - e^-ε·(1 - δ - FPR); the AUC is the area under the least of these and 1.
+    Every attack's ROC point obeys TPR ≤ e^ε·FPR + δ and, mirrored, TPR ≤ 1 - e^-ε·(1 - δ - FPR);
+    the AUC is the area under the least of these and 1. ``group`` k applies the bound to datasets
+    that differ in k rows (group privacy: ε·k, δ·k·e^(ε(k-1))). Comparing a member's score with
+    other rows' scores under the *same* update, as :func:`membership_scores` does, is the
+    replace-one game: two add/remove steps, ``group=2``.
     """
     if not (epsilon >= 0 and 0 <= delta < 1):
         raise ValidationError(f"need epsilon >= 0 and 0 <= delta < 1, got {epsilon!r}, {delta!r}")
+    if isinstance(group, bool) or not isinstance(group, int) or group < 1:
+        raise ValidationError(f"group must be a positive integer, got {group!r}")
     if math.isinf(epsilon):
         return 1.0
+    eps = epsilon * group
+    dlt = min(1.0, delta * group * math.exp(epsilon * (group - 1)))
     fpr = np.linspace(0.0, 1.0, 200_001)
-    e = math.exp(epsilon)
-    tpr = np.minimum.reduce([np.ones_like(fpr), e * fpr + delta, 1 - (1 - delta - fpr) / e])
+    e = math.exp(eps)
+    tpr = np.minimum.reduce([np.ones_like(fpr), e * fpr + dlt, 1 - (1 - dlt - fpr) / e])
     return float(np.trapezoid(np.clip(tpr, 0, 1), fpr))
