@@ -20,6 +20,9 @@ base`` produced by ``mine``'s training path. Three attacks, each a plain functio
   was not. :func:`auc` turns scores into an AUC, and :func:`dp_auc_bound` gives the largest AUC an
   (ε, δ)-DP training run allows (every ROC point obeys TPR ≤ e^ε·FPR + δ and its mirror).
 
+:func:`check_update` runs all of them against the miner's own update before it leaves the mine
+(``mine privacy check``) and gives each a verdict.
+
 The measures — :func:`psnr`, :func:`ssim`, :func:`match_reconstructions`, :func:`reidentified`,
 :func:`class_mean_baseline` — compare reconstructions to the true rows the way the literature
 reports them. :func:`local_update` produces an update the way ``mine train`` does, for the bench
@@ -42,7 +45,7 @@ from mine.model import Manifest, build_model, prepare_inputs, prepare_targets
 from mine.train import train
 
 __all__ = [
-    "LabelRecovery", "auc", "class_mean_baseline", "dp_auc_bound", "invert_first_layer", "invert_update", "label_set_scores",
+    "CONFIDENT_LABEL", "Finding", "LabelRecovery", "check_update", "image_shape", "label_confidence", "auc", "class_mean_baseline", "dp_auc_bound", "invert_first_layer", "invert_update", "label_set_scores",
     "local_update", "match_reconstructions", "membership_scores", "psnr", "recover_labels", "reidentified",
     "ssim",
 ]
@@ -95,6 +98,22 @@ def label_set_scores(delta: State) -> np.ndarray:
     w, b = _last_layer(delta)
     scores = b if b is not None else w.sum(dim=1)
     return scores.detach().double().cpu().numpy()
+
+
+def label_confidence(delta: State) -> float:
+    """How far the top class's score stands out: ``(top - mean(others)) / std(others)``.
+
+    An attacker trusts a single-label guess only when this is large: a clean update gives tens to
+    hundreds (every absent class moves by about the same amount), DP noise gives about 1-4.
+    """
+    s = label_set_scores(delta)
+    k = int(np.argmax(s))
+    others = np.delete(s, k)
+    return float((s[k] - others.mean()) / (others.std() + 1e-12)) if len(others) > 1 else math.inf
+
+
+#: :func:`label_confidence` above which a single-label guess counts as exposed (see the bench).
+CONFIDENT_LABEL = 5.0
 
 
 def recover_labels(delta: State, n: int | None = None) -> np.ndarray:
@@ -359,3 +378,113 @@ def dp_auc_bound(epsilon: float, delta: float, *, group: int = 1) -> float:
     e = math.exp(eps)
     tpr = np.minimum.reduce([np.ones_like(fpr), e * fpr + dlt, 1 - (1 - dlt - fpr) / e])
     return float(np.trapezoid(np.clip(tpr, 0, 1), fpr))
+
+
+# --------------------------------------------------------------------------------------------
+# The miner's own check, before an update leaves the mine
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One attack's outcome on the miner's own update: what it got, what chance is, and a verdict
+    (``"exposed"``, ``"partial"``, ``"at chance"``, ``"within bound"`` or ``"not measured"``)."""
+
+    attack: str
+    result: str
+    reference: str
+    verdict: str
+
+
+def image_shape(features: Sequence[str]) -> tuple[int, int] | None:
+    """``(rows, cols)`` when the features are pixels named ``pixel_R_C`` (the digits' schema)."""
+    cells = []
+    for f in features:
+        parts = f.split("_")
+        if len(parts) != 3 or parts[0] != "pixel" or not (parts[1].isdigit() and parts[2].isdigit()):
+            return None
+        cells.append((int(parts[1]), int(parts[2])))
+    rows, cols = max(r for r, _ in cells) + 1, max(c for _, c in cells) + 1
+    return (rows, cols) if rows * cols == len(cells) and cells == [(r, c) for r in range(rows) for c in range(cols)] else None
+
+
+def _significant(hits: int, trials: int, p: float) -> bool:
+    from scipy.stats import binomtest
+
+    return trials > 0 and binomtest(hits, trials, min(max(p, 1e-12), 1.0), alternative="greater").pvalue <= 0.05
+
+
+def check_update(manifest: Manifest, base: State, delta: State, X: np.ndarray, y: np.ndarray, *,
+                 dp: DPRecord | None, X_ref: np.ndarray | None = None, y_ref: np.ndarray | None = None,
+                 steps: int = 300, seed: int = 0) -> list[Finding]:
+    """Run every attack against the miner's own update (trained on ``(X, y)`` from ``base``).
+
+    ``X_ref``/``y_ref`` are rows of the same kind the update was *not* trained on (a public copy
+    of the data, or a held-out part): they are the re-identification population (with ``X``) and
+    the membership non-members; without them those two attacks are not measured. ``dp`` is the
+    update's DP record (None: trained without DP).
+    """
+    if manifest.task != "classification":
+        raise ValidationError("the leakage check covers classifiers (labels, images); this model is a regression")
+    X, y = np.asarray(X, np.float32), np.asarray(y)
+    n, num_classes = len(y), int(manifest.num_classes or 0)
+    findings: list[Finding] = []
+    predicted = recover_labels(delta, n)
+    labels = LabelRecovery.measure(predicted, y, num_classes)
+    if n == 1:
+        z = label_confidence(delta)
+        verdict = "exposed" if labels.exact and z > CONFIDENT_LABEL else "at chance"
+        findings.append(Finding("label (last-layer bias)", ("recovered" if labels.exact else "wrong") + f", z = {z:.1f}",
+                                f"chance {1 / num_classes:.0%}; confident if z > {CONFIDENT_LABEL:g}", verdict))
+    else:
+        hits = len(set(labels.predicted) & set(labels.truth))
+        verdict = ("exposed" if labels.exact else "partial") if _significant(hits, len(labels.predicted),
+                                                                              labels.chance_precision) else "at chance"
+        findings.append(Finding("label set (last-layer bias)",
+                                f"precision {labels.precision:.2f}, recall {labels.recall:.2f}",
+                                f"chance precision {labels.chance_precision:.2f}", verdict))
+    pool = X if X_ref is None else np.concatenate([X, np.asarray(X_ref, np.float32)])
+    y_pool = y if y_ref is None else np.concatenate([y, np.asarray(y_ref)])
+    lo, hi = float(pool.min()), float(pool.max())
+    shape = image_shape(list(manifest.features))
+    guess = predicted if n == 1 else np.resize(predicted, n)
+    recon = [invert_update(manifest, base, delta, guess, bounds=(lo, hi), image_shape=shape, steps=steps,
+                           restarts=1, seed=seed)]
+    if n == 1:
+        recon.append(invert_first_layer(manifest, delta, pool)[None])
+    baseline = class_mean_baseline(pool, y_pool, y)
+    rng = hi - lo if hi > lo else 1.0
+    base_psnr = float(np.mean([psnr(baseline[i], X[i], rng) for i in range(n)]))
+    best = max(float(np.mean([psnr(r[m], X[i], rng) for i, m in enumerate(match_reconstructions(r, X))]))
+               for r in recon)
+    result, reference = f"PSNR {best:.1f} dB", f"class-mean image {base_psnr:.1f} dB"
+    if shape is not None:
+        best_ssim = max(float(np.mean([ssim(r[m], X[i], rng, shape) for i, m in enumerate(match_reconstructions(r, X))]))
+                        for r in recon)
+        base_ssim = float(np.mean([ssim(baseline[i], X[i], rng, shape) for i in range(n)]))
+        result += f", SSIM {best_ssim:.2f}"
+        reference += f", SSIM {base_ssim:.2f}"
+    findings.append(Finding("reconstruction (inverting gradients" + (", first layer)" if n == 1 else ")"),
+                            result, reference, "exposed" if best > base_psnr else "at chance"))
+    if X_ref is None or y_ref is None or len(X_ref) == 0:
+        findings.append(Finding("re-identification", "-", "needs reference rows", "not measured"))
+        findings.append(Finding("membership (loss drop)", "-", "needs reference rows", "not measured"))
+        return findings
+    members = np.arange(n)
+    hits = int(sum(reidentified(r, pool, members).sum() for r in recon))
+    tries = sum(len(r) for r in recon)
+    chance = n / len(pool)
+    findings.append(Finding("re-identification (nearest row)", f"{hits} of {tries}",
+                            f"chance {chance:.2%} of {len(pool)} rows",
+                            "exposed" if _significant(hits, tries, chance) else "at chance"))
+    score = auc(membership_scores(manifest, base, delta, X, y),
+                membership_scores(manifest, base, delta, np.asarray(X_ref, np.float32), np.asarray(y_ref)))
+    if dp is None:
+        findings.append(Finding("membership (loss drop)", f"AUC {score:.2f}", "no DP: no bound (chance 0.50)",
+                                "exposed" if score > 0.6 else "at chance"))
+    else:
+        bound = dp_auc_bound(dp.epsilon, dp.delta, group=2)
+        findings.append(Finding("membership (loss drop)", f"AUC {score:.2f}",
+                                f"bound {bound:.3f} at ε = {dp.epsilon:.2f} (chance 0.50)",
+                                "within bound" if score <= bound else "exposed"))
+    return findings

@@ -47,6 +47,7 @@ def test_label_of_a_single_row_is_recovered_exactly(digits):
         delta, record = leakage.local_update(manifest, base, data.X[i:i + 1], data.y[i:i + 1], seed=i)
         assert record is None
         assert leakage.recover_labels(delta, 1).tolist() == [int(data.y[i])]
+        assert leakage.label_confidence(delta) > leakage.CONFIDENT_LABEL
 
 
 def test_label_set_of_eight_rows_is_recovered_with_full_precision(digits):
@@ -117,6 +118,7 @@ def test_dp_leaves_the_single_label_at_chance(digits):
                                              dp=DEFAULT_DP, noise_seed=100 + i)
         assert record is not None and record.epsilon <= DEFAULT_DP.target_epsilon
         correct += leakage.recover_labels(delta, 1).tolist() == [int(data.y[i])]
+        assert leakage.label_confidence(delta) < leakage.CONFIDENT_LABEL
     assert correct <= 4  # chance 1 in 10; P(>= 5 of 10 by chance) = 0.2%; unprotected: 10 of 10
 
 
@@ -171,3 +173,44 @@ def test_reconstructions_are_matched_to_their_rows():
     truth = np.array([[0.0, 0.0], [10.0, 10.0]])
     recon = np.array([[9.0, 9.0], [1.0, 0.0]])
     assert leakage.match_reconstructions(recon, truth).tolist() == [1, 0]
+
+
+# ------------------------------------------------------------------ `mine privacy check`
+
+
+def _check(tmp_path, digits, *, dp) -> str:
+    from click.testing import CliRunner
+
+    from mine.cli import cli
+    from mine.model import make_update, state_to_bytes
+
+    data, manifest, base = digits
+    i = _one_per_class(data, range(7, 8))[0]
+    delta, record = leakage.local_update(manifest, base, data.X[i:i + 1], data.y[i:i + 1], dp=dp, noise_seed=3)
+    metadata = {"bounty": "1", "base_version": "0", "dp": record.to_json() if record else "off"}
+    update = tmp_path / "update.safetensors"
+    update.write_bytes(make_update(base, {k: base[k] + delta[k] for k in base}, metadata))
+    (tmp_path / "model.json").write_bytes(manifest.to_json())
+    (tmp_path / "base.safetensors").write_bytes(state_to_bytes(base))
+    datasets.write_csv(tmp_path / "mine.csv", data.X[i:i + 1], data.y[i:i + 1], data.feature_names, data.target_name)
+    runner, home = CliRunner(), ["--home", str(tmp_path / "home")]
+    for args in (["init", "--offline"], ["vault", "add", "private", str(tmp_path / "mine.csv"), "--target", "digit"],
+                 ["privacy", "check", str(update), "--dataset", "private", "--model", str(tmp_path / "model.json"),
+                  "--base", str(tmp_path / "base.safetensors"), "--steps", "100"]):
+        result = runner.invoke(cli, [*home, *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_privacy_check_flags_an_unprotected_single_row(tmp_path, digits):
+    out = _check(tmp_path, digits, dp=None)
+    assert "no DP" in out and "verdict: LEAKS" in out
+    label_row = next(line for line in out.splitlines() if "label" in line)
+    assert "recovered" in label_row and "exposed" in label_row
+    assert "membership" in out and "re-identification" in out
+
+
+def test_privacy_check_passes_a_dp_update(tmp_path, digits):
+    out = _check(tmp_path, digits, dp=DEFAULT_DP)
+    assert "DP ε = 3.9" in out
+    assert "verdict: no measured leak" in out, out
