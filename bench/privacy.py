@@ -38,7 +38,10 @@ SEED = 0
 SHAPE = (8, 8)
 RANGE = 16.0
 NONMEMBERS = 300
-TRIALS = {"full": {1: 20, 8: 10, 32: 5, "shards": 8}, "quick": {1: 3, 8: 2, 32: 1, "shards": 1}}
+# updates per case: every update is attacked for labels and membership (cheap), the first INVERSIONS
+# of them by gradient inversion too (seconds each)
+TRIALS = {"full": {1: 60, 8: 60, 32: 10, "shards": 8}, "quick": {1: 3, 8: 2, 32: 1, "shards": 1}}
+INVERSIONS = {"full": {1: 10, 8: 8, 32: 4, "shards": 8}, "quick": {1: 2, 8: 1, 32: 1, "shards": 1}}
 STEPS = {"full": 300, "quick": 60}
 SIGNIFICANCE = 0.05
 
@@ -55,7 +58,7 @@ def _setting() -> dict[str, Any]:
             "base": build_model(manifest, seed=SEED).state_dict(), "shards": [train_ids[s] for s in shards]}
 
 
-def _attack(s: dict[str, Any], idx: np.ndarray, *, dp: Any, seed: int, steps: int) -> dict[str, Any]:
+def _attack(s: dict[str, Any], idx: np.ndarray, *, dp: Any, seed: int, steps: int, invert: bool) -> dict[str, Any]:
     data, manifest, base = s["data"], s["manifest"], s["base"]
     X, y, n = data.X[idx], data.y[idx], len(idx)
     t0 = time.perf_counter()
@@ -64,26 +67,32 @@ def _attack(s: dict[str, Any], idx: np.ndarray, *, dp: Any, seed: int, steps: in
     t0 = time.perf_counter()
     predicted = leakage.recover_labels(delta, n)
     labels = leakage.LabelRecovery.measure(predicted, y, int(manifest.num_classes or 0))
-    guess = predicted if n == 1 else np.resize(predicted, n)
-    recon = leakage.invert_update(manifest, base, delta, guess, bounds=(0.0, RANGE), image_shape=SHAPE,
-                                  steps=steps, restarts=1, seed=seed)
-    match = leakage.match_reconstructions(recon, X)
-    baseline = leakage.class_mean_baseline(data.X, data.y, y)
     out: dict[str, Any] = {
         "n": n, "label_precision": labels.precision, "label_recall": labels.recall,
         "label_chance_precision": labels.chance_precision, "labels_predicted": len(labels.predicted),
         "label_hits": round(labels.precision * len(labels.predicted)), "label_exact": labels.exact,
-        "ig_psnr": float(np.mean([leakage.psnr(recon[match[i]], X[i], RANGE) for i in range(n)])),
-        "ig_ssim": float(np.mean([leakage.ssim(recon[match[i]], X[i], RANGE, SHAPE) for i in range(n)])),
-        "baseline_psnr": float(np.mean([leakage.psnr(baseline[i], X[i], RANGE) for i in range(n)])),
-        "baseline_ssim": float(np.mean([leakage.ssim(baseline[i], X[i], RANGE, SHAPE) for i in range(n)])),
-        "reidentified": int(leakage.reidentified(recon, data.X, idx).sum()),
     }
-    if n == 1:
-        x = leakage.invert_first_layer(manifest, delta, data.X)
-        out["first_layer_psnr"] = leakage.psnr(x, X[0], RANGE)
-        out["first_layer_ssim"] = leakage.ssim(x, X[0], RANGE, SHAPE)
-        out["reidentified"] = max(out["reidentified"], int(leakage.reidentified(x[None], data.X, idx).sum()))
+    if invert:
+        guess = predicted if n == 1 else np.resize(predicted, n)
+        recon = leakage.invert_update(manifest, base, delta, guess, bounds=(0.0, RANGE), image_shape=SHAPE,
+                                      steps=steps, restarts=1, seed=seed)
+        match = leakage.match_reconstructions(recon, X)
+        baseline = leakage.class_mean_baseline(data.X, data.y, y)
+        out.update({
+            "ig_psnr": float(np.mean([leakage.psnr(recon[match[i]], X[i], RANGE) for i in range(n)])),
+            "ig_ssim": float(np.mean([leakage.ssim(recon[match[i]], X[i], RANGE, SHAPE) for i in range(n)])),
+            "baseline_psnr": float(np.mean([leakage.psnr(baseline[i], X[i], RANGE) for i in range(n)])),
+            "baseline_ssim": float(np.mean([leakage.ssim(baseline[i], X[i], RANGE, SHAPE) for i in range(n)])),
+            "reidentified": int(leakage.reidentified(recon, data.X, idx).sum()),
+            # a label-only attacker's re-identification: the class-mean images' nearest rows
+            "baseline_reidentified": int(leakage.reidentified(baseline, data.X, idx).sum()),
+            "inverted": True,
+        })
+        if n == 1:
+            x = leakage.invert_first_layer(manifest, delta, data.X)
+            out["first_layer_psnr"] = leakage.psnr(x, X[0], RANGE)
+            out["first_layer_ssim"] = leakage.ssim(x, X[0], RANGE, SHAPE)
+            out["reidentified"] = max(out["reidentified"], int(leakage.reidentified(x[None], data.X, idx).sum()))
     nonmembers = np.random.default_rng(seed).choice(s["val_ids"], size=NONMEMBERS, replace=False)
     out["membership_auc"] = leakage.auc(
         leakage.membership_scores(manifest, base, delta, X, y),
@@ -108,15 +117,16 @@ def _summary(case: str, dp: bool, runs: list[dict[str, Any]]) -> dict[str, Any]:
         return float(np.mean(vals)) if vals else None
 
     ns = [r["n"] for r in runs]
-    rows_total = sum(ns)
+    inv = [r for r in runs if r.get("inverted")]
+    rows_total = sum(r["n"] for r in inv)
     predicted = sum(r["labels_predicted"] for r in runs)
     hits = sum(r["label_hits"] for r in runs)
     chance_precision = mean("label_chance_precision") or 0.0
-    reid = sum(r["reidentified"] for r in runs)
-    reid_chance = float(np.mean([n / 1797 for n in ns]))
-    reid_trials = rows_total + sum(1 for r in runs if r["n"] == 1 and "first_layer_psnr" in r)  # two attacks at n=1
+    reid = sum(r["reidentified"] for r in inv)
+    reid_chance = float(np.mean([r["n"] / 1797 for r in inv]))
+    reid_trials = rows_total + sum(1 for r in inv if r["n"] == 1)  # two attacks at n=1
     s: dict[str, Any] = {
-        "case": case, "dp": dp, "trials": len(runs), "rows": f"{min(ns)}-{max(ns)}" if min(ns) != max(ns) else str(ns[0]),
+        "case": case, "dp": dp, "trials": len(runs), "inversions": len(inv), "rows": f"{min(ns)}-{max(ns)}" if min(ns) != max(ns) else str(ns[0]),
         "epsilon": mean("epsilon"), "delta": mean("delta"),
         "label_precision": mean("label_precision"), "label_recall": mean("label_recall"),
         "label_chance_precision": chance_precision,
@@ -124,6 +134,7 @@ def _summary(case: str, dp: bool, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "ig_psnr": mean("ig_psnr"), "ig_ssim": mean("ig_ssim"),
         "baseline_psnr": mean("baseline_psnr"), "baseline_ssim": mean("baseline_ssim"),
         "reidentified": reid / rows_total, "reid_chance": reid_chance,
+        "reid_class_mean": sum(r["baseline_reidentified"] for r in inv) / rows_total,
         "reid_p_value": _binomial_p(reid, reid_trials, reid_chance),
         "membership_auc": mean("membership_auc"), "auc_bound": mean("auc_bound"),
         "auc_bound_add_remove": mean("auc_bound_add_remove"),
@@ -152,7 +163,8 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         else:
             picks = [rng.choice(s["train_ids"], size=int(case), replace=False) for _ in range(trials)]
         for dp in (None, DEFAULT_DP):
-            runs = [_attack(s, idx, dp=dp, seed=SEED + t, steps=STEPS[mode]) for t, idx in enumerate(picks)]
+            runs = [_attack(s, idx, dp=dp, seed=SEED + t, steps=STEPS[mode], invert=t < INVERSIONS[mode][case])
+                    for t, idx in enumerate(picks)]
             rows.append(_summary("shards" if case == "shards" else f"n={case}", dp is not None, runs))
     return {"setting": "digits MLP 64-32-10, demo settings (Adam lr 0.01, 5 epochs, batch 32), base = demo's "
                        "initial model", "default_dp": DEFAULT_DP.to_dict(), "steps": STEPS[mode],

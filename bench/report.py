@@ -201,7 +201,7 @@ def demo_table(d: dict[str, Any], f: dict[str, Any] | None) -> Table:
 
 def privacy_table(p: dict[str, Any]) -> Table:
     t = Table("update", "DP (ε)", "labels: precision / recall (chance)", "exact at n=1", "reconstruction PSNR / SSIM",
-              "class-mean image", "re-identified (chance)", "membership AUC", "AUC bound (replace-one / add-remove)",
+              "class-mean image", "re-identified (chance; class-mean image)", "membership AUC", "AUC bound (replace-one / add-remove)",
               title="Leakage of one miner's update (digits MLP, demo settings; mean over trials)")
     if _failed(t, p, 9):
         return t
@@ -209,12 +209,12 @@ def privacy_table(p: dict[str, Any]) -> Table:
         recon = f"IG {r['ig_psnr']:.1f} dB / {r['ig_ssim']:.2f}"
         if r.get("first_layer_psnr") is not None:
             recon += f"; 1st layer {r['first_layer_psnr']:.1f} / {r['first_layer_ssim']:.2f}"
-        t.add_row(f"{r['case']} ({r['rows']} rows, {r['trials']}×)",
+        t.add_row(f"{r['case']}: {r['rows']} rows, {r['trials']} updates ({r['inversions']} inverted)",
                   f"on ({r['epsilon']:.2f})" if r["dp"] else "off",
                   f"{r['label_precision']:.2f} / {r['label_recall']:.2f} ({r['label_chance_precision']:.2f})",
                   f"{r['labels_exact']:.0%}" if "labels_exact" in r else "",
                   recon, f"{r['baseline_psnr']:.1f} dB / {r['baseline_ssim']:.2f}",
-                  f"{r['reidentified']:.1%} ({r['reid_chance']:.2%})", f"{r['membership_auc']:.2f}",
+                  f"{r['reidentified']:.1%} ({r['reid_chance']:.2%}; {r['reid_class_mean']:.1%})", f"{r['membership_auc']:.2f}",
                   f"{r['auc_bound']:.3f} / {r['auc_bound_add_remove']:.3f}" if r["dp"] else "1 (no DP)")
     return t
 
