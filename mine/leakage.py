@@ -196,7 +196,7 @@ def invert_first_layer(manifest: Manifest, delta: State, X_public: np.ndarray) -
 def invert_update(manifest: Manifest, base: State, delta: State, labels: Sequence[int], *,
                   bounds: tuple[float, float], image_shape: tuple[int, int] | None = None,
                   steps: int = 300, lr: float = 0.1, tv: float = 0.05, restarts: int = 2,
-                  seed: int = 0) -> np.ndarray:
+                  seed: int = 0, tau: float = 1.0, init: np.ndarray | None = None) -> np.ndarray:
     """Reconstruct the rows behind ``delta``: one dummy row per entry of ``labels`` (raw units).
 
     Inverting Gradients: minimise ``1 - cos(u(x), -delta) + tv·TV(x)`` over dummy rows ``x`` kept
@@ -206,7 +206,10 @@ def invert_update(manifest: Manifest, base: State, delta: State, labels: Sequenc
     trains with Adam, whose early steps are ``lr·sign(gradient)`` per weight, ``u`` is the soft sign
     ``g / (|g| + τ)`` with τ the mean ``|g|`` of each tensor. ``image_shape`` turns on
     the total-variation prior (rows are images of that shape). ``restarts`` random initialisations
-    are run and the one with the lowest objective kept. Deterministic in ``seed``.
+    are run and the one with the lowest objective kept. ``init`` (one row, raw units) starts every
+    dummy there (plus a little noise) instead of mid-box: the public mean row is the attacker's
+    natural prior and makes the attack much stronger (digits, n = 8: 18 dB instead of 9). ``tau``
+    scales the soft sign's τ. Deterministic in ``seed``.
     """
     if manifest.task != "classification":
         raise ValidationError("gradient inversion here targets classifiers (labels drive the dummy loss)")
@@ -234,7 +237,7 @@ def invert_update(manifest: Manifest, base: State, delta: State, labels: Sequenc
         out = model((x - mean) / std)
         grads = torch.autograd.grad(F.cross_entropy(out, labels_t), params, create_graph=True)
         if adam:
-            grads = tuple(g / (g.abs().mean().detach() + g.abs() + 1e-12) for g in grads)
+            grads = tuple(g / (tau * g.abs().mean().detach() + g.abs() + 1e-12) for g in grads)
         dot = sum((g * t).sum() for g, t in zip(grads, target))
         g_norm = torch.sqrt(sum((g * g).sum() for g in grads) + 1e-20)
         loss = 1 - dot / (g_norm * t_norm + 1e-20)
@@ -245,7 +248,11 @@ def invert_update(manifest: Manifest, base: State, delta: State, labels: Sequenc
     gen = torch.Generator().manual_seed(int(seed))
     best_loss, best_x = math.inf, None
     for _ in range(max(1, restarts)):
-        z = (0.5 * torch.randn(n, d, generator=gen)).requires_grad_(True)
+        z = 0.5 * torch.randn(n, d, generator=gen)
+        if init is not None:
+            frac = torch.as_tensor((np.asarray(init, np.float64) - lo) / (hi - lo), dtype=torch.float32)
+            z = z + torch.logit(frac.clamp(0.02, 0.98)).expand(n, d)
+        z = z.requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         for _ in range(steps):
@@ -449,7 +456,7 @@ def check_update(manifest: Manifest, base: State, delta: State, X: np.ndarray, y
     shape = image_shape(list(manifest.features))
     guess = predicted if n == 1 else np.resize(predicted, n)
     recon = [invert_update(manifest, base, delta, guess, bounds=(lo, hi), image_shape=shape, steps=steps,
-                           restarts=1, seed=seed)]
+                           restarts=1, seed=seed, init=pool.mean(axis=0))]
     if n == 1:
         recon.append(invert_first_layer(manifest, delta, pool)[None])
     baseline = class_mean_baseline(pool, y_pool, y)
