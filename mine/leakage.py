@@ -32,7 +32,7 @@ and the tests.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -246,6 +246,17 @@ def invert_update(manifest: Manifest, base: State, delta: State, labels: Sequenc
         return loss, x
 
     gen = torch.Generator().manual_seed(int(seed))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small model: more threads only spin against each other
+    try:
+        _, best_x = _descend(objective, gen, n, d, lo, hi, init, steps, lr, restarts)
+    finally:
+        torch.set_num_threads(threads)
+    return best_x.numpy()
+
+
+def _descend(objective: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], gen: torch.Generator, n: int, d: int, lo: float, hi: float,
+             init: np.ndarray | None, steps: int, lr: float, restarts: int) -> tuple[float, torch.Tensor]:
     best_loss, best_x = math.inf, None
     for _ in range(max(1, restarts)):
         z = 0.5 * torch.randn(n, d, generator=gen)
@@ -265,7 +276,7 @@ def invert_update(manifest: Manifest, base: State, delta: State, labels: Sequenc
         if float(final.detach()) < best_loss:
             best_loss, best_x = float(final.detach()), x.detach().clone()
     assert best_x is not None
-    return best_x.numpy()
+    return best_loss, best_x
 
 
 # --------------------------------------------------------------------------------------------
