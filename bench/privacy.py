@@ -66,6 +66,8 @@ def _attack(s: dict[str, Any], idx: np.ndarray, *, dp: Any, seed: int, steps: in
     delta, record = leakage.local_update(manifest, base, X, y, seed=seed, dp=dp)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
+    # the adversary reads how the update was trained from its metadata (the DP settings name the optimizer)
+    optimizer = (dp.optimizer if dp is not None else None) or str(manifest.training["optimizer"])
     predicted = leakage.recover_labels(delta, n)
     labels = leakage.LabelRecovery.measure(predicted, y, int(manifest.num_classes or 0))
     out: dict[str, Any] = {
@@ -76,7 +78,8 @@ def _attack(s: dict[str, Any], idx: np.ndarray, *, dp: Any, seed: int, steps: in
     if invert:
         guess = predicted if n == 1 else np.resize(predicted, n)
         recon = leakage.invert_update(manifest, base, delta, guess, bounds=(0.0, RANGE), image_shape=SHAPE,
-                                      steps=steps, restarts=1, seed=seed, init=s["public_mean"])
+                                      steps=steps, restarts=1, seed=seed, init=s["public_mean"],
+                                      optimizer=optimizer)
         match = leakage.match_reconstructions(recon, X)
         baseline = leakage.class_mean_baseline(data.X, data.y, y)
         out.update({
@@ -90,7 +93,7 @@ def _attack(s: dict[str, Any], idx: np.ndarray, *, dp: Any, seed: int, steps: in
             "inverted": True,
         })
         if n == 1:
-            x = leakage.invert_first_layer(manifest, delta, data.X)
+            x = leakage.invert_first_layer(manifest, delta, data.X, optimizer=optimizer)
             out["first_layer_psnr"] = leakage.psnr(x, X[0], RANGE)
             out["first_layer_ssim"] = leakage.ssim(x, X[0], RANGE, SHAPE)
             out["reidentified"] = max(out["reidentified"], int(leakage.reidentified(x[None], data.X, idx).sum()))

@@ -158,7 +158,8 @@ def _total_variation(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return (img[:, 1:, :] - img[:, :-1, :]).abs().mean() + (img[:, :, 1:] - img[:, :, :-1]).abs().mean()
 
 
-def invert_first_layer(manifest: Manifest, delta: State, X_public: np.ndarray) -> np.ndarray:
+def invert_first_layer(manifest: Manifest, delta: State, X_public: np.ndarray, *, optimizer: str | None = None
+                       ) -> np.ndarray:
     """Analytic reconstruction of a single row from the first linear layer (Phong et al. 2017).
 
     For one row ``x`` the first layer's gradient is ``δ·xᵀ`` (weights) and ``δ`` (bias), so any
@@ -166,7 +167,8 @@ def invert_first_layer(manifest: Manifest, delta: State, X_public: np.ndarray) -
     Plain SGD steps keep that ratio, so the row comes back exactly. Adam's steps are close to the
     sign of the gradient and keep only ``sign(x)`` — then each feature is guessed as the public mean
     of the values on that side of the normalisation mean (``X_public``: rows of the same kind).
-    Returns one row in raw units.
+    ``optimizer`` is the one that trained the update (default: the manifest's; a DP update says
+    its own). Returns one row in raw units.
     """
     keys = [k for k in delta if k.endswith(".weight") and delta[k].ndim == 2]
     if not keys:
@@ -182,7 +184,7 @@ def invert_first_layer(manifest: Manifest, delta: State, X_public: np.ndarray) -
     std = np.asarray(manifest.normalization["std"] if manifest.normalization else np.ones(d), np.float64)
     if b[j] == 0:
         return mean.copy()
-    if str(manifest.training.get("optimizer", "sgd")) != "adam":
+    if (optimizer or str(manifest.training.get("optimizer", "sgd"))) != "adam":
         return mean + std * (w[j] / b[j])
     sign = np.sign(w[j]) * np.sign(b[j])
     pub = np.asarray(X_public, np.float64)
@@ -196,7 +198,8 @@ def invert_first_layer(manifest: Manifest, delta: State, X_public: np.ndarray) -
 def invert_update(manifest: Manifest, base: State, delta: State, labels: Sequence[int], *,
                   bounds: tuple[float, float], image_shape: tuple[int, int] | None = None,
                   steps: int = 300, lr: float = 0.1, tv: float = 0.05, restarts: int = 2,
-                  seed: int = 0, tau: float = 1.0, init: np.ndarray | None = None) -> np.ndarray:
+                  seed: int = 0, tau: float = 1.0, init: np.ndarray | None = None,
+                  optimizer: str | None = None) -> np.ndarray:
     """Reconstruct the rows behind ``delta``: one dummy row per entry of ``labels`` (raw units).
 
     Inverting Gradients: minimise ``1 - cos(u(x), -delta) + tv·TV(x)`` over dummy rows ``x`` kept
@@ -209,7 +212,8 @@ def invert_update(manifest: Manifest, base: State, delta: State, labels: Sequenc
     are run and the one with the lowest objective kept. ``init`` (one row, raw units) starts every
     dummy there (plus a little noise) instead of mid-box: the public mean row is the attacker's
     natural prior and makes the attack much stronger (digits, n = 8: 18 dB instead of 9). ``tau``
-    scales the soft sign's τ. Deterministic in ``seed``.
+    scales the soft sign's τ. ``optimizer`` is the one that trained the update (default: the
+    manifest's; DP training names its own). Deterministic in ``seed``.
     """
     if manifest.task != "classification":
         raise ValidationError("gradient inversion here targets classifiers (labels drive the dummy loss)")
@@ -225,7 +229,7 @@ def invert_update(manifest: Manifest, base: State, delta: State, labels: Sequenc
     names = [k for k, _ in model.named_parameters()]
     target = [-delta[k].detach().float() for k in names]
     t_norm = torch.sqrt(sum((t * t).sum() for t in target))
-    adam = str(manifest.training.get("optimizer", "sgd")) == "adam"
+    adam = (optimizer or str(manifest.training.get("optimizer", "sgd"))) == "adam"
     if manifest.normalization is not None:
         mean = torch.tensor(manifest.normalization["mean"], dtype=torch.float32)
         std = torch.tensor(manifest.normalization["std"], dtype=torch.float32)
@@ -434,13 +438,14 @@ def _significant(hits: int, trials: int, p: float) -> bool:
 
 def check_update(manifest: Manifest, base: State, delta: State, X: np.ndarray, y: np.ndarray, *,
                  dp: DPRecord | None, X_ref: np.ndarray | None = None, y_ref: np.ndarray | None = None,
-                 steps: int = 300, seed: int = 0) -> list[Finding]:
+                 steps: int = 300, seed: int = 0, optimizer: str | None = None) -> list[Finding]:
     """Run every attack against the miner's own update (trained on ``(X, y)`` from ``base``).
 
     ``X_ref``/``y_ref`` are rows of the same kind the update was *not* trained on (a public copy
     of the data, or a held-out part): they are the re-identification population (with ``X``) and
     the membership non-members; without them those two attacks are not measured. ``dp`` is the
-    update's DP record (None: trained without DP).
+    update's DP record (None: trained without DP); ``optimizer`` the optimizer that trained it
+    (default: the manifest's).
     """
     if manifest.task != "classification":
         raise ValidationError("the leakage check covers classifiers (labels, images); this model is a regression")
@@ -467,9 +472,9 @@ def check_update(manifest: Manifest, base: State, delta: State, X: np.ndarray, y
     shape = image_shape(list(manifest.features))
     guess = predicted if n == 1 else np.resize(predicted, n)
     recon = [invert_update(manifest, base, delta, guess, bounds=(lo, hi), image_shape=shape, steps=steps,
-                           restarts=1, seed=seed, init=pool.mean(axis=0))]
+                           restarts=1, seed=seed, init=pool.mean(axis=0), optimizer=optimizer)]
     if n == 1:
-        recon.append(invert_first_layer(manifest, delta, pool)[None])
+        recon.append(invert_first_layer(manifest, delta, pool, optimizer=optimizer)[None])
     baseline = class_mean_baseline(pool, y_pool, y)
     rng = hi - lo if hi > lo else 1.0
     base_psnr = float(np.mean([psnr(baseline[i], X[i], rng) for i in range(n)]))
