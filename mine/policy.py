@@ -13,6 +13,7 @@ code  rule                   meaning
 3     :func:`check_subgroups`   some subgroup (class) gets worse by more than the tolerance
 4     :func:`check_outlier`     the update norm is an outlier among accepted updates
 5     (client)                 unreadable: fetch / CID / parse failure
+7     :func:`check_epsilon`     the update's DP ε (recomputed) is above the bounty's maximum, or no DP
 ====  =====================  ==============================================================
 
 :class:`DefaultPolicy` applies an update to the *current* model (whatever version it was trained
@@ -48,6 +49,7 @@ __all__ = [
     "Policy",
     "REASONS",
     "Rejection",
+    "check_epsilon",
     "check_improvement",
     "check_outlier",
     "check_structure",
@@ -68,6 +70,9 @@ REASONS: dict[int, str] = {
     OUTLIER_NORM: "update norm is an outlier among accepted updates",
     UNREADABLE: "update could not be fetched, did not match its CID, or could not be parsed",
 }
+#: Code 7: the update's differential privacy is weaker than the bounty's ``max_epsilon``.
+EPSILON_ABOVE_MAX = 7
+REASONS[EPSILON_ABOVE_MAX] = "the update's DP epsilon is above the bounty's maximum (or it was trained without DP)"
 
 #: Floor of the robust spread in :func:`check_outlier`, relative to the median norm.
 MIN_RELATIVE_SPREAD = 0.25
@@ -184,6 +189,37 @@ def check_subgroups(before: Mapping[str, float], after: Mapping[str, float], *, 
     return Rejection(SUBGROUP_REGRESSION,
                      f"subgroup {key!r} got worse: {before[key]:.6f} -> {after[key]:.6f} "
                      f"(by {worst[0] / 1e6:.6f}, tolerance {tolerance:.6f})")
+
+
+def check_epsilon(dp_metadata: str | None, *, max_epsilon: float | None, max_delta: float = 1e-5) -> Rejection | None:
+    """Code 7 if the update's privacy is weaker than the bounty allows (``None``: no maximum, pass).
+
+    ``dp_metadata`` is the update's ``dp`` metadata string (``"off"`` or the JSON of
+    :class:`mine.dp.DPRecord`). The stated ε is not trusted: ε is recomputed with Opacus' RDP
+    accountant from the stated mechanism (noise multiplier, sample rate, steps, δ), and the larger
+    of the two counts. Rejected: no ``dp`` metadata or ``"off"``, malformed settings, δ above
+    ``max_delta``, or ε above ``max_epsilon``. (That the noise was really added cannot be checked
+    from the update; the ε is the miner's claim about its own mechanism.)
+    """
+    if max_epsilon is None:
+        return None
+    from mine.dp import epsilon_for, parse_dp_metadata
+
+    try:
+        record = parse_dp_metadata(dp_metadata)
+    except ValidationError as exc:
+        return Rejection(EPSILON_ABOVE_MAX, f"{exc}; this bounty accepts only DP updates with epsilon <= {max_epsilon:g}")
+    if record is None:
+        return Rejection(EPSILON_ABOVE_MAX, f"the update was trained without DP (--no-dp); this bounty accepts only "
+                                            f"epsilon <= {max_epsilon:g}")
+    if record.delta > max_delta:
+        return Rejection(EPSILON_ABOVE_MAX, f"the update's delta {record.delta:g} is above the allowed {max_delta:g}")
+    eps = max(record.epsilon, epsilon_for(record.noise_multiplier, record.sample_rate, record.steps, record.delta))
+    if eps > max_epsilon * (1 + 1e-9):
+        return Rejection(EPSILON_ABOVE_MAX, f"the update's epsilon {eps:.4g} (recomputed from its noise "
+                                            f"{record.noise_multiplier:g}, sample rate {record.sample_rate:g}, "
+                                            f"{record.steps} steps) is above the bounty's maximum {max_epsilon:g}")
+    return None
 
 
 def _robust_limit(accepted_norms: Sequence[float], factor: float) -> tuple[float, float, float]:

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from mine import datasets
+from mine import datasets, dp
 from mine.chain import SonarClient, SubmissionStatus, connect
 from mine.cli import cli
 from mine.devnet import dev_account, free_port
 from mine.errors import ExitStatus
-from mine.model import default_manifest, with_normalization
+from mine.model import default_manifest, read_metadata, with_normalization
+from opacus.accountants import RDPAccountant
 
 OWNER, MINER = 0, 1
 
@@ -126,16 +127,60 @@ def test_train_submit_evaluate_withdraw(world: World, posted: int) -> None:
     assert world.sonar.w3.eth.get_balance(dev_account(MINER).address) > before
 
 
-def test_same_seed_gives_same_update_bytes(world: World, posted: int) -> None:
-    outbox = world.miner_home / "outbox"
-    existing = set(outbox.glob("*.safetensors"))
-    for _ in range(2):
-        world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "7")
-    first, second = sorted(set(outbox.glob("*.safetensors")) - existing)
-    assert first.read_bytes() == second.read_bytes()
-    for path in (first, second):
+def _new_updates(world: World, existing: set[Path]) -> list[Path]:
+    return sorted(set((world.miner_home / "outbox").glob("*.safetensors")) - existing,
+                  key=lambda p: p.stat().st_mtime_ns)
+
+
+def _discard(paths: list[Path]) -> None:
+    for path in paths:
         path.unlink()
         path.with_suffix(".json").unlink()
+
+
+def test_without_dp_same_seed_gives_same_update_bytes_and_says_dp_off(world: World, posted: int) -> None:
+    existing = set((world.miner_home / "outbox").glob("*.safetensors"))
+    for _ in range(2):
+        out = world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "7", "--no-dp")
+        assert "WITHOUT differential privacy" in out.output
+    first, second = _new_updates(world, existing)
+    assert first.read_bytes() == second.read_bytes()
+    assert read_metadata(first.read_bytes())["dp"] == "off"
+    _discard([first, second])
+
+
+def test_dp_update_records_epsilon_of_the_accountant_and_nothing_about_the_data(world: World, posted: int) -> None:
+    existing = set((world.miner_home / "outbox").glob("*.safetensors"))
+    out = world.miner("train", str(posted), "--dataset", "private", "--epsilon", "2.5", "--seed", "7")
+    assert "ε = 2.4" in out.output or "ε = 2.5" in out.output, out.output
+    for _ in range(1):
+        world.miner("train", str(posted), "--dataset", "private", "--epsilon", "2.5", "--seed", "7")
+    first, second = _new_updates(world, existing)
+    assert first.read_bytes() != second.read_bytes()  # same seed, fresh noise
+    meta = read_metadata(first.read_bytes())
+    assert set(meta) == {"bounty", "base_version", "base_cid", "miner", "dp", "examples_bucket"}
+    assert meta["miner"] == dev_account(MINER).address and meta["bounty"] == str(posted)
+    rows = len(world.shard_path.read_text().splitlines()) - 1
+    assert int(meta["examples_bucket"]) <= rows < 2 * int(meta["examples_bucket"])
+    record = dp.parse_dp_metadata(meta["dp"])
+    assert record is not None and record.epsilon <= 2.5 and record.delta <= 1 / rows
+    acc = RDPAccountant()
+    acc.history = [(record.noise_multiplier, record.sample_rate, record.steps)]
+    assert record.epsilon == pytest.approx(acc.get_epsilon(delta=record.delta), rel=1e-9)
+    _discard([first, second])
+
+
+def test_vault_budget_shows_sets_and_refuses_past_it(world: World, posted: int) -> None:
+    shown = world.miner("vault", "budget", "private")
+    spent = float(re.search(r"spent ε = ([0-9.]+)", shown.output).group(1))
+    assert spent > 0  # the updates trained above are on the ledger
+    world.miner("vault", "budget", "private", "--set", f"{spent + 0.05:.3f}")
+    existing = set((world.miner_home / "outbox").glob("*.safetensors"))
+    refused = world.miner("train", str(posted), "--dataset", "private", "--epsilon", "2", ok=False)
+    assert refused.exit_code == ExitStatus.VAULT and "out of privacy budget" in refused.output
+    assert _new_updates(world, existing) == []
+    assert "over" in world.miner("vault", "budget", "private").output
+    world.miner("vault", "budget", "private", "--set", "100")
 
 
 def _outgoing_bytes(world: World, output: str) -> bytes:
@@ -265,12 +310,14 @@ def test_rejected_update_shows_its_reason(world: World, posted: int, tmp_path: P
     flipped = tmp_path / "flipped.csv"
     datasets.write_csv(flipped, X, attacks.label_flip(y, num_classes=10, seed=0), names, "digit")
     world.miner("vault", "add", "flipped", str(flipped), "--target", "digit")
-    world.miner("train", str(posted), "--dataset", "flipped", "--epochs", "3", "--seed", "5")
+    world.miner("train", str(posted), "--dataset", "flipped", "--epochs", "3", "--seed", "5", "--no-dp")  # deterministic
     world.miner("submit", str(posted))
     evaluated = world.owner("evaluate", str(posted))
     assert "rejected" in evaluated.output and "accepted 0 of 1" in evaluated.output, evaluated.output
     status = world.miner("status")
-    assert "rejected" in status.output and ("no improvement" in status.output or "subgroup" in status.output)
+    assert "rejected" in status.output
+    # the reason column (the flipped update's norm may stand out from the DP updates accepted before it)
+    assert any(r in status.output for r in ("no improvement", "subgroup", "outlier")), status.output
 
 
 def test_close_refunds_the_rest_after_the_deadline(world: World, posted: int) -> None:
