@@ -3,7 +3,7 @@
 Setting (the demo's): digits, the owner's 25% validation split (seed 0) normalises the manifest
 (MLP 64-32-10, Adam lr 0.01, 5 epochs, batch 32), the base model is the demo's initial model, and
 a miner's update comes from ``mine``'s own training paths (``mine.train.train`` for ``--no-dp``,
-``mine.dp.train_dp`` at ``DEFAULT_DP`` otherwise). A miner holds n = 1, 8 or 32 rows drawn from the
+``mine.dp.train_dp`` at ``mine.dp.default_settings`` otherwise). A miner holds n = 1, 8 or 32 rows drawn from the
 training split, or one of the demo's 8 Dirichlet shards. Per update the adversary — base model and
 update in hand — runs (:mod:`mine.leakage`):
 
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from mine import datasets, leakage
-from mine.dp import DEFAULT_DP
+from mine.dp import default_settings
 from mine.model import build_model, default_manifest, with_normalization
 
 SEED = 0
@@ -166,12 +166,12 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             picks = [s["shards"][i] for i in range(trials)]
         else:
             picks = [rng.choice(s["train_ids"], size=int(case), replace=False) for _ in range(trials)]
-        for dp in (None, DEFAULT_DP):
+        for dp in (None, default_settings(s["manifest"])):
             runs = [_attack(s, idx, dp=dp, seed=SEED + t, steps=STEPS[mode], invert=t < INVERSIONS[mode][case])
                     for t, idx in enumerate(picks)]
             rows.append(_summary("shards" if case == "shards" else f"n={case}", dp is not None, runs))
     return {"setting": "digits MLP 64-32-10, demo settings (Adam lr 0.01, 5 epochs, batch 32), base = demo's "
-                       "initial model", "default_dp": DEFAULT_DP.to_dict(), "steps": STEPS[mode],
+                       "initial model", "default_dp": default_settings(s["manifest"]).to_dict(), "steps": STEPS[mode],
             "rows": rows, "wall_s": round(time.perf_counter() - started, 1)}
 
 

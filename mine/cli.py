@@ -743,11 +743,12 @@ def privacy_check(obj: Ctx, update: Path, dataset: str, reference: str | None, m
                               int(metadata["base_version"]))
         manifest, base = loaded.manifest, loaded.state
     delta, metadata = read_update(manifest, data)
-    dp = None
+    dp, optimizer = None, str(manifest.training["optimizer"])
     if metadata.get("dp", "off") != "off":
-        from mine.dp import parse_dp_metadata
+        from mine.dp import default_settings, parse_dp_metadata
 
         dp = parse_dp_metadata(metadata["dp"])
+        optimizer = default_settings(manifest).optimizer or optimizer  # what `mine train` used
     vault = Vault(obj.home())
     X, y, columns = vault.load(dataset)
     X = select_features(X, columns, list(manifest.features)).astype(np.float32, copy=False)
@@ -758,7 +759,7 @@ def privacy_check(obj: Ctx, update: Path, dataset: str, reference: str | None, m
         ref = _public_reference(manifest, X)
     with progress("attacking the update", None):
         findings = leakage.check_update(manifest, base, delta, X, y, dp=dp, X_ref=ref[0] if ref else None,
-                                        y_ref=ref[1] if ref else None, steps=steps)
+                                        y_ref=ref[1] if ref else None, steps=steps, optimizer=optimizer)
     colour = {"exposed": "red", "partial": "yellow"}
     table = Table("attack", "result", "reference", "verdict",
                   title=f"{update.name}: {len(y)} rows, " + (f"DP ε = {dp.epsilon:.2f}, δ = {dp.delta:.1e}" if dp else "no DP"))
