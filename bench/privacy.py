@@ -4,8 +4,9 @@ Setting (the demo's): digits, the owner's 25% validation split (seed 0) normalis
 (MLP 64-32-10, Adam lr 0.01, 5 epochs, batch 32), the base model is the demo's initial model, and
 a miner's update comes from ``mine``'s own training paths (``mine.train.train`` for ``--no-dp``,
 ``mine.dp.train_dp`` at ``mine.dp.default_settings`` otherwise). A miner holds n = 1, 8 or 32 rows drawn from the
-training split, or one of the demo's 8 Dirichlet shards. Per update the adversary — base model and
-update in hand — runs (:mod:`mine.leakage`):
+training split, or one of the demo's 8 Dirichlet shards (60 updates at n = 1 and 8, 10 at n = 32,
+the 8 shards; gradient inversion on the first 10 / 8 / 4 / 8 of them). Per update the adversary —
+base model, update and the optimizer that trained it in hand — runs (:mod:`mine.leakage`):
 
 * label recovery from the last-layer bias: label-set precision / recall, and exact labels at n = 1;
 * reconstruction: Inverting Gradients (cosine + TV, 300 Adam steps, started from the mean digit) at every n, and at n = 1 the
