@@ -377,3 +377,13 @@ def test_model_template_is_a_valid_normalized_manifest(world: World) -> None:
     normalized = Manifest.from_json(
         world.owner("model", "template", "digits", "--normalize-from", "validation").output.encode())
     assert normalized.normalization is not None and normalized.features == plain.features
+
+
+def test_privacy_check_attacks_an_outbox_update_against_its_fetched_base(world: World, posted: int) -> None:
+    existing = set((world.miner_home / "outbox").glob("*.safetensors"))
+    world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "2", "--no-dp")
+    (update,) = _new_updates(world, existing)
+    out = world.miner("privacy", "check", str(update), "--dataset", "private", "--steps", "20").output
+    assert "no DP" in out and "label set" in out and "membership" in out and "re-identification" in out
+    assert "verdict:" in out
+    _discard([update])
