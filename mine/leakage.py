@@ -45,9 +45,10 @@ from mine.model import Manifest, build_model, prepare_inputs, prepare_targets
 from mine.train import train
 
 __all__ = [
-    "CONFIDENT_LABEL", "Finding", "LabelRecovery", "check_update", "image_shape", "label_confidence", "auc", "class_mean_baseline", "dp_auc_bound", "invert_first_layer", "invert_update", "label_set_scores",
-    "local_update", "match_reconstructions", "membership_scores", "psnr", "recover_labels", "reidentified",
-    "ssim",
+    "CONFIDENT_LABEL", "Finding", "LabelRecovery", "auc", "check_update", "class_mean_baseline",
+    "dp_auc_bound", "image_shape", "invert_first_layer", "invert_update", "label_confidence",
+    "label_set_scores", "local_update", "match_reconstructions", "membership_scores", "psnr",
+    "recover_labels", "reidentified", "ssim",
 ]
 
 State = Mapping[str, torch.Tensor]
@@ -295,15 +296,16 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float, shape: tuple[int, int]) -> float:
-    """Structural similarity (Wang et al. 2004) of two images: Gaussian window σ = 1.5, reflected
-    edges, K1 = 0.01, K2 = 0.03, averaged over the image (skimage's ``gaussian_weights=True``)."""
+    """Structural similarity (Wang et al. 2004) of two images: Gaussian window σ = 1.5 cut at 9×9,
+    reflected edges, K1 = 0.01, K2 = 0.03, population statistics, averaged over every pixel (no
+    border crop: digits are only 8×8, smaller than the window skimage would insist on)."""
     from scipy.ndimage import gaussian_filter
 
     x = np.asarray(a, np.float64).reshape(shape)
     y = np.asarray(b, np.float64).reshape(shape)
 
     def blur(v: np.ndarray) -> np.ndarray:
-        return gaussian_filter(v, sigma=1.5, truncate=3.5 / 1.5 * 1.0, mode="reflect")
+        return gaussian_filter(v, sigma=1.5, truncate=4.0 / 1.5, mode="reflect")
 
     mx, my = blur(x), blur(y)
     vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
