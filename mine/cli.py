@@ -170,7 +170,7 @@ def cli(ctx: click.Context, home_dir: Path | None, rpc: str | None, sonar: str |
     """mine — keep your data in a local mine, train bounty models on it, get paid for improvements.
 
     \b
-    Data owner:   init, account, vault, bounties, train, submit, status, withdraw
+    Data owner:   init, account, vault, bounties, train, privacy check, submit, status, withdraw
     Model owner:  model template, bounty create|close, evaluate, audit
     Content:      ipfs add|cat|export
     Everything:   demo
