@@ -508,8 +508,9 @@ def check_update(manifest: Manifest, base: State, delta: State, X: np.ndarray, y
         findings.append(Finding("membership (loss drop)", f"AUC {score:.2f}", "no DP: no bound (chance 0.50)",
                                 "exposed" if score > 0.6 else "at chance"))
     else:
-        bound = dp_auc_bound(dp.epsilon, dp.delta, group=2)
+        bound = dp_auc_bound(dp.epsilon, dp.delta, group=2)  # this comparison is the replace-one game
+        add_remove = dp_auc_bound(dp.epsilon, dp.delta)
         findings.append(Finding("membership (loss drop)", f"AUC {score:.2f}",
-                                f"bound {bound:.3f} at ε = {dp.epsilon:.2f} (chance 0.50)",
-                                "within bound" if score <= bound else "exposed"))
+                                f"ε = {dp.epsilon:.2f} allows {bound:.3f} (replace-one; add/remove "
+                                f"{add_remove:.3f}); chance 0.50", "within bound" if score <= bound else "exposed"))
     return findings
