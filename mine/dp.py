@@ -246,10 +246,20 @@ DEFAULT_DP_REGRESSION = DEFAULT_DP.replace(lr=10.0)
 
 
 def default_settings(manifest: Manifest) -> DPSettings:
-    """A model's DP defaults: the manifest's ``training.dp`` if the owner set them, else ours for its task."""
-    if "dp" in manifest.training:
-        return DPSettings.from_dict(manifest.training["dp"])
-    return DEFAULT_DP if manifest.task == "classification" else DEFAULT_DP_REGRESSION
+    """A model's DP defaults: ours for its task, with the manifest's ``training.dp`` on top.
+
+    A partial ``training.dp`` (say ``{"target_epsilon": 8}``) keeps the tuned values of the rest.
+    """
+    base = DEFAULT_DP if manifest.task == "classification" else DEFAULT_DP_REGRESSION
+    overrides = manifest.training.get("dp")
+    if not overrides:
+        return base
+    if not isinstance(overrides, Mapping):
+        raise ValidationError("manifest 'training.dp' must be an object of DP settings")
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(DPSettings)})
+    if unknown:
+        raise ValidationError(f"unknown DP setting(s) {unknown} in the manifest's training.dp")
+    return base.replace(**dict(overrides))
 
 
 @dataclasses.dataclass(frozen=True)

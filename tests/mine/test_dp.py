@@ -122,6 +122,11 @@ def test_default_settings_come_from_the_manifest_or_the_task() -> None:
     custom = M.Manifest.from_dict({**digits.to_dict(), "training": {**digits.training,
                                                                     "dp": {"target_epsilon": 2.0, "steps": 5}}})
     assert M.Manifest.from_json(custom.to_json()) == custom
-    assert dp.default_settings(custom) == dp.DPSettings(target_epsilon=2.0, steps=5)
+    assert dp.default_settings(custom) == dp.DEFAULT_DP.replace(target_epsilon=2.0, steps=5)
+    fixed = M.Manifest.from_dict({**digits.to_dict(), "training": {**digits.training, "dp": {"noise_multiplier": 3.0}}})
+    assert dp.default_settings(fixed).noise_multiplier == 3.0 and dp.default_settings(fixed).target_epsilon is None
+    odd = M.Manifest.from_dict({**digits.to_dict(), "training": {**digits.training, "dp": {"clip": 1.0}}})
+    with pytest.raises(ValidationError, match="unknown DP setting"):
+        dp.default_settings(odd)
     with pytest.raises(ValidationError, match="training.dp"):
         M.Manifest.from_dict({**digits.to_dict(), "training": {**digits.training, "dp": [1]}})
