@@ -211,6 +211,26 @@ def demo_table(d: dict[str, Any], f: dict[str, Any] | None) -> Table:
     return t
 
 
+def privacy_table(p: dict[str, Any]) -> Table:
+    t = Table("update", "DP (ε)", "labels: precision / recall (chance)", "exact at n=1", "reconstruction PSNR / SSIM",
+              "class-mean image", "re-identified (chance; class-mean image)", "membership AUC", "AUC bound (replace-one / add-remove)",
+              title="Leakage of one miner's update (digits MLP, demo settings; mean over trials)")
+    if _failed(t, p, 9):
+        return t
+    for r in p["rows"]:
+        recon = f"IG {r['ig_psnr']:.1f} dB / {r['ig_ssim']:.2f}"
+        if r.get("first_layer_psnr") is not None:
+            recon += f"; 1st layer {r['first_layer_psnr']:.1f} / {r['first_layer_ssim']:.2f}"
+        t.add_row(f"{r['case']}: {r['rows']} rows, {r['trials']} updates ({r['inversions']} inverted)",
+                  f"on ({r['epsilon']:.2f})" if r["dp"] else "off",
+                  f"{r['label_precision']:.2f} / {r['label_recall']:.2f} ({r['label_chance_precision']:.2f})",
+                  f"{r['labels_exact']:.0%}" if "labels_exact" in r else "",
+                  recon, f"{r['baseline_psnr']:.1f} dB / {r['baseline_ssim']:.2f}",
+                  f"{r['reidentified']:.1%} ({r['reid_chance']:.2%}; {r['reid_class_mean']:.1%})", f"{r['membership_auc']:.2f}",
+                  f"{r['auc_bound']:.3f} / {r['auc_bound_add_remove']:.3f}" if r["dp"] else "1 (no DP)")
+    return t
+
+
 def goals_table(goals: dict[str, Any]) -> Table:
     t = Table("goal", "value", "target", "", title="Goals")
     for name, g in goals.items():
@@ -239,6 +259,8 @@ def render(results: dict[str, Any], console: Console) -> None:
     f = results.get("flower")
     if f:
         console.print(f"FedAvg: {f.get('implementation') or f.get('error') or f.get('skipped')}")
+    if "privacy" in results:
+        console.print(privacy_table(results["privacy"]))
     console.print(goals_table(goals))
     sections = results.get("seconds", {})
     if sections:

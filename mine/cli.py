@@ -170,7 +170,7 @@ def cli(ctx: click.Context, home_dir: Path | None, rpc: str | None, sonar: str |
     """mine — keep your data in a local mine, train bounty models on it, get paid for improvements.
 
     \b
-    Data owner:   init, account, vault, bounties, train, submit, status, withdraw
+    Data owner:   init, account, vault, bounties, train, privacy check, submit, status, withdraw
     Model owner:  model template, bounty create|close, evaluate, audit
     Content:      ipfs add|cat|export
     Everything:   demo
@@ -783,6 +783,101 @@ def model_template(obj: Ctx, dataset: str, vault_name: str | None) -> None:
         X, _y, columns = Vault(obj.home()).load(vault_name)
         manifest = with_normalization(manifest, select_features(X, columns, list(manifest.features)))
     click.echo(manifest.to_json().decode())
+
+
+# ---------------------------------------------------------------------- privacy
+
+
+@cli.group()
+def privacy() -> None:
+    """What an update gives away: run the standard attacks on your own update before sending it."""
+
+
+def _public_reference(manifest: Any, X: Any) -> tuple[Any, Any] | None:
+    """The bundled dataset with the manifest's schema, without the miner's own rows (or None)."""
+    import numpy as np
+
+    from mine import datasets
+
+    for name in datasets.DATASETS:
+        names, target = datasets.schema(name)
+        if names == list(manifest.features) and target == manifest.target:
+            ds = datasets.load(name)
+            mine_rows = {row.tobytes() for row in np.asarray(X, np.float32)}
+            keep = np.array([row.tobytes() not in mine_rows for row in ds.X])
+            return ds.X[keep], ds.y[keep]
+    return None
+
+
+@privacy.command("check")
+@click.argument("update", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dataset", required=True, help="Vault dataset the update was trained on.")
+@click.option("--reference", default=None,
+              help="Vault dataset of rows NOT in the update (re-identification population, membership "
+                   "non-members). Default: the bundled dataset with the same schema, minus your rows.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Manifest JSON of the base model (with --base; default: fetch the update's base version).")
+@click.option("--base", "base_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Base weights (safetensors) the update was trained from (with --model).")
+@click.option("--steps", type=click.IntRange(10, 5000), default=300, show_default=True,
+              help="Optimisation steps of the gradient inversion.")
+@pass_ctx
+def privacy_check(obj: Ctx, update: Path, dataset: str, reference: str | None, model_path: Path | None,
+                  base_path: Path | None, steps: int) -> None:
+    """Attack UPDATE (an outbox file) as anyone who reads it could, and say what it leaks."""
+    import numpy as np
+
+    from mine import leakage
+    from mine.datasets import select_features
+    from mine.model import Manifest, load_weights, read_metadata, read_update
+    from mine.vault import Vault
+
+    data = update.read_bytes()
+    metadata = read_metadata(data)
+    if (model_path is None) != (base_path is None):
+        raise click.BadParameter("give both --model and --base, or neither (then the base version is fetched)")
+    if model_path is not None and base_path is not None:
+        manifest = Manifest.from_json(model_path.read_bytes())
+        base = load_weights(manifest, base_path.read_bytes())
+    else:
+        from mine.versions import load_version
+
+        if "bounty" not in metadata or "base_version" not in metadata:
+            raise ValidationError(f"{update.name} does not name its bounty and base version; pass --model and --base")
+        loaded = load_version(obj.client(with_account=False), obj.store(), int(metadata["bounty"]),
+                              int(metadata["base_version"]))
+        manifest, base = loaded.manifest, loaded.state
+    delta, metadata = read_update(manifest, data)
+    dp, optimizer = None, str(manifest.training["optimizer"])
+    if metadata.get("dp", "off") != "off":
+        from mine.dp import default_settings, parse_dp_metadata
+
+        dp = parse_dp_metadata(metadata["dp"])
+        optimizer = default_settings(manifest).optimizer or optimizer  # what `mine train` used
+    vault = Vault(obj.home())
+    X, y, columns = vault.load(dataset)
+    X = select_features(X, columns, list(manifest.features)).astype(np.float32, copy=False)
+    if reference is not None:
+        X_r, y_r, cols_r = vault.load(reference)
+        ref = (select_features(X_r, cols_r, list(manifest.features)).astype(np.float32, copy=False), y_r)
+    else:
+        ref = _public_reference(manifest, X)
+    with progress("attacking the update", None):
+        findings = leakage.check_update(manifest, base, delta, X, y, dp=dp, X_ref=ref[0] if ref else None,
+                                        y_ref=ref[1] if ref else None, steps=steps, optimizer=optimizer)
+    colour = {"exposed": "red", "partial": "yellow"}
+    table = Table("attack", "result", "reference", "verdict",
+                  title=f"{update.name}: {len(y)} rows, " + (f"DP ε = {dp.epsilon:.2f}, δ = {dp.delta:.1e}" if dp else "no DP"))
+    for f in findings:
+        style = colour.get(f.verdict)
+        table.add_row(f.attack, f.result, f.reference, f"[{style}]{f.verdict}[/]" if style else f.verdict)
+    out_console.print(table)
+    exposed = [f.attack for f in findings if f.verdict in ("exposed", "partial")]
+    if exposed:
+        out_console.print(f"verdict: LEAKS — {', '.join(exposed)}. Train with DP (without --no-dp), a smaller ε, "
+                          "or pool more rows before sending this update.")
+    else:
+        out_console.print("verdict: no measured leak — every attack is at chance or within the DP bound.")
 
 
 # ---------------------------------------------------------------------- content store

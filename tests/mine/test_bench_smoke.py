@@ -43,7 +43,7 @@ def test_every_section_ran(quick: tuple[dict[str, Any], str, Path]) -> None:
     results, text, _ = quick
     for section in SECTIONS:
         assert "error" not in results[section], f"{section}: {results[section].get('traceback')}"
-    for title in ("Gas per transaction", "Throughput and overhead", "End to end", "Goals"):
+    for title in ("Gas per transaction", "Throughput and overhead", "End to end", "Leakage of one miner's update", "Goals"):
         assert title in text
     assert results["quick"] is True
     assert set(results["seconds"]) == {*SECTIONS, "total"}
@@ -58,6 +58,9 @@ def test_results_layout(quick: tuple[dict[str, Any], str, Path]) -> None:
     assert {"client_submissions_per_s", "raw_tx_per_s", "ratio"} <= set(results["chain"])
     assert {"timings_s", "final_score", "centralized_score", "malicious_accepted"} <= set(results["demo"])
     assert {"implementation", "fedavg_all", "fedavg_honest_only", "ours"} <= set(results["flower"])
+    assert {"rows", "default_dp", "steps"} <= set(results["privacy"])
+    assert {(r["case"], r["dp"]) for r in results["privacy"]["rows"]} == \
+        {(c, dp) for c in ("n=1", "n=8", "n=32", "shards") for dp in (False, True)}
     assert results["flower"]["same_attackers_as_demo"] is True
     assert {"cores", "cpu", "versions"} <= set(results["machine"])
     assert results["goals"], "no goals recorded"

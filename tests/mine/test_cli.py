@@ -156,6 +156,16 @@ def test_without_dp_same_seed_gives_same_update_bytes_and_says_dp_off(world: Wor
     _discard([first, second])
 
 
+def test_privacy_check_attacks_an_outbox_update_against_its_fetched_base(world: World, posted: int) -> None:
+    existing = set((world.miner_home / "outbox").glob("*.safetensors"))
+    world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "2", "--no-dp")
+    (update,) = _new_updates(world, existing)
+    out = world.miner("privacy", "check", str(update), "--dataset", "private", "--steps", "20").output
+    assert "no DP" in out and "label set" in out and "membership" in out and "re-identification" in out
+    assert "verdict:" in out
+    _discard([update])
+
+
 def test_dp_update_records_epsilon_of_the_accountant_and_nothing_about_the_data(world: World, posted: int) -> None:
     existing = set((world.miner_home / "outbox").glob("*.safetensors"))
     out = world.miner("train", str(posted), "--dataset", "private", "--epsilon", "2.5", "--seed", "7")
@@ -471,3 +481,4 @@ def test_model_template_is_a_valid_normalized_manifest(world: World) -> None:
     normalized = Manifest.from_json(
         world.owner("model", "template", "digits", "--normalize-from", "validation").output.encode())
     assert normalized.normalization is not None and normalized.features == plain.features
+
