@@ -43,6 +43,14 @@ class Validation:
         """The validation set read from `path` (already parsed into X, y), committed to by its SHA-256."""
         return cls(select_features(X, columns, list(manifest.features)), y, file_commitment(path.read_bytes()))
 
+    @classmethod
+    def from_vault(cls, vault: Any, name: str, manifest: Manifest) -> Validation:
+        """The vault dataset ``name`` with its subgroup labels (``mine vault add ... --group COLUMN``)."""
+        from mine.vault import load_validation
+
+        data = load_validation(vault, name, list(manifest.features))
+        return cls(data.X, data.y, file_commitment(data.path.read_bytes()), data.groups)
+
 
 @dataclass
 class EvalRecord:

@@ -160,14 +160,17 @@ def check_improvement(score_before: float, score_after: float, *, higher_is_bett
 
 
 def check_subgroups(before: Mapping[str, float], after: Mapping[str, float], *, higher_is_better: bool,
-                    tolerance: float) -> Rejection | None:
+                    tolerance: float, relative: bool = False) -> Rejection | None:
     """Code 3 if any subgroup's score gets worse by more than ``tolerance`` (fixed-point compared).
 
-    A worsening of exactly ``tolerance`` passes. A subgroup missing from ``after`` fails.
+    A worsening of exactly ``tolerance`` passes. A subgroup missing from ``after`` fails. With
+    ``relative`` (used for error metrics such as MSE, whose scale is the target's) the allowed
+    worsening of a group is ``tolerance * |its score before|``. Subgroups are classes by default, or
+    the owner's group column (``mine vault add ... --group COLUMN``; keys like ``"site=2"``).
     """
     if not (tolerance >= 0 and math.isfinite(tolerance)):
         raise ValidationError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
-    allowed = score_to_chain(tolerance)
+    allowed_abs = score_to_chain(tolerance)
     worst: tuple[int, str] | None = None
     for key in sorted(before):
         if key not in after:
@@ -176,14 +179,16 @@ def check_subgroups(before: Mapping[str, float], after: Mapping[str, float], *, 
         if not (math.isfinite(b) and math.isfinite(a)):
             return Rejection(SUBGROUP_REGRESSION, f"subgroup {key!r} score is not finite ({b!r} -> {a!r})")
         loss = -_gain(b, a, higher_is_better)
+        allowed = score_to_chain(tolerance * abs(b)) if relative else allowed_abs
         if loss > allowed and (worst is None or loss > worst[0]):
             worst = (loss, key)
     if worst is None:
         return None
     key = worst[1]
+    limit = f"{tolerance:.6f} x {abs(before[key]):.6f}" if relative else f"{tolerance:.6f}"
     return Rejection(SUBGROUP_REGRESSION,
                      f"subgroup {key!r} got worse: {before[key]:.6f} -> {after[key]:.6f} "
-                     f"(by {worst[0] / 1e6:.6f}, tolerance {tolerance:.6f})")
+                     f"(by {worst[0] / 1e6:.6f}, tolerance {limit})")
 
 
 def _robust_limit(accepted_norms: Sequence[float], factor: float) -> tuple[float, float, float]:
@@ -324,7 +329,8 @@ class DefaultPolicy:
     Settings (keyword-only):
 
     * ``min_improvement`` — margin the overall score must improve by (0 = any strict gain);
-    * ``subgroup_tolerance`` — largest allowed worsening of any subgroup (class) score;
+    * ``subgroup_tolerance`` — largest allowed worsening of any subgroup score (classes, or the owner's
+      group column); for an error metric (MSE) a fraction of the group's score before;
     * ``outlier_factor`` — robust z-score above which an update norm is an outlier (code 4);
     * ``min_history`` — accepted norms needed before outlier checks and clipping apply;
     * ``history_window`` — only the most recent this-many accepted norms are used;
@@ -383,7 +389,7 @@ class DefaultPolicy:
                                 min_improvement=self.min_improvement)
         if rej is None:
             rej = check_subgroups(before.per_group, after.per_group, higher_is_better=manifest.higher_is_better,
-                                  tolerance=self.subgroup_tolerance)
+                                  tolerance=self.subgroup_tolerance, relative=not manifest.higher_is_better)
         if rej is not None:
             return _rejected(rej, before, norm=norm, meta=meta, after=after, clip=clip)
         return Decision(True, ACCEPTED, "accepted", before.score, after.score, new_state, norm,

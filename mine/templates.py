@@ -27,7 +27,7 @@ from mine.errors import ValidationError
 from mine.layers import model_state, spec_of_module
 from mine.manifest import LOSSES, METRICS, Manifest
 
-__all__ = ["MODELS", "default_manifest", "import_sequential", "load_owner_module", "template_manifest",
+__all__ = ["MODELS", "default_manifest", "import_sequential", "infer_task", "load_owner_module", "template_manifest",
            "with_normalization"]
 
 #: Architectures of :func:`default_manifest`.
@@ -123,7 +123,7 @@ def default_manifest(dataset: str, model: str = "mlp") -> Manifest:
                     max_weight_bytes=4 << 10)
 
 
-def _infer_task(y: np.ndarray, task: str | None) -> tuple[str, int | None]:
+def infer_task(y: np.ndarray, task: str | None) -> tuple[str, int | None]:
     y = np.asarray(y)
     integral = y.dtype.kind in "biu" or bool(np.all(np.asarray(y, dtype=np.float64) == np.round(y)))
     if task is None:
@@ -156,7 +156,7 @@ def template_manifest(name: str, X: np.ndarray, y: np.ndarray, features: Sequenc
     row-major order) the channels of the CNN's convolution blocks. The normalization is the table's
     column mean/std (``normalize=False``: none). ``max_weight_bytes`` is the model's size plus 50 %.
     """
-    task, num_classes = _infer_task(y, task)
+    task, num_classes = infer_task(y, task)
     out = num_classes or 1
     feats = [str(f) for f in features]
     widths = [int(h) for h in hidden]
