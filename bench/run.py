@@ -27,8 +27,8 @@ GOAL_NAMES = {
     "gas": ("gas_commit", "gas_reveal", "gas_evaluate_accept", "gas_withdraw"),
     "chain": ("chain_client_vs_raw",),
     "store": ("store_cid_vs_sha256",),
-    "train": ("train_overhead",),
-    "demo": ("demo_no_malicious_accepted",),
+    "train": ("train_overhead", "train_overhead_cnn"),
+    "demo": ("demo_no_malicious_accepted", "demo_cnn_no_malicious_accepted"),
     "flower": (),
 }
 

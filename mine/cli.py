@@ -738,6 +738,8 @@ def ipfs_export(obj: Ctx, cid: str, out: Path) -> None:
 
 @cli.command()
 @click.option("--dataset", type=click.Choice(["digits", "breast_cancer", "diabetes"]), default="digits", show_default=True)
+@click.option("--model", "demo_model", type=click.Choice(["mlp", "cnn"]), default="mlp", show_default=True,
+              help="cnn: digits as 1x8x8 images through a small CNN.")
 @click.option("--miners", type=click.IntRange(1, 25), default=8, show_default=True)
 @click.option("--malicious", type=click.IntRange(0, 25), default=2, show_default=True)
 @click.option("--attack", type=click.Choice(["label_flip", "noise", "scale", "backdoor"]), default="label_flip", show_default=True)
@@ -747,14 +749,16 @@ def ipfs_export(obj: Ctx, cid: str, out: Path) -> None:
 @click.option("--rpc", "demo_rpc", default=None, help="Use this chain instead of starting anvil.")
 @click.option("--ipfs-api", "demo_ipfs", default=None, help="Use this IPFS node instead of the embedded store.")
 @pass_ctx
-def demo(obj: Ctx, dataset: str, miners: int, malicious: int, attack: str, rounds: int, seed: int, out_dir: Path,
+def demo(obj: Ctx, dataset: str, demo_model: str, miners: int, malicious: int, attack: str, rounds: int, seed: int, out_dir: Path,
          demo_rpc: str | None, demo_ipfs: str | None) -> None:
     """Run the whole marketplace locally: 1 owner, N miners (K malicious), R rounds; writes a report."""
     from mine.demo import DemoSettings, run_demo
 
     if malicious > miners:
         raise click.BadParameter("--malicious cannot exceed --miners")
-    settings = DemoSettings(dataset=dataset, miners=miners, malicious=malicious, attack=attack, rounds=rounds,
+    if demo_model == "cnn" and dataset != "digits":
+        raise click.BadParameter("--model cnn needs --dataset digits (the only image dataset)")
+    settings = DemoSettings(dataset=dataset, model=demo_model, miners=miners, malicious=malicious, attack=attack, rounds=rounds,
                             seed=seed, out=out_dir, rpc=demo_rpc or obj.rpc, ipfs_api=demo_ipfs or obj.store_spec,
                             sonar=obj.sonar)
     run_demo(settings, console=out_console, progress_console=err_console)
