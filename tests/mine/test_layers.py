@@ -93,6 +93,7 @@ def test_layer_builds_trains_and_round_trips(kind: str) -> None:
     assert M.load_weights(manifest, data).keys() == after.keys()
 
 
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 @pytest.mark.parametrize("kind", ["Conv2d", "GroupNorm", "Embedding", "Conv1d"])
 def test_layer_trains_with_opacus_per_sample_gradients(kind: str) -> None:
     from opacus import GradSampleModule
