@@ -545,6 +545,9 @@ def evaluate_cmd(obj: Ctx, bounty_id: int, policy: str | None, watch: bool, inte
     def show(rec: Any) -> None:
         verdict = "accepted" if rec.accepted else f"rejected ({rec.reason})"
         out_console.print(f"#{rec.index} {rec.miner[:10]}…: {verdict}; score {rec.score_before:.4f} → {rec.score_after:.4f}")
+        if rec.per_group:
+            out_console.print("    " + ", ".join(f"{k} {b:.4f} → {a:.4f}" for k, (b, a) in sorted(rec.per_group.items())),
+                              markup=False, highlight=False)
 
     while True:
         records, current = evaluate_pending(client, store, owned, val, on_record=show, current=current)

@@ -65,6 +65,8 @@ class EvalRecord:
     reward: int = 0
     version: int | None = None
     seconds: float = 0.0
+    #: subgroup -> (score before, score after), when the validation set has a group column
+    per_group: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -189,6 +191,9 @@ def evaluate_pending(
                 record = EvalRecord(index, sub.miner, False, code, reason, decision.score_before,
                                     decision.score_after, decision.norm)
             record.seconds = time.perf_counter() - started
+            if val.groups is not None:
+                record.per_group = {k: (v, decision.per_group_after.get(k, float("nan")))
+                                    for k, v in decision.per_group_before.items()}
         owned.evaluations.append(asdict(record))
         records.append(record)
         if on_record:

@@ -86,6 +86,7 @@ def test_template_from_an_arbitrary_csv_posts_a_bounty_a_miner_trains_and_the_ow
     assert "hospital" not in text
     assert manifest.normalization is not None
     assert "accepted 1 of 1" in evaluated.output, evaluated.output
+    assert all(f"hospital={h} " in evaluated.output for h in range(3))  # per-group scores in the report
     assert sonar.submission(bounty_id, 0).status == SubmissionStatus.ACCEPTED
     assert sonar.bounty(bounty_id).latest_version == 1
 
