@@ -118,6 +118,7 @@ class Manifest:
     normalization: dict[str, list[float]] | None = None
     training: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(DEFAULT_TRAINING))
     max_weight_bytes: int = DEFAULT_MAX_WEIGHT_BYTES
+    _cost: Cost = dataclasses.field(init=False, repr=False, compare=False)
 
     # ----------------------------------------------------------------------------- validation
     def __post_init__(self) -> None:  # noqa: C901 - one linear list of checks
@@ -248,7 +249,7 @@ class Manifest:
     @property
     def cost(self) -> Cost:
         """Per-example shapes and cost of the model (:func:`mine.layers.walk`), computed at validation."""
-        return self._cost  # type: ignore[attr-defined, no-any-return]
+        return self._cost
 
     @property
     def flops_per_example(self) -> int:
