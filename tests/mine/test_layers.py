@@ -258,3 +258,48 @@ def test_subclass_of_a_whitelisted_layer_is_refused() -> None:
     with pytest.raises(ValidationError, match="Sneaky"):
         M.import_sequential(net, name="x", features=[f"f{i}" for i in range(16)], target="t",
                             task="classification", num_classes=3)
+
+
+# --------------------------------------------------------------------------- shape propagation vs torch
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_small = st.integers(1, 4)
+_channels = st.sampled_from([2, 4])
+_layer = st.one_of(
+    st.builds(lambda c, k, s, p, d, g: {"type": "Conv2d", "in_channels": c, "out_channels": c * g // g, "kernel_size": k,
+                                        "stride": s, "padding": p, "dilation": d},
+              _channels, st.one_of(_small, st.lists(_small, min_size=2, max_size=2)), st.integers(1, 2),
+              st.integers(0, 2), st.integers(1, 2), st.just(1)),
+    st.builds(lambda c, o, k, s, p: {"type": "Conv1d", "in_channels": c, "out_channels": o, "kernel_size": k,
+                                     "stride": s, "padding": p}, _channels, _channels, _small, st.integers(1, 2),
+              st.integers(0, 2)),
+    st.builds(lambda t, k, s, p: {"type": t, "kernel_size": k, "stride": s, "padding": p},
+              st.sampled_from(["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d"]), st.integers(1, 3),
+              st.one_of(st.none(), st.integers(1, 2)), st.integers(0, 1)),
+    st.builds(lambda o: {"type": "AdaptiveAvgPool2d", "output_size": o}, st.integers(1, 3)),
+    st.builds(lambda g, c: {"type": "GroupNorm", "num_groups": g, "num_channels": c}, st.sampled_from([1, 2]),
+              st.sampled_from([2, 4])),
+    st.builds(lambda n: {"type": "LayerNorm", "normalized_shape": n}, _small),
+    st.builds(lambda i, o: {"type": "Linear", "in_features": i, "out_features": o}, _small, _small),
+    st.builds(lambda s: {"type": "Unflatten", "unflattened_size": s}, st.lists(_small, min_size=1, max_size=3)),
+    st.sampled_from([{"type": "Flatten"}, {"type": "ReLU"}, {"type": "GELU"}, {"type": "Dropout", "p": 0.1}]),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_layer, min_size=1, max_size=5), st.sampled_from([(8,), (2, 6), (2, 4, 4), (4, 5), (4, 3, 3)]))
+def test_shape_walk_agrees_with_torch(specs: list[dict[str, Any]], input_shape: tuple[int, ...]) -> None:
+    """Whatever the integer walk accepts, torch runs with exactly that output shape; what it refuses
+    is refused with a ValidationError (never another exception)."""
+    try:
+        layers = [L.normalize_layer(i, s) for i, s in enumerate(specs)]
+        cost = L.walk(layers, input_shape)
+    except ValidationError:
+        return
+    model = torch.nn.Sequential(*(L.layer_module(s) for s in layers)).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, *input_shape))
+    assert tuple(out.shape) == (2, *cost.output_shape)
+    assert sum(p.numel() for p in model.parameters()) == cost.parameters
