@@ -289,9 +289,9 @@ def vault_list(obj: Ctx) -> None:
     """List registered datasets."""
     from mine.vault import Vault
 
-    table = Table("name", "rows", "features", "target", "path")
+    table = Table("name", "rows", "features", "target", "group", "path")
     for ds in Vault(obj.home()).list():
-        table.add_row(ds.name, str(ds.rows), str(len(ds.features)), ds.target, ds.path)
+        table.add_row(ds.name, str(ds.rows), str(len(ds.features)), ds.target, ds.group or "-", ds.path)
     out_console.print(table)
 
 

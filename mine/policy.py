@@ -10,7 +10,7 @@ code  rule                   meaning
 ====  =====================  ==============================================================
 1     :func:`check_structure`  wrong tensor names/shapes/dtype, NaN/Inf, or too large
 2     :func:`check_improvement` the validation score does not improve by the margin
-3     :func:`check_subgroups`   some subgroup (class) gets worse by more than the tolerance
+3     :func:`check_subgroups`   some subgroup (class, or owner's group) gets worse beyond tolerance
 4     :func:`check_outlier`     the update norm is an outlier among accepted updates
 5     (client)                 unreadable: fetch / CID / parse failure
 ====  =====================  ==============================================================

@@ -87,6 +87,9 @@ def test_template_from_an_arbitrary_csv_posts_a_bounty_a_miner_trains_and_the_ow
     assert manifest.normalization is not None
     assert "accepted 1 of 1" in evaluated.output, evaluated.output
     assert all(f"hospital={h} " in evaluated.output for h in range(3))  # per-group scores in the report
+    audited = runner.invoke(cli, ["--home", str(miner_home), "--rpc", rpc_url, "--sonar", sonar.address, "--store", store,
+                                  "audit", str(bounty_id), "--validation", str(val_csv), "--group", "hospital"])
+    assert audited.exit_code == 0 and "0 reported score(s) do not reproduce" in audited.output, audited.output
     assert sonar.submission(bounty_id, 0).status == SubmissionStatus.ACCEPTED
     assert sonar.bounty(bounty_id).latest_version == 1
 
