@@ -104,7 +104,9 @@ class Manifest:
     update file accepted).
 
     Every instance is validated in ``__post_init__`` and normalised (layer defaults filled in,
-    numbers coerced), so ``to_json`` is canonical.
+    numbers coerced), so ``to_json`` is canonical. Validation includes the model's cost
+    (:attr:`cost`: the input shape walked through the layers) against :data:`MAX_FLOPS_PER_EXAMPLE`,
+    :data:`MAX_TRAIN_MEMORY_BYTES` and ``max_weight_bytes``, before anything is built.
     """
 
     name: str
@@ -200,10 +202,17 @@ class Manifest:
         tr = self.training
         if not isinstance(tr, Mapping):
             raise ValidationError("manifest 'training' must be an object with epochs, lr, batch_size, optimizer")
-        unknown = sorted(set(tr) - set(DEFAULT_TRAINING))
+        unknown = sorted(set(tr) - set(DEFAULT_TRAINING) - {"dp"})
         if unknown:
-            raise ValidationError(f"manifest 'training' has unknown key(s) {unknown}; allowed: {sorted(DEFAULT_TRAINING)}")
+            raise ValidationError(
+                f"manifest 'training' has unknown key(s) {unknown}; allowed: {sorted([*DEFAULT_TRAINING, 'dp'])}")
         merged = {**DEFAULT_TRAINING, **tr}
+        if "dp" in merged:  # the DP-SGD defaults for miners (checked fully by mine.dp.DPSettings.from_dict)
+            dp = merged["dp"]
+            if not isinstance(dp, Mapping) or len(dp) > 16 or not all(
+                    isinstance(k, str) and (v is None or isinstance(v, (int, float, str))) for k, v in dp.items()):
+                raise ValidationError("manifest 'training.dp' must be an object of DP settings (numbers or names)")
+            merged["dp"] = dict(dp)
         merged["epochs"] = int(check_arg("training", "epochs", Arg(int, None, 1, 10_000), merged["epochs"]))
         merged["lr"] = check_arg("training", "lr", Arg(float, None, 0.0, 10.0, lo_open=True), merged["lr"])
         merged["batch_size"] = int(check_arg("training", "batch_size", Arg(int, None, 1, 1 << 20), merged["batch_size"]))
@@ -266,6 +275,17 @@ class Manifest:
         """
         c, batch = self.cost, int(self.training["batch_size"])
         return 4 * (batch * (2 * c.activations + len(self.features) + c.parameters) + 4 * c.parameters)
+
+    @property
+    def max_train_batch(self) -> int:
+        """Largest batch whose training step stays within :data:`MAX_TRAIN_MEMORY_BYTES` (at least 1).
+
+        A trainer whose batch is set by something else than ``training.batch_size`` (DP-SGD's
+        sampling rate over the whole dataset, for instance) should split physical batches to this size.
+        """
+        c = self.cost
+        per_row = 4 * (2 * c.activations + len(self.features) + c.parameters)
+        return max(1, (MAX_TRAIN_MEMORY_BYTES - 16 * c.parameters) // per_row)
 
     @property
     def eval_chunk_rows(self) -> int:

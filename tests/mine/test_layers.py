@@ -303,3 +303,21 @@ def test_shape_walk_agrees_with_torch(specs: list[dict[str, Any]], input_shape: 
         out = model(torch.randn(2, *input_shape))
     assert tuple(out.shape) == (2, *cost.output_shape)
     assert sum(p.numel() for p in model.parameters()) == cost.parameters
+
+
+def test_max_train_batch_fits_the_memory_bound() -> None:
+    for manifest in (M.default_manifest("digits"), M.default_manifest("digits", "cnn")):
+        fits = M.Manifest.from_dict({**manifest.to_dict(), "training": {"batch_size": min(manifest.max_train_batch, 1 << 20)}})
+        assert fits.train_memory_bytes <= M.MAX_TRAIN_MEMORY_BYTES
+        if manifest.max_train_batch < 1 << 20:
+            with pytest.raises(ValidationError, match="MiB"):
+                M.Manifest.from_dict({**manifest.to_dict(), "training": {"batch_size": manifest.max_train_batch + 1}})
+
+
+def test_training_dp_settings_are_kept() -> None:
+    d = M.default_manifest("digits").to_dict()
+    d["training"]["dp"] = {"noise_multiplier": 1.1, "max_grad_norm": 1.0}
+    assert M.Manifest.from_dict(d).training["dp"] == {"noise_multiplier": 1.1, "max_grad_norm": 1.0}
+    d["training"]["dp"] = {"noise_multiplier": [1]}
+    with pytest.raises(ValidationError, match="training.dp"):
+        M.Manifest.from_dict(d)
