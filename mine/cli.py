@@ -283,6 +283,18 @@ def vault_add(obj: Ctx, name: str, file: Path, target: str, group: str | None) -
                       f"sha256 {ds.sha256[:16]}…")
 
 
+def _validation_with_groups(vault_: Any, name: str, manifest: Any) -> Any:
+    """The owner's validation set ``name`` for ``manifest``, with its subgroup labels if it was added
+    with ``--group`` (the group column is not among the model's inputs)."""
+    from mine.owner import Validation
+    from mine.vault import load_validation
+
+    data = load_validation(vault_, name, list(manifest.features))
+    val = Validation.from_file(data.path, data.X, data.y, list(manifest.features), manifest)
+    val.groups = data.groups
+    return val
+
+
 @vault.command("list")
 @pass_ctx
 def vault_list(obj: Ctx) -> None:
@@ -497,7 +509,7 @@ def bounty_create(obj: Ctx, model_path: Path, weights: Path | None, validation: 
         state = load_weights(manifest, weights.read_bytes(), max_bytes=manifest.max_weight_bytes)
     else:
         state = build_model(manifest, seed=seed).state_dict()
-    val = Validation.from_vault(Vault(home), validation, manifest)
+    val = _validation_with_groups(Vault(home), validation, manifest)
     client = obj.client()
     bid, cid, initial = create_bounty(
         client, obj.store(), manifest, state, val, reward=parse_amount(reward), target=target,
@@ -538,16 +550,13 @@ def evaluate_cmd(obj: Ctx, bounty_id: int, policy: str | None, watch: bool, inte
     client = obj.client()
     store = obj.store()
     current = load_version(client, store, bounty_id)
-    val = Validation.from_vault(Vault(home), owned.validation, current.manifest)
+    val = _validation_with_groups(Vault(home), owned.validation, current.manifest)
     accepted = rejected = 0
     started = time.perf_counter()
 
     def show(rec: Any) -> None:
         verdict = "accepted" if rec.accepted else f"rejected ({rec.reason})"
         out_console.print(f"#{rec.index} {rec.miner[:10]}…: {verdict}; score {rec.score_before:.4f} → {rec.score_after:.4f}")
-        if rec.per_group:
-            out_console.print("    " + ", ".join(f"{k} {b:.4f} → {a:.4f}" for k, (b, a) in sorted(rec.per_group.items())),
-                              markup=False, highlight=False)
 
     while True:
         records, current = evaluate_pending(client, store, owned, val, on_record=show, current=current)
@@ -558,6 +567,19 @@ def evaluate_cmd(obj: Ctx, bounty_id: int, policy: str | None, watch: bool, inte
             break
         time.sleep(interval)
     out_console.print(f"accepted {accepted} of {accepted + rejected} updates in {time.perf_counter() - started:.1f} s")
+    _print_group_scores(current, val)
+
+
+def _print_group_scores(current: Any, val: Any) -> None:
+    """Per-subgroup scores of the current model version, when the validation set has a group column."""
+    if val.groups is None:
+        return
+    from mine.owner import score_model
+
+    score, per_group = score_model(current.manifest, current.state, val)
+    groups = ", ".join(f"{k} {v:.4f}" for k, v in sorted(per_group.items()))
+    out_console.print(f"version {current.version} ({current.manifest.metric} {score:.4f}) per group: {groups}",
+                      markup=False, highlight=False)
 
 
 @cli.command()

@@ -222,7 +222,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
             miners.append(MinerState(f"miner{i}", i not in malicious, home, client))
 
         console.print(
-            f"[bold]Sonar demo[/]: {settings.dataset} ({manifest.name}), {settings.miners} miners ({settings.malicious} malicious: "
+            f"[bold]Sonar demo[/]: {settings.dataset}, {settings.miners} miners ({settings.malicious} malicious: "
             f"{settings.attack}), {settings.rounds} rounds; bounty {bounty_id} with {settings.reward_wei / ETHER:g} ETH, "
             f"model {model_cid}, initial score {initial_score:.4f}"
         )

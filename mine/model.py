@@ -23,6 +23,7 @@ Conventions
 
 from __future__ import annotations
 
+from mine.errors import ValidationError, VaultError  # noqa: F401 - reachable as mine.model.X, as before the split
 from mine.inputs import prepare_inputs, prepare_targets
 from mine.layers import LAYERS, MAX_WIDTH, build_model, model_state, parameter_shapes
 from mine.manifest import (DEFAULT_MAX_WEIGHT_BYTES, DEFAULT_TRAINING, LOSSES, MAX_FLOPS_PER_EXAMPLE, MAX_LAYERS,

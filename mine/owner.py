@@ -43,14 +43,6 @@ class Validation:
         """The validation set read from `path` (already parsed into X, y), committed to by its SHA-256."""
         return cls(select_features(X, columns, list(manifest.features)), y, file_commitment(path.read_bytes()))
 
-    @classmethod
-    def from_vault(cls, vault: Any, name: str, manifest: Manifest) -> Validation:
-        """The vault dataset ``name`` with its subgroup labels (``mine vault add ... --group COLUMN``)."""
-        from mine.vault import load_validation
-
-        data = load_validation(vault, name, list(manifest.features))
-        return cls(data.X, data.y, file_commitment(data.path.read_bytes()), data.groups)
-
 
 @dataclass
 class EvalRecord:
@@ -65,8 +57,6 @@ class EvalRecord:
     reward: int = 0
     version: int | None = None
     seconds: float = 0.0
-    #: subgroup -> (score before, score after), when the validation set has a group column
-    per_group: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -191,9 +181,6 @@ def evaluate_pending(
                 record = EvalRecord(index, sub.miner, False, code, reason, decision.score_before,
                                     decision.score_after, decision.norm)
             record.seconds = time.perf_counter() - started
-            if val.groups is not None:
-                record.per_group = {k: (v, decision.per_group_after.get(k, float("nan")))
-                                    for k, v in decision.per_group_before.items()}
         owned.evaluations.append(asdict(record))
         records.append(record)
         if on_record:

@@ -10,7 +10,7 @@ code  rule                   meaning
 ====  =====================  ==============================================================
 1     :func:`check_structure`  wrong tensor names/shapes/dtype, NaN/Inf, or too large
 2     :func:`check_improvement` the validation score does not improve by the margin
-3     :func:`check_subgroups`   some subgroup (class, or owner's group) gets worse beyond tolerance
+3     :func:`check_subgroups`   some subgroup (class) gets worse by more than the tolerance
 4     :func:`check_outlier`     the update norm is an outlier among accepted updates
 5     (client)                 unreadable: fetch / CID / parse failure
 ====  =====================  ==============================================================
@@ -160,16 +160,19 @@ def check_improvement(score_before: float, score_after: float, *, higher_is_bett
 
 
 def check_subgroups(before: Mapping[str, float], after: Mapping[str, float], *, higher_is_better: bool,
-                    tolerance: float, relative: bool = False) -> Rejection | None:
+                    tolerance: float, relative: bool | None = None) -> Rejection | None:
     """Code 3 if any subgroup's score gets worse by more than ``tolerance`` (fixed-point compared).
 
     A worsening of exactly ``tolerance`` passes. A subgroup missing from ``after`` fails. With
-    ``relative`` (used for error metrics such as MSE, whose scale is the target's) the allowed
-    worsening of a group is ``tolerance * |its score before|``. Subgroups are classes by default, or
+    ``relative`` (the default for error metrics such as MSE, i.e. when ``higher_is_better`` is
+    false: their scale is the target's) the allowed worsening of a group is
+    ``tolerance * |its score before|``; accuracies compare absolutely. Subgroups are classes by default, or
     the owner's group column (``mine vault add ... --group COLUMN``; keys like ``"site=2"``).
     """
     if not (tolerance >= 0 and math.isfinite(tolerance)):
         raise ValidationError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    if relative is None:
+        relative = not higher_is_better
     allowed_abs = score_to_chain(tolerance)
     worst: tuple[int, str] | None = None
     for key in sorted(before):
@@ -389,7 +392,7 @@ class DefaultPolicy:
                                 min_improvement=self.min_improvement)
         if rej is None:
             rej = check_subgroups(before.per_group, after.per_group, higher_is_better=manifest.higher_is_better,
-                                  tolerance=self.subgroup_tolerance, relative=not manifest.higher_is_better)
+                                  tolerance=self.subgroup_tolerance)
         if rej is not None:
             return _rejected(rej, before, norm=norm, meta=meta, after=after, clip=clip)
         return Decision(True, ACCEPTED, "accepted", before.score, after.score, new_state, norm,

@@ -38,23 +38,3 @@ def test_small_demo_writes_summary_and_report(tmp_path: Path, dataset: str, atta
     report = (out / "report.html").read_text()
     assert "<svg" in report and "http" not in report.replace("http://www.w3.org", "")
     assert "miner0" in result.output
-
-
-def test_cnn_demo_trains_a_convolutional_model_through_the_market(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    result = CliRunner().invoke(
-        cli, ["demo", "--model", "cnn", "--miners", "3", "--malicious", "1", "--attack", "label_flip",
-              "--rounds", "2", "--seed", "1", "--out", str(out)],
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["model"] == "digits-cnn" and summary["metric"] == "accuracy"
-    assert len(summary["model_versions"]) >= 2  # at least one update made it through the owner's checks
-    assert summary["final_score"] > summary["initial_score"]
-    assert summary["audit"]["mismatches"] == []
-
-
-def test_cnn_demo_needs_digits(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["demo", "--model", "cnn", "--dataset", "diabetes", "--out", str(tmp_path)])
-    assert result.exit_code != 0 and "--model cnn needs --dataset digits" in result.output

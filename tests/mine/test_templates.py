@@ -86,7 +86,8 @@ def test_template_from_an_arbitrary_csv_posts_a_bounty_a_miner_trains_and_the_ow
     assert "hospital" not in text
     assert manifest.normalization is not None
     assert "accepted 1 of 1" in evaluated.output, evaluated.output
-    assert all(f"hospital={h} " in evaluated.output for h in range(3))  # per-group scores in the report
+    assert "version 1 (accuracy" in evaluated.output  # per-group scores of the new version
+    assert all(f"hospital={h} " in evaluated.output for h in range(3))
     audited = runner.invoke(cli, ["--home", str(miner_home), "--rpc", rpc_url, "--sonar", sonar.address, "--store", store,
                                   "audit", str(bounty_id), "--validation", str(val_csv), "--group", "hospital"])
     assert audited.exit_code == 0 and "0 reported score(s) do not reproduce" in audited.output, audited.output
