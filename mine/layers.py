@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import torch
 
@@ -510,7 +510,7 @@ def spec_of_module(index: int, module: torch.nn.Module) -> dict[str, Any]:
         hint = "; use GroupNorm instead" if kind.startswith("BatchNorm") else ""
         raise ValidationError(f"{where} is not an allowed layer{hint}; allowed: {', '.join(sorted(LAYERS))}")
 
-    def refuse(what: str) -> None:
+    def refuse(what: str) -> NoReturn:
         raise ValidationError(f"{where}: {what} cannot be expressed in a manifest")
 
     m: Any = module
@@ -566,4 +566,3 @@ def spec_of_module(index: int, module: torch.nn.Module) -> dict[str, Any]:
             refuse("padding_idx / max_norm / scale_grad_by_freq / sparse")
         return {"type": kind, "num_embeddings": m.num_embeddings, "embedding_dim": m.embedding_dim}
     refuse("this configuration")  # pragma: no cover - every whitelisted kind returned above
-    raise AssertionError
