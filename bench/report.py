@@ -175,6 +175,12 @@ def speed_table(r: dict[str, Any], goals: dict[str, Any]) -> Table:
                   f"{tr['ratio_wall']}x", "", "")
         t.add_row("", "  vs textbook loop (default Adam, min)", f"{tr['mine_min_s']:.4f} s",
                   f"{tr['textbook_torch_s']:.4f} s", f"{tr['mine_vs_textbook']}x", "", "")
+        cnn = tr.get("cnn")
+        if cnn:
+            goal = goals.get("train_overhead_cnn")
+            t.add_row("", f"mine.train, digits CNN, {cnn['epochs']} epochs (median of {cnn['runs']} pairs)",
+                      f"{cnn['mine_s']:.4f} s", f"bare torch loop {cnn['bare_torch_s']:.4f} s", f"{cnn['ratio']}x",
+                      goal["goal"] if goal else "", _met(goal))
     ch = r.get("chain")
     if ch is not None and not _failed(t, ch, 7):
         goal = goals.get("chain_client_vs_raw")
@@ -200,6 +206,13 @@ def demo_table(d: dict[str, Any], f: dict[str, Any] | None) -> Table:
     t.add_row(f"mine demo ({d['dataset']}, {d['miners']} miners, {d['malicious']} {d['attack']}, {d['rounds']} rounds)",
               f"{d['final_score']:.4f}", f"{d['final_vs_centralized']:.3f}x of {d['centralized_score']:.4f}",
               f"{d['malicious_accepted']} of {d['malicious_submitted']}", f"{ts['total']:.1f}", split)
+    cnn = d.get("cnn")
+    if cnn:
+        cs = cnn["timings_s"]
+        t.add_row("mine demo --model cnn (digits as 1x8x8 images, same split)", f"{cnn['final_score']:.4f}",
+                  f"{cnn['final_vs_centralized']:.3f}x of {cnn['centralized_score']:.4f}",
+                  f"{cnn['malicious_accepted']} of {cnn['malicious_submitted']}", f"{cs['total']:.1f}",
+                  ", ".join(f"{k} {cs[k]:.1f}" for k in ("train", "chain", "store", "evaluate", "other") if k in cs))
     if f and "error" not in f and "fedavg_all" in f:
         c = d["centralized_score"]
         for key, what in (("fedavg_all", f"all {f['clients']} clients"),

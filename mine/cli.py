@@ -267,15 +267,32 @@ def vault() -> None:
 @click.argument("name")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--target", required=True, help="Name of the label/target column.")
+@click.option("--group", default=None,
+              help="A column that is a subgroup key (e.g. site, age band), not a feature: the owner's subgroup "
+                   "rule protects each of its values; it never reaches the model.")
 @pass_ctx
-def vault_add(obj: Ctx, name: str, file: Path, target: str) -> None:
+def vault_add(obj: Ctx, name: str, file: Path, target: str, group: str | None) -> None:
     """Register FILE (CSV with a header row, or NPZ) as dataset NAME."""
     from mine.vault import Vault
 
     home = obj.home()
     home.load_config()
-    ds = Vault(home).add(name, file, target=target)
-    out_console.print(f"added {ds.name}: {ds.rows} rows, {len(ds.features)} features, target {ds.target}, sha256 {ds.sha256[:16]}…")
+    ds = Vault(home).add(name, file, target=target, group=group)
+    grouped = f", groups by {ds.group}" if ds.group else ""
+    out_console.print(f"added {ds.name}: {ds.rows} rows, {len(ds.features)} features, target {ds.target}{grouped}, "
+                      f"sha256 {ds.sha256[:16]}…")
+
+
+def _validation_with_groups(vault_: Any, name: str, manifest: Any) -> Any:
+    """The owner's validation set ``name`` for ``manifest``, with its subgroup labels if it was added
+    with ``--group`` (the group column is not among the model's inputs)."""
+    from mine.owner import Validation
+    from mine.vault import load_validation
+
+    data = load_validation(vault_, name, list(manifest.features))
+    val = Validation.from_file(data.path, data.X, data.y, list(manifest.features), manifest)
+    val.groups = data.groups
+    return val
 
 
 @vault.command("list")
@@ -284,9 +301,9 @@ def vault_list(obj: Ctx) -> None:
     """List registered datasets."""
     from mine.vault import Vault
 
-    table = Table("name", "rows", "features", "target", "path")
+    table = Table("name", "rows", "features", "target", "group", "path")
     for ds in Vault(obj.home()).list():
-        table.add_row(ds.name, str(ds.rows), str(len(ds.features)), ds.target, ds.path)
+        table.add_row(ds.name, str(ds.rows), str(len(ds.features)), ds.target, ds.group or "-", ds.path)
     out_console.print(table)
 
 
@@ -620,10 +637,7 @@ def bounty_create(obj: Ctx, model_path: Path, weights: Path | None, validation: 
         state = load_weights(manifest, weights.read_bytes(), max_bytes=manifest.max_weight_bytes)
     else:
         state = build_model(manifest, seed=seed).state_dict()
-    vault_ = Vault(home)
-    ds = vault_.get(validation)
-    X, y, columns = vault_.load(validation)
-    val = Validation.from_file(Path(ds.path), X, y, columns, manifest)
+    val = _validation_with_groups(Vault(home), validation, manifest)
     client = obj.client()
     try:
         owned, cid, initial = create_bounty(
@@ -648,9 +662,7 @@ def _owner_validation(obj: Ctx, bounty_id: int) -> tuple[Any, Any, Any, Any, Any
     client = obj.client()
     store = obj.store()
     current = load_version(client, store, bounty_id)
-    vault_ = Vault(home)
-    X, y, columns = vault_.load(owned.validation)
-    val = Validation.from_file(Path(vault_.get(owned.validation).path), X, y, columns, current.manifest)
+    val = _validation_with_groups(Vault(home), owned.validation, current.manifest)
     return owned, client, store, current, val
 
 
@@ -726,19 +738,34 @@ def evaluate_cmd(obj: Ctx, bounty_id: int, watch: bool, min_round: int, max_wait
             break
         time.sleep(interval)
     out_console.print(f"accepted {accepted} of {total} updates in {time.perf_counter() - started:.1f} s")
+    _print_group_scores(current, val)
+
+
+def _print_group_scores(current: Any, val: Any) -> None:
+    """Per-subgroup scores of the current model version, when the validation set has a group column."""
+    if val.groups is None:
+        return
+    from mine.owner import score_model
+
+    score, per_group = score_model(current.manifest, current.state, val)
+    groups = ", ".join(f"{k} {v:.4f}" for k, v in sorted(per_group.items()))
+    out_console.print(f"version {current.version} ({current.manifest.metric} {score:.4f}) per group: {groups}",
+                      markup=False, highlight=False)
 
 
 @cli.command()
 @click.argument("bounty_id", type=int)
 @click.option("--validation", "validation_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Use this validation file instead of the one in the revealed audit bundle.")
+@click.option("--group", "group_col", default=None, help="The owner's subgroup column, if the bounty used one.")
 @pass_ctx
-def audit(obj: Ctx, bounty_id: int, validation_file: Path | None) -> None:
+def audit(obj: Ctx, bounty_id: int, validation_file: Path | None, group_col: str | None) -> None:
     """Replay every round (verdicts, shares, score, weights) from chain + store + audit bundle; exit 7 on a mismatch."""
     import tempfile
 
-    from mine.datasets import read_table
+    from mine.datasets import read_table, select_features
     from mine.owner import Validation, audit as do_audit, fetch_audit_bundle, save_audit_result
+    from mine.vault import group_labels
     from mine.versions import load_version
 
     client = obj.client(with_account=False)
@@ -752,6 +779,8 @@ def audit(obj: Ctx, bounty_id: int, validation_file: Path | None) -> None:
         path.write_bytes(data)
         X, y, columns = read_table(path, target=manifest.target)
         val = Validation.from_file(path, X, y, columns, manifest)
+        if group_col:
+            val.groups = group_labels(group_col, select_features(X, columns, [group_col])[:, 0])
     checked, findings = do_audit(client, store, bounty_id, val, secret_key)
     if obj.home().exists():
         save_audit_result(obj.home(), client, bounty_id, checked, findings)
@@ -767,22 +796,106 @@ def model() -> None:
     """Model manifests (declarative architecture, loss, metric, training defaults)."""
 
 
+def _int_list(text: str | None, what: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers like {what}") from None
+
+
 @model.command("template")
-@click.argument("dataset", type=click.Choice(["digits", "breast_cancer", "diabetes"]))
+@click.argument("dataset", required=False, type=click.Choice(["digits", "breast_cancer", "diabetes"]))
+@click.option("--from-dataset", "from_dataset", default=None,
+              help="Vault dataset: a manifest for its columns, target, class count and statistics.")
+@click.option("--hidden", default=None, help="Hidden widths, e.g. 64,32 (with --image: conv channels, e.g. 16,32).")
+@click.option("--task", type=click.Choice(["classification", "regression"]), default=None,
+              help="Default: classification for a target of at most 100 integer classes 0..K-1, else regression.")
+@click.option("--image", default=None, help="C,H,W: the features are an image (row-major); the model is a small CNN.")
+@click.option("--model", "arch", type=click.Choice(["mlp", "cnn"]), default="mlp", show_default=True,
+              help="Architecture for a bundled DATASET (cnn: digits only).")
 @click.option("--normalize-from", "vault_name", default=None,
-              help="Vault dataset whose column mean/std become the manifest's input normalization.")
+              help="Vault dataset whose column mean/std become the manifest's input normalization (bundled schemas).")
 @pass_ctx
-def model_template(obj: Ctx, dataset: str, vault_name: str | None) -> None:
-    """Print the standard manifest for a bundled dataset's schema (redirect it to a file)."""
+def model_template(obj: Ctx, dataset: str | None, from_dataset: str | None, hidden: str | None, task: str | None,
+                   image: str | None, arch: str, vault_name: str | None) -> None:
+    """Print a manifest: a bundled DATASET's standard one, or one for any vault dataset (--from-dataset)."""
     from mine.datasets import select_features
-    from mine.model import default_manifest, with_normalization
+    from mine.model import default_manifest, template_manifest, with_normalization
     from mine.vault import Vault
 
-    manifest = default_manifest(dataset)
-    if vault_name:
-        X, _y, columns = Vault(obj.home()).load(vault_name)
-        manifest = with_normalization(manifest, select_features(X, columns, list(manifest.features)))
+    if (dataset is None) == (from_dataset is None):
+        raise click.UsageError("give either a bundled DATASET or --from-dataset NAME")
+    if from_dataset:
+        vault_ = Vault(obj.home())
+        X, y, columns = vault_.load(from_dataset)
+        widths = _int_list(hidden, "64,32")
+        manifest = template_manifest(from_dataset, X, y, columns, vault_.get(from_dataset).target, task=task,
+                                     hidden=(16, 32) if widths is None and image else (64, 32) if widths is None
+                                     else widths, image=_int_list(image, "1,8,8"))
+    else:
+        assert dataset is not None
+        manifest = default_manifest(dataset, arch)
+        if vault_name:
+            X, _y, columns = Vault(obj.home()).load(vault_name)
+            manifest = with_normalization(manifest, select_features(X, columns, list(manifest.features)))
     click.echo(manifest.to_json().decode())
+
+
+@model.command("import")
+@click.argument("source")
+@click.option("--dataset", required=True, help="Vault dataset giving the input columns, target and statistics.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Weights for the model: .safetensors, or a state_dict saved by torch.save (.pt/.pth).")
+@click.option("--task", type=click.Choice(["classification", "regression"]), default=None,
+              help="Default: inferred from the dataset's target.")
+@click.option("--name", default=None, help="Model name (default: the object's name).")
+@click.option("--normalize/--no-normalize", default=True, show_default=True,
+              help="Normalize inputs with the dataset's column mean/std (off if your model expects raw inputs).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for manifest.json and weights.safetensors.")
+@pass_ctx
+def model_import(obj: Ctx, source: str, dataset: str, weights: Path | None, task: str | None, name: str | None,
+                 normalize: bool, out_dir: Path) -> None:
+    """Turn your own torch.nn.Sequential (SOURCE = my_models.py:net) into a manifest + safetensors weights.
+
+    \b
+    This RUNS your Python file: use it with your own code, on your own machine. What you publish is
+    only the resulting JSON and safetensors; miners never execute code. Modules outside the layer
+    whitelist are refused by name.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from mine.model import import_sequential, state_to_bytes, with_normalization
+    from mine.templates import infer_task, load_owner_module
+    from mine.vault import Vault
+
+    vault_ = Vault(obj.home())
+    X, y, columns = vault_.load(dataset)
+    task_, num_classes = infer_task(y, task)
+    net = load_owner_module(source)
+    state = None
+    if weights is not None:
+        if weights.suffix == ".safetensors":
+            state = load_file(str(weights))
+        else:
+            loaded = torch.load(weights, map_location="cpu", weights_only=True)
+            if not isinstance(loaded, dict):
+                raise ValidationError(f"{weights} does not hold a state_dict (a dict of tensors)")
+            state = loaded
+    manifest, state = import_sequential(net, name=name or source.rpartition(":")[2], features=columns,
+                                        target=vault_.get(dataset).target, task=task_, num_classes=num_classes,
+                                        state=state)
+    if normalize and not manifest.token_inputs:
+        manifest = with_normalization(manifest, X)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").write_bytes(manifest.to_json())
+    (out_dir / "weights.safetensors").write_bytes(state_to_bytes(state))
+    out_console.print(f"wrote {out_dir / 'manifest.json'} and {out_dir / 'weights.safetensors'}: "
+                      f"{len(manifest.layers)} layers, {manifest.parameter_count} parameters, "
+                      f"{manifest.flops_per_example} FLOPs per example")
 
 
 # ---------------------------------------------------------------------- privacy
@@ -924,6 +1037,8 @@ def ipfs_export(obj: Ctx, cid: str, out: Path) -> None:
 
 @cli.command()
 @click.option("--dataset", type=click.Choice(["digits", "breast_cancer", "diabetes"]), default="digits", show_default=True)
+@click.option("--model", "demo_model", type=click.Choice(["mlp", "cnn"]), default="mlp", show_default=True,
+              help="cnn: digits as 1x8x8 images through a small CNN.")
 @click.option("--miners", type=click.IntRange(1, 25), default=8, show_default=True)
 @click.option("--malicious", type=click.IntRange(0, 25), default=2, show_default=True)
 @click.option("--attack", type=click.Choice(["label_flip", "noise", "scale", "backdoor"]), default="label_flip", show_default=True)
@@ -935,14 +1050,16 @@ def ipfs_export(obj: Ctx, cid: str, out: Path) -> None:
 @click.option("--dp/--no-dp", "use_dp", default=True, show_default=True,
               help="Miners train with DP-SGD (the manifest's training.dp, else mine.dp's default) or plainly.")
 @pass_ctx
-def demo(obj: Ctx, dataset: str, miners: int, malicious: int, attack: str, rounds: int, seed: int, out_dir: Path,
-         demo_rpc: str | None, demo_ipfs: str | None, use_dp: bool) -> None:
+def demo(obj: Ctx, dataset: str, demo_model: str, miners: int, malicious: int, attack: str, rounds: int, seed: int,
+         out_dir: Path, demo_rpc: str | None, demo_ipfs: str | None, use_dp: bool) -> None:
     """Run the whole marketplace locally: 1 owner, N miners (K malicious), R rounds; writes a report."""
     from mine.demo import DemoSettings, run_demo
 
     if malicious > miners:
         raise click.BadParameter("--malicious cannot exceed --miners")
-    settings = DemoSettings(dataset=dataset, miners=miners, malicious=malicious, attack=attack, rounds=rounds,
+    if demo_model == "cnn" and dataset != "digits":
+        raise click.BadParameter("--model cnn needs --dataset digits (the only image dataset)")
+    settings = DemoSettings(dataset=dataset, model=demo_model, miners=miners, malicious=malicious, attack=attack, rounds=rounds,
                             seed=seed, out=out_dir, rpc=demo_rpc or obj.rpc, ipfs_api=demo_ipfs or obj.store_spec,
                             sonar=obj.sonar, dp=use_dp)
     run_demo(settings, console=out_console, progress_console=err_console)

@@ -59,6 +59,7 @@ POLICY_SETTINGS: dict[str, dict[str, Any]] = {
 @dataclass
 class DemoSettings:
     dataset: str = "digits"
+    model: str = "mlp"  # "cnn": digits as 1x8x8 images through a small CNN (mine.templates.default_manifest)
     miners: int = 8
     malicious: int = 2
     attack: str = "label_flip"
@@ -169,7 +170,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
         split.y_train, settings.miners, alpha=DIRICHLET_ALPHA, seed=settings.seed, min_size=10, task=data.task
     )
     malicious = set(rng.choice(settings.miners, size=settings.malicious, replace=False).tolist())
-    manifest = with_normalization(default_manifest(settings.dataset), split.X_val)
+    manifest = with_normalization(default_manifest(settings.dataset, settings.model), split.X_val)
     if settings.dataset in TRAINING:
         manifest = dataclasses.replace(manifest, training=TRAINING[settings.dataset])
     num_classes = manifest.num_classes
@@ -314,7 +315,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
     paid = int(final_bounty.paid)
     timings["total"] = time.perf_counter() - t_start
     summary: dict[str, Any] = {
-        "dataset": settings.dataset, "metric": manifest.metric, "attack": settings.attack,
+        "dataset": settings.dataset, "model": manifest.name, "metric": manifest.metric, "attack": settings.attack,
         "miners": settings.miners, "malicious": settings.malicious, "malicious_miners": sorted(f"miner{i}" for i in malicious),
         "rounds": settings.rounds, "seed": settings.seed, "bounty_id": bounty_id, "dp": settings.dp,
         "initial_score": initial_score, "final_score": final_score, "centralized_score": centralized,

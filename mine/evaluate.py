@@ -38,7 +38,8 @@ __all__ = ["EvalResult", "SCORE_SCALE", "deterministic", "evaluate", "predict", 
 #: Fixed-point scale of on-chain scores (the contract's ``SCORE_SCALE``).
 SCORE_SCALE = 1_000_000
 _UINT64_MAX = 2**64 - 1
-#: Rows per forward pass during evaluation (fixed, so results do not depend on memory settings).
+#: Rows per forward pass during evaluation (fixed per manifest, so results do not depend on memory
+#: settings; smaller for models with large activations, see ``Manifest.eval_chunk_rows``).
 CHUNK_ROWS = 8192
 
 
@@ -77,7 +78,8 @@ def predict(model: torch.nn.Module, X: np.ndarray | torch.Tensor, manifest: Mani
     model.eval()
     try:
         with deterministic(), torch.inference_mode():
-            outs = [model(xt[i:i + CHUNK_ROWS]) for i in range(0, xt.shape[0], CHUNK_ROWS)]
+            rows = min(CHUNK_ROWS, manifest.eval_chunk_rows)
+            outs = [model(xt[i:i + rows]) for i in range(0, xt.shape[0], rows)]
     finally:
         model.train(was_training)
     if not outs:

@@ -178,14 +178,20 @@ def check_improvement(score_before: float, score_after: float, *, higher_is_bett
 
 
 def check_subgroups(before: Mapping[str, float], after: Mapping[str, float], *, higher_is_better: bool,
-                    tolerance: float) -> Rejection | None:
+                    tolerance: float, relative: bool | None = None) -> Rejection | None:
     """Code 3 if any subgroup's score gets worse by more than ``tolerance`` (fixed-point compared).
 
-    A worsening of exactly ``tolerance`` passes. A subgroup missing from ``after`` fails.
+    A worsening of exactly ``tolerance`` passes. A subgroup missing from ``after`` fails. With
+    ``relative`` (the default for error metrics such as MSE, i.e. when ``higher_is_better`` is
+    false: their scale is the target's) the allowed worsening of a group is
+    ``tolerance * |its score before|``; accuracies compare absolutely. Subgroups are classes by default, or
+    the owner's group column (``mine vault add ... --group COLUMN``; keys like ``"site=2"``).
     """
     if not (tolerance >= 0 and math.isfinite(tolerance)):
         raise ValidationError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
-    allowed = score_to_chain(tolerance)
+    if relative is None:
+        relative = not higher_is_better
+    allowed_abs = score_to_chain(tolerance)
     worst: tuple[int, str] | None = None
     for key in sorted(before):
         if key not in after:
@@ -194,14 +200,16 @@ def check_subgroups(before: Mapping[str, float], after: Mapping[str, float], *, 
         if not (math.isfinite(b) and math.isfinite(a)):
             return Rejection(SUBGROUP_REGRESSION, f"subgroup {key!r} score is not finite ({b!r} -> {a!r})")
         loss = -_gain(b, a, higher_is_better)
+        allowed = score_to_chain(tolerance * abs(b)) if relative else allowed_abs
         if loss > allowed and (worst is None or loss > worst[0]):
             worst = (loss, key)
     if worst is None:
         return None
     key = worst[1]
+    limit = f"{tolerance:.6f} x {abs(before[key]):.6f}" if relative else f"{tolerance:.6f}"
     return Rejection(SUBGROUP_REGRESSION,
                      f"subgroup {key!r} got worse: {before[key]:.6f} -> {after[key]:.6f} "
-                     f"(by {worst[0] / 1e6:.6f}, tolerance {tolerance:.6f})")
+                     f"(by {worst[0] / 1e6:.6f}, tolerance {limit})")
 
 
 def check_epsilon(dp_metadata: str | None, *, max_epsilon: float | None, max_delta: float = 1e-5) -> Rejection | None:
@@ -373,7 +381,8 @@ class DefaultPolicy:
     Settings (keyword-only):
 
     * ``min_improvement`` — margin the overall score must improve by (0 = any strict gain);
-    * ``subgroup_tolerance`` — largest allowed worsening of any subgroup (class) score;
+    * ``subgroup_tolerance`` — largest allowed worsening of any subgroup score (classes, or the owner's
+      group column); for an error metric (MSE) a fraction of the group's score before;
     * ``outlier_factor`` — robust z-score above which an update norm is an outlier (code 4);
     * ``min_history`` — accepted norms needed before outlier checks and clipping apply;
     * ``history_window`` — only the most recent this-many accepted norms are used;

@@ -47,9 +47,10 @@ def _thread_count(n: int) -> Iterator[None]:
 class TrainResult:
     """Outcome of :func:`train`.
 
-    ``loss`` and ``metric`` are measured on the full local training set *after* training, in eval
-    mode (the manifest's loss, and its metric: accuracy or MSE); ``seconds`` is the wall time of the
-    optimisation loop only.
+    ``loss`` and ``metric`` (the manifest's loss, and its metric: accuracy or MSE) are averaged over
+    the last epoch's batches as they are trained (train mode), unless :func:`train` was called with
+    ``final_pass=True``: then they are measured on the full local training set after training, in
+    eval mode. ``seconds`` is the wall time of the optimisation loop only.
     """
 
     examples: int
@@ -98,6 +99,7 @@ def train(
     optimizer: str | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     threads: int | None = None,
+    final_pass: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place on ``(X, y)`` with the manifest's loss; return a :class:`TrainResult`.
 
@@ -114,6 +116,10 @@ def train(
     picks 1 for models up to :data:`SMALL_MODEL_PARAMS` parameters — for small MLPs extra threads
     only add synchronisation, and on a busy machine spinning OpenMP workers make a 0.06 s run take
     seconds — and leaves torch's setting alone for larger models.
+
+    The reported loss and metric come for free from the last epoch; ``final_pass=True`` spends one
+    more forward pass over the whole training set to measure them on the final weights (for a CNN
+    that pass alone costs about 7 % of a 5-epoch training).
 
     Raises ``VaultError`` when the data does not fit the manifest and ``ValidationError`` for bad
     settings.
@@ -150,21 +156,33 @@ def train(
     with _thread_count(threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model.train()
+        last = epochs - 1
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        correct = torch.zeros((), dtype=torch.int64)
         start = time.perf_counter()
-        for _ in range(epochs):
+        for epoch in range(epochs):
             perm = torch.randperm(n, generator=gen)
             xs, ys = xt[perm], yt[perm]
             for i in range(0, n, batch_size):
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(xs[i:i + batch_size]), ys[i:i + batch_size])
+                out = model(xs[i:i + batch_size])
+                loss = loss_fn(out, ys[i:i + batch_size])
                 loss.backward()
                 opt.step()
+                if epoch == last:  # the reported figures, from what was computed anyway
+                    loss_sum += loss.detach() * out.shape[0]
+                    if classification:
+                        correct += (out.detach().argmax(dim=1) == ys[i:i + batch_size]).sum()
                 if on_batch is not None:
                     done += 1
                     on_batch(done, total)
         seconds = time.perf_counter() - start
 
     model.eval()
+    if not final_pass:
+        final_loss = float(loss_sum) / n
+        return TrainResult(examples=n, loss=final_loss, metric=int(correct) / n if classification else final_loss,
+                           seconds=seconds)
     with _thread_count(threads), torch.inference_mode():
         out = model(xt)
         final_loss = float(loss_fn(out, yt))

@@ -55,6 +55,9 @@ def test_results_layout(quick: tuple[dict[str, Any], str, Path]) -> None:
     assert {"cid_mib_s", "sha256_mib_s", "ratio", "embedded_add_mib_s", "node_add_mib_s", "node_cat_mib_s"} \
         <= set(results["store"])
     assert {"mine_s", "bare_torch_s", "ratio"} <= set(results["train"])
+    assert {"mine_s", "bare_torch_s", "ratio"} <= set(results["train"]["cnn"])
+    assert results["train"]["cnn"]["model"] == "digits-cnn"
+    assert {"final_score", "centralized_score", "malicious_accepted"} <= set(results["demo"]["cnn"])
     assert {"client_submissions_per_s", "raw_tx_per_s", "ratio"} <= set(results["chain"])
     assert {"timings_s", "final_score", "centralized_score", "malicious_accepted"} <= set(results["demo"])
     assert {"implementation", "fedavg_all", "fedavg_honest_only", "ours"} <= set(results["flower"])
@@ -85,6 +88,7 @@ def test_gas_is_deterministic_and_flat(quick: tuple[dict[str, Any], str, Path]) 
 def test_measurements_are_sane(quick: tuple[dict[str, Any], str, Path]) -> None:
     results = quick[0]
     assert results["train"]["same_weights_as_bare"] is True
+    assert results["train"]["cnn"]["same_weights_as_bare"] is True
     assert results["store"]["cid_mib_s"] > 0 and results["store"]["sha256_mib_s"] > 0
     assert results["store"]["node_skipped"] == "not run (--quick)"
     assert results["chain"]["client_submissions_per_s"] > 0 and results["chain"]["raw_tx_per_s"] > 0

@@ -95,7 +95,8 @@ def test_higher_is_better() -> None:
 
 
 BAD_MANIFESTS = [
-    ("unknown layer", lambda d: d["layers"].insert(1, {"type": "Conv2d"}), "unknown layer type 'Conv2d'"),
+    ("unknown layer", lambda d: d["layers"].insert(1, {"type": "Conv3d"}), "unknown layer type 'Conv3d'"),
+    ("batchnorm", lambda d: d["layers"].insert(1, {"type": "BatchNorm1d"}), "use GroupNorm"),
     ("unknown kwarg", lambda d: d["layers"][0].update(activation="gelu"), "unknown argument"),
     ("dropout p=1", lambda d: d["layers"].insert(1, {"type": "Dropout", "p": 1.0}), "out of range"),
     ("width 0", lambda d: d["layers"][0].update(out_features=0), "out of range"),

@@ -92,8 +92,13 @@ def test_check_subgroups_boundaries() -> None:
     r = P.check_subgroups(before, {"0": 1.0, "1": 0.6, "2": 0.3}, higher_is_better=True, tolerance=0.05)
     assert r.code == 3 and "'2'" in r.reason
     # lower is better: a rise of the error is the regression
-    assert P.check_subgroups({"a": 10.0}, {"a": 10.5}, higher_is_better=False, tolerance=0.5) is None
-    assert P.check_subgroups({"a": 10.0}, {"a": 10.500001}, higher_is_better=False, tolerance=0.5).code == 3
+    assert P.check_subgroups({"a": 10.0}, {"a": 10.5}, higher_is_better=False, tolerance=0.5, relative=False) is None
+    assert P.check_subgroups({"a": 10.0}, {"a": 10.500001}, higher_is_better=False, tolerance=0.5,
+                             relative=False).code == 3
+    # error metrics compare relatively by default: 5 % of a group's MSE of 10.0 is 0.5
+    assert P.check_subgroups({"a": 10.0}, {"a": 10.5}, higher_is_better=False, tolerance=0.05) is None
+    r = P.check_subgroups({"a": 10.0, "b": 1.0}, {"a": 10.0, "b": 1.06}, higher_is_better=False, tolerance=0.05)
+    assert r is not None and r.code == 3 and "'b'" in r.reason
     assert P.check_subgroups({"a": 1.0}, {}, higher_is_better=True, tolerance=0.1).code == 3
     assert P.check_subgroups({}, {}, higher_is_better=True, tolerance=0.0) is None
 
