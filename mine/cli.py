@@ -322,7 +322,7 @@ def bounties(obj: Ctx, show_all: bool) -> None:
     """Open bounties, with reward left, deadline, model, and which of my datasets fit."""
     from mine.chain import BountyStatus
     from mine.errors import StoreError
-    from mine.evaluate import score_from_chain
+    from mine.scores import score_from_chain
     from mine.vault import Vault, fits
     from mine.versions import fetch_manifest, fetch_record
     from mine.store import cid_from_chain
@@ -407,7 +407,7 @@ def status(obj: Ctx) -> None:
     """My submissions and their states (finishes interrupted submissions first)."""
     from mine.chain import SubmissionStatus
     from mine.miner import Journal, resume_all
-    from mine.policy import REASONS
+    from mine.reasons import REASONS
 
     home = obj.home()
     home.load_config()

@@ -14,11 +14,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 
 from mine.errors import ChainUnreachableError, ConfigError
+
+if TYPE_CHECKING:  # eth_account is imported where a key is made or read (fast `mine vault`)
+    from eth_account.signers.local import LocalAccount
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +30,8 @@ def dev_account(index: int) -> LocalAccount:
     """The `index`-th funded account of a local anvil/ganache started with the dev mnemonic."""
     if index < 0:
         raise ConfigError(f"dev account index must be >= 0, got {index}")
+    from eth_account import Account
+
     Account.enable_unaudited_hdwallet_features()
     return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
 

@@ -13,17 +13,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from mine.chain import BountyStatus, SonarClient, SubmissionStatus, commitment
-from mine.datasets import select_features
 from mine.errors import ChainError, ValidationError
 from mine.home import MineHome, read_json, write_json_atomic
-from mine.model import build_model, make_update
 from mine.store import Store, cid_to_chain
-from mine.train import train
-from mine.versions import LoadedVersion, load_version
+
+if TYPE_CHECKING:  # torch and numpy are imported by train_update only: `mine status` starts fast
+    import numpy as np
+
+    from mine.versions import LoadedVersion
 
 MAX_UPDATE_BYTES = 64 * 1024 * 1024
 
@@ -60,6 +60,13 @@ def train_update(
 
     `transform` may rewrite the delta before it is written (the demo's simulated attacks use it).
     """
+    import numpy as np
+
+    from mine.datasets import select_features
+    from mine.model import build_model, make_update
+    from mine.train import train
+    from mine.versions import load_version
+
     bounty = client.bounty(bounty_id)
     if bounty.status != BountyStatus.OPEN:
         raise ChainError(f"bounty {bounty_id} is {bounty.status.name.lower()}; it takes no more updates")

@@ -38,6 +38,8 @@ from mine.errors import ValidationError
 from mine.evaluate import EvalResult, evaluate, score_to_chain
 from mine.model import (Manifest, UnreadableError, apply_update, build_model, parameter_shapes, read_update,
                         update_norm)
+from mine.reasons import (ACCEPTED, NO_IMPROVEMENT, OUTLIER_NORM, REASONS, STRUCTURE,  # noqa: F401 - re-exported
+                          SUBGROUP_REGRESSION, UNREADABLE)
 
 __all__ = [
     "ACCEPTED",
@@ -55,19 +57,6 @@ __all__ = [
     "make_policy",
     "norm_bound",
 ]
-
-#: ``reason_code`` of an accepted update.
-ACCEPTED = 0
-STRUCTURE, NO_IMPROVEMENT, SUBGROUP_REGRESSION, OUTLIER_NORM, UNREADABLE = 1, 2, 3, 4, 5
-
-#: Human text of every rejection code (the codes the contract's ``reject`` records).
-REASONS: dict[int, str] = {
-    STRUCTURE: "malformed update (tensor names, shapes, dtype, NaN/Inf or size do not fit the model)",
-    NO_IMPROVEMENT: "no improvement of the validation score",
-    SUBGROUP_REGRESSION: "a validation subgroup got worse beyond the tolerance",
-    OUTLIER_NORM: "update norm is an outlier among accepted updates",
-    UNREADABLE: "update could not be fetched, did not match its CID, or could not be parsed",
-}
 
 #: Floor of the robust spread in :func:`check_outlier`, relative to the median norm.
 MIN_RELATIVE_SPREAD = 0.25

@@ -11,12 +11,13 @@ import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from mine.datasets import read_table
 from mine.errors import VaultError
 from mine.home import MineHome, read_json, write_json_atomic
+
+if TYPE_CHECKING:  # numpy is imported where rows are read, not to list the vault
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class Vault:
         file = file.expanduser().resolve()
         if not file.is_file():
             raise VaultError(f"{file} is not a file")
+        from mine.datasets import read_table
+
         X, _y, features = read_table(file, target=target)
         dataset = Dataset(
             name=name, path=str(file), sha256=file_sha256(file), rows=int(X.shape[0]),
@@ -92,6 +95,8 @@ class Vault:
                 f"dataset {name!r}: {path} changed since it was added (SHA-256 {digest[:12]}… != "
                 f"{dataset.sha256[:12]}…); if the change is intended, remove and add it again"
             )
+        from mine.datasets import read_table
+
         return read_table(path, target=dataset.target)
 
 

@@ -1,0 +1,30 @@
+"""Rejection reason codes: what the owner's policy records on chain, and what they mean.
+
+The numbers are the client's convention (the contract stores a `uint8` it does not interpret).
+Kept apart from :mod:`mine.policy` (which evaluates with torch) so `mine status` can explain a
+rejection without importing torch.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ACCEPTED", "EPSILON_ABOVE_MAX", "NEGATIVE_CONTRIBUTION", "NOT_SUBMITTER", "NO_IMPROVEMENT", "OUTLIER_NORM",
+    "REASONS", "STRUCTURE", "SUBGROUP_REGRESSION", "UNREADABLE",
+]
+
+#: ``reason_code`` of an accepted update.
+ACCEPTED = 0
+STRUCTURE, NO_IMPROVEMENT, SUBGROUP_REGRESSION, OUTLIER_NORM, UNREADABLE = 1, 2, 3, 4, 5
+NOT_SUBMITTER, EPSILON_ABOVE_MAX, NEGATIVE_CONTRIBUTION = 6, 7, 8
+
+#: One line per rejection reason, as `mine status` shows it.
+REASONS: dict[int, str] = {
+    STRUCTURE: "malformed update (tensor names, shapes, dtype, NaN/Inf or size do not fit the model)",
+    NO_IMPROVEMENT: "no improvement of the validation score",
+    SUBGROUP_REGRESSION: "a validation subgroup got worse beyond the tolerance",
+    OUTLIER_NORM: "update norm is an outlier among accepted updates",
+    UNREADABLE: "update could not be fetched, did not match its CID, or could not be parsed",
+    NOT_SUBMITTER: "not the submitter's update (the encrypted update names another miner or bounty)",
+    EPSILON_ABOVE_MAX: "differential-privacy epsilon above the bounty's maximum",
+    NEGATIVE_CONTRIBUTION: "negative contribution to the round's aggregate (leave-one-out on validation loss)",
+}
