@@ -63,6 +63,7 @@ class Ctx:
     def client(self, *, with_account: bool = True) -> Any:
         from mine.chain import SonarClient
         from mine.home import Config, resolve_account
+        from mine.tx import TxSettings
 
         home = self.home()
         config = home.load_config() if home.exists() else Config()
@@ -78,7 +79,9 @@ class Ctx:
             account = resolve_account(home, config, dev_index=self.dev_account, password=password)
         rpc = self.rpc or config.rpc
         expected = config.chain_id if not self.rpc else None
-        return SonarClient.open(rpc, self.sonar or config.sonar, account, expected_chain_id=expected)
+        # fees, confirmations and the per-account nonce lock (shared with other processes of this mine)
+        tx = TxSettings.from_config(config.extra, lock_dir=home.root / "locks" if home.exists() else None)
+        return SonarClient.open(rpc, self.sonar or config.sonar, account, expected_chain_id=expected, tx=tx)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)

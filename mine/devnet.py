@@ -68,12 +68,15 @@ def _wait_for_rpc(port: int, proc: subprocess.Popen[bytes], timeout: float) -> N
 
 @contextlib.contextmanager
 def anvil(
-    *, port: int | None = None, accounts: int = 30, block_time: float | None = None, timeout: float = 20.0
+    *, port: int | None = None, accounts: int = 30, block_time: float | None = None, timeout: float = 20.0,
+    base_fee: int | None = 0,
 ) -> Iterator[str]:
     """Run anvil on 127.0.0.1 for the duration of the block; yields its RPC URL.
 
-    The chain runs the shanghai fork with a zero base fee (what the contracts are compiled for)
-    and `accounts` funded dev accounts. The process is killed on exit, also on errors.
+    The chain runs the shanghai fork (what the contracts are compiled for) with `accounts` funded
+    dev accounts and a base fee of `base_fee` wei (0 by default; None: anvil's own, 1 gwei, which
+    then follows EIP-1559 like a public chain). With `block_time` it mines a block every so many
+    seconds instead of one per transaction. The process is killed on exit, also on errors.
     """
     port = port or free_port()
     cmd = [
@@ -81,11 +84,12 @@ def anvil(
         "--host", "127.0.0.1",
         "--port", str(port),
         "--hardfork", "shanghai",
-        "--block-base-fee-per-gas", "0",
         "--accounts", str(accounts),
         "--mnemonic", DEV_MNEMONIC,
         "--silent",
     ]
+    if base_fee is not None:
+        cmd += ["--block-base-fee-per-gas", str(base_fee)]
     if block_time:
         cmd += ["--block-time", str(block_time)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())

@@ -73,6 +73,6 @@ def main():
     deployer = _deployer()
     confirmations = int(os.environ.get("SONAR_CONFIRMATIONS", "1"))
     sonar = Sonar.deploy({"from": deployer, "required_confs": confirmations})
-    path = record_deployment(chain.id, sonar.address)
+    path = record_deployment(chain.id, sonar.address, sonar.tx.block_number)
     print(f"Sonar deployed at {sonar.address} on chain {chain.id} by {deployer.address} (recorded in {path})")
     return sonar
