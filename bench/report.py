@@ -144,8 +144,11 @@ def speed_table(r: dict[str, Any], goals: dict[str, Any]) -> Table:
                   f"sha256 {st['sha256_mib_s']:,} MiB/s", f"{st['ratio']}x", goal["goal"] if goal else "", _met(goal))
         t.add_row("", "compute_cid, 1 thread", f"{st['cid_1thread_mib_s']:,} MiB/s", "sha256", f"{st['ratio_1thread']}x",
                   "", "")
+        add_goal = goals.get("store_embedded_add_vs_sha256")
         t.add_row("", "embedded add / cat", f"{st['embedded_add_mib_s']:,} / {st['embedded_cat_mib_s']:,} MiB/s",
-                  "sha256", f"{st['embedded_add_vs_sha256']}x", "", "")
+                  "sha256", f"{st['embedded_add_vs_sha256']}x", add_goal["goal"] if add_goal else "", _met(add_goal))
+        if st.get("embedded_add_fsync_mib_s") is not None:
+            t.add_row("", "embedded add, durable (fsync)", f"{st['embedded_add_fsync_mib_s']:,} MiB/s", "", "", "", "")
         if st.get("node_add_mib_s") is not None:
             t.add_row("", "js-ipfs node add / cat", f"{st['node_add_mib_s']:,} / {st['node_cat_mib_s']:,} MiB/s",
                       "sha256", f"{st['node_add_mib_s'] / st['sha256_mib_s']:.3f}x", "", "")
