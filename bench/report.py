@@ -172,6 +172,12 @@ def speed_table(r: dict[str, Any], goals: dict[str, Any]) -> Table:
         t.add_row("chain", "SonarClient commit+reveal", f"{ch['client_submissions_per_s']} subm/s = "
                   f"{ch['client_tx_per_s']} tx/s", f"raw signed transfers {ch['raw_tx_per_s']} tx/s",
                   f"{ch['ratio']}x", goal["goal"] if goal else "", _met(goal))
+        piped = ch.get("pipelined")
+        if piped:
+            pgoal = goals.get("chain_pipelined_client_vs_raw")
+            t.add_row("", "  pipelined (send a round, then wait)", f"{piped['client_tx_per_s']} tx/s",
+                      f"pipelined raw transfers {piped['raw_tx_per_s']} tx/s", f"{piped['ratio']}x",
+                      pgoal["goal"] if pgoal else "", _met(pgoal))
         rpcs = ch.get("rpcs_per_tx")
         if rpcs:
             top = sorted(((v, k) for k, v in rpcs["client"].items() if k != "total"), reverse=True)[:3]
