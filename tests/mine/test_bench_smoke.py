@@ -56,7 +56,11 @@ def test_results_layout(quick: tuple[dict[str, Any], str, Path]) -> None:
     assert {"mine_s", "bare_torch_s", "ratio"} <= set(results["train"])
     assert {"client_submissions_per_s", "raw_tx_per_s", "ratio"} <= set(results["chain"])
     assert {"timings_s", "final_score", "centralized_score", "malicious_accepted"} <= set(results["demo"])
-    assert {"implementation", "fedavg_all", "fedavg_honest_only", "ours"} <= set(results["flower"])
+    assert {"implementation", "fedavg_all", "fedavg_honest_only", "fedtrimmedavg_all", "krum_all", "ours"} \
+        <= set(results["flower"])
+    assert {"seconds", "status_over_import_web3"} <= set(results["cli"])
+    assert {"mine status", "python -c 'import web3'", "mine vault list"} <= set(results["cli"]["seconds"])
+    assert {"client_tx_per_s", "raw_tx_per_s", "ratio"} <= set(results["chain"]["pipelined"])
     assert results["flower"]["same_attackers_as_demo"] is True
     assert {"cores", "cpu", "versions"} <= set(results["machine"])
     assert results["goals"], "no goals recorded"
