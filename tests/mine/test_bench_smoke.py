@@ -108,3 +108,18 @@ def test_cli_entry_point(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "Goals" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--only", "nonsense"])
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / ".venv-flower" / "bin" / "python").exists(),
+                    reason="no .venv-flower (make bench builds it)")
+def test_flower_strategies_agree_with_the_written_out_formulas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import flower
+
+    monkeypatch.setenv("BENCH_FLWR_VENV", str(Path(__file__).resolve().parents[2] / ".venv-flower"))
+    real = flower.run(quick=True)
+    assert real["flwr_version"] is not None and real["implementation"].startswith("Flower ")
+    monkeypatch.setenv("BENCH_FLWR_VENV", str(tmp_path / "none"))
+    plain = flower.run(quick=True)
+    assert plain["flwr_version"] is None
+    for key in ("fedavg_all", "fedavg_honest_only", "fedtrimmedavg_all", "krum_all"):
+        assert real[key]["per_round"] == plain[key]["per_round"], key
