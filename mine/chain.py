@@ -253,6 +253,7 @@ class SonarClient:
         *,
         expected_chain_id: int | None = None,
         tx: TxSettings | None = None,
+        start_block: int | None = None,
     ) -> SonarClient:
         """Connect and check the chain id and that a Sonar contract is at `address`."""
         w3 = connect(rpc_url)
@@ -275,7 +276,9 @@ class SonarClient:
                 f"no contract at {address} on chain {chain_id}: the chain was probably restarted; "
                 "deploy again (`brownie run scripts/deploy.py`) and run `mine init --sonar NEW_ADDRESS`"
             )
-        client = cls(w3, address, account, tx=tx, start_block=recorded_deployment_block(chain_id, address))
+        if start_block is None:
+            start_block = recorded_deployment_block(chain_id, address)
+        client = cls(w3, address, account, tx=tx, start_block=start_block)
         client._chain_id = int(chain_id)
         return client
 

@@ -81,7 +81,9 @@ class Ctx:
         expected = config.chain_id if not self.rpc else None
         # fees, confirmations and the per-account nonce lock (shared with other processes of this mine)
         tx = TxSettings.from_config(config.extra, lock_dir=home.root / "locks" if home.exists() else None)
-        return SonarClient.open(rpc, self.sonar or config.sonar, account, expected_chain_id=expected, tx=tx)
+        start = config.extra.get("sonar_block") if not self.sonar or self.sonar == config.sonar else None
+        return SonarClient.open(rpc, self.sonar or config.sonar, account, expected_chain_id=expected, tx=tx,
+                                start_block=start if isinstance(start, int) else None)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -211,6 +213,10 @@ def init(obj: Ctx, rpc_opt: str | None, sonar_opt: str | None, store_opt: str, g
         w3 = connect(rpc)
         config.chain_id = int(w3.eth.chain_id)
         config.sonar = config.sonar or recorded_deployment(config.chain_id)
+        if config.sonar:  # event scans (status, audit) start at the contract's first block
+            from mine.logs import deployment_block
+
+            config.extra["sonar_block"] = deployment_block(w3, config.sonar)
     home.init(config)
     out_console.print(f"mine at {home.root}: chain {config.chain_id} via {rpc}, Sonar {config.sonar or '(not set)'}, store {store_opt}")
 

@@ -9,13 +9,16 @@ back after successes, so a scan from a contract's deployment block works on any 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from web3.exceptions import Web3Exception
 
 from mine.errors import ChainError
 
-__all__ = ["DEFAULT_MAX_RANGE", "block_windows", "read_logs"]
+if TYPE_CHECKING:
+    from web3 import Web3
+
+__all__ = ["DEFAULT_MAX_RANGE", "block_windows", "deployment_block", "read_logs"]
 
 #: Largest block window asked for at once (most providers accept 2,000–10,000).
 DEFAULT_MAX_RANGE = 2000
@@ -54,3 +57,24 @@ def read_logs(fetch: Callable[[int, int], list[Any]], from_block: int, to_block:
         start = end + 1
         size = min(max_range, size * 2)
     return logs
+
+
+def deployment_block(w3: Web3, address: str) -> int:
+    """The first block at which `address` has code (binary search over `eth_getCode`, ~log2(head) calls).
+
+    Event scans start there instead of at block 0. A node that keeps no old state (not an archive
+    node) cannot answer for old blocks: then 0, and scans simply start at the beginning.
+    """
+    try:
+        lo, hi = 0, int(w3.eth.block_number)
+        if w3.eth.get_code(address, hi) in (b"", b"\x00"):
+            return 0
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if w3.eth.get_code(address, mid) in (b"", b"\x00"):
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+    except (OSError, Web3Exception, ValueError):
+        return 0

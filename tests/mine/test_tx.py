@@ -7,6 +7,7 @@ one key, and a provider in front of anvil that rate-limits and refuses large log
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -15,14 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from mine.chain import BountyParams, SonarClient, ZERO_ADDRESS, connect
+from mine.cli import cli
 from mine.devnet import anvil, dev_account
 from mine.errors import ChainError, ChainUnreachableError
 from mine.home import Config, MineHome
-from mine.logs import read_logs
+from mine.logs import deployment_block, read_logs
 from mine.rpc import RetryPolicy
 from mine.tx import GWEI, Sender, TxSettings
 from tests.mine.rpc_proxy import ProxyRules, rpc_proxy
@@ -197,3 +200,16 @@ def test_read_logs_fails_with_the_window_it_could_not_read() -> None:
     assert read_logs(lambda lo, hi: list(range(lo, hi + 1)), 0, 99, max_range=7) == list(range(100))
     with pytest.raises(ChainError, match="blocks 0..9"):
         read_logs(fetch, 0, 20, max_range=10)
+
+
+def test_event_scans_start_at_the_deployment_block(rpc_url: str, tmp_path: Path) -> None:
+    w3 = connect(rpc_url)
+    w3.provider.make_request("anvil_mine", [25, 0])
+    sonar = SonarClient.deploy(w3, dev_account(0))
+    assert sonar.start_block > 25
+    assert deployment_block(w3, sonar.address) == sonar.start_block
+    assert deployment_block(w3, dev_account(5).address) == 0  # no code: scan from the start
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--home", str(tmp_path / "m"), "init", "--rpc", rpc_url, "--sonar", sonar.address])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["sonar_block"] == sonar.start_block
