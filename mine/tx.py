@@ -29,7 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -384,7 +384,3 @@ class Sender:
                 raise
         self.reset()
 
-
-def with_lock_dir(settings: TxSettings | None, lock_dir: Path) -> TxSettings:
-    """`settings` (or the defaults) with nonce locks in `lock_dir`."""
-    return replace(settings or TxSettings(), lock_dir=lock_dir)
