@@ -25,6 +25,8 @@ __all__ = ["RetryPolicy", "RetryingHTTPProvider", "is_rate_limited"]
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: JSON-RPC error codes providers use for "slow down" (-32005 limit exceeded, -32090 Alchemy/Infura style).
 RATE_LIMIT_CODES = frozenset({-32005, -32090, 429})
+#: Answers that never change for one endpoint, cached by web3 (nothing that depends on chain state).
+CACHED_METHODS = {RPCEndpoint("eth_chainId"), RPCEndpoint("net_version"), RPCEndpoint("web3_clientVersion")}
 RATE_LIMIT_WORDS = ("rate limit", "too many requests", "limit exceeded", "exceeded the quota", "try again later")
 
 
@@ -73,8 +75,10 @@ class RetryingHTTPProvider(HTTPProvider):
         kwargs: dict[str, Any] = {"timeout": timeout}
         if headers:  # e.g. a provider's auth header; keep web3's Content-Type and User-Agent
             kwargs["headers"] = {**HTTPProvider.get_request_headers(), **headers}
-        # web3's own retry covers only some methods and not HTTP 429; ours replaces it
-        super().__init__(endpoint_uri, request_kwargs=kwargs, exception_retry_configuration=None)
+        # web3's own retry covers only some methods and not HTTP 429; ours replaces it. The chain id
+        # never changes: cached, it saves web3's validation a request per transaction.
+        super().__init__(endpoint_uri, request_kwargs=kwargs, exception_retry_configuration=None,
+                         cache_allowed_requests=True, cacheable_requests=CACHED_METHODS)
         self.policy = policy or RetryPolicy()
         self.retried = 0
         self._lock = threading.Lock()

@@ -115,6 +115,7 @@ class Sender:
 
     _process_locks: dict[str, threading.Lock] = {}
     _process_locks_guard = threading.Lock()
+    _fee_quotes: dict[tuple[int, float | None, float | None], tuple[float, dict[str, int]]] = {}
 
     def __init__(self, w3: Web3, account: LocalAccount, settings: TxSettings | None = None, *,
                  chain_id: int | None = None) -> None:
@@ -152,6 +153,10 @@ class Sender:
     def fees(self) -> dict[str, int]:
         """Fee fields for the next transaction (EIP-1559 or legacy), within the user's cap."""
         now = time.monotonic()
+        key = (id(self.w3.provider), self.settings.max_fee_gwei, self.settings.priority_fee_gwei)
+        shared = Sender._fee_quotes.get(key)  # senders on one node share quotes (a miner per account)
+        if shared is not None and now - shared[0] < self.settings.fee_ttl:
+            self._fees = shared
         if self._fees is not None and now - self._fees[0] < self.settings.fee_ttl:
             return dict(self._fees[1])
         cap = None if self.settings.max_fee_gwei is None else int(self.settings.max_fee_gwei * GWEI)
@@ -176,7 +181,7 @@ class Sender:
                 fees = {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": min(tip, max_fee)}
         except (OSError, Web3Exception) as exc:
             raise classify("fees", exc, self.account.address) from None
-        self._fees = (now, fees)
+        self._fees = Sender._fee_quotes[key] = (now, fees)
         return dict(fees)
 
     # ------------------------------------------------------------------ nonces
@@ -223,6 +228,7 @@ class Sender:
         """Forget the cached nonce and fee quote (after a chain revert, or a failed send)."""
         self._next = None
         self._fees = None
+        Sender._fee_quotes.pop((id(self.w3.provider), self.settings.max_fee_gwei, self.settings.priority_fee_gwei), None)
 
     # ------------------------------------------------------------------ sending
 
