@@ -27,7 +27,7 @@ from mine.errors import ChainError, ChainUnreachableError
 from mine.home import Config, MineHome
 from mine.logs import deployment_block, read_logs
 from mine.rpc import RetryPolicy
-from mine.tx import GWEI, Sender, TxSettings
+from mine.tx import GWEI, Sender, TxDroppedError, TxSettings
 from tests.mine.rpc_proxy import ProxyRules, rpc_proxy
 
 PASSWORD = "keystore password"
@@ -213,3 +213,18 @@ def test_event_scans_start_at_the_deployment_block(rpc_url: str, tmp_path: Path)
     result = runner.invoke(cli, ["--home", str(tmp_path / "m"), "init", "--rpc", rpc_url, "--sonar", sonar.address])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "m" / "config.json").read_text())["sonar_block"] == sonar.start_block
+
+
+def test_a_dropped_transaction_whose_nonce_was_reused_is_reported(tmp_path: Path) -> None:
+    with anvil() as url:
+        w3 = connect(url)
+        _, account = _keystore_account(tmp_path, w3)
+        sender = Sender(w3, account, TxSettings(confirmations=0, poll=0.01))
+        pending = sender.send({"to": dev_account(4).address, "value": 1, "gas": 21000}, label="pay")
+        w3.eth.wait_for_transaction_receipt(pending.hash)
+        w3.provider.make_request("anvil_reorg", [1, []])  # drop it ...
+        other = {"to": dev_account(5).address, "value": 2, "gas": 21000, "nonce": pending.nonce,
+                 "chainId": w3.eth.chain_id, **sender.fees()}
+        w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(account.sign_transaction(other).raw_transaction))
+        with pytest.raises(TxDroppedError, match="nonce 0 was used"):  # ... and reuse its nonce
+            sender.wait(pending)
