@@ -8,23 +8,27 @@ rejection without importing torch.
 from __future__ import annotations
 
 __all__ = [
-    "ACCEPTED", "EPSILON_ABOVE_MAX", "NEGATIVE_CONTRIBUTION", "NOT_SUBMITTER", "NO_IMPROVEMENT", "OUTLIER_NORM",
-    "REASONS", "STRUCTURE", "SUBGROUP_REGRESSION", "UNREADABLE",
+    "ACCEPTED", "EPSILON_ABOVE_MAX", "EPSILON_TOO_HIGH", "NEGATIVE_CONTRIBUTION", "NOT_SUBMITTERS", "NO_IMPROVEMENT",
+    "OUTLIER_NORM", "REASONS", "REFUNDED_CODES", "STRUCTURE", "SUBGROUP_REGRESSION", "UNREADABLE",
 ]
 
 #: ``reason_code`` of an accepted update.
 ACCEPTED = 0
 STRUCTURE, NO_IMPROVEMENT, SUBGROUP_REGRESSION, OUTLIER_NORM, UNREADABLE = 1, 2, 3, 4, 5
-NOT_SUBMITTER, EPSILON_ABOVE_MAX, NEGATIVE_CONTRIBUTION = 6, 7, 8
+NOT_SUBMITTERS, EPSILON_TOO_HIGH, NEGATIVE_CONTRIBUTION = 6, 7, 8
+#: Code 7: the update's differential privacy is weaker than the bounty's ``max_epsilon``.
+EPSILON_ABOVE_MAX = EPSILON_TOO_HIGH
 
-#: One line per rejection reason, as `mine status` shows it.
+#: Human text of every rejection code (the codes the owner's settlement records), as `mine status` shows it.
 REASONS: dict[int, str] = {
     STRUCTURE: "malformed update (tensor names, shapes, dtype, NaN/Inf or size do not fit the model)",
     NO_IMPROVEMENT: "no improvement of the validation score",
     SUBGROUP_REGRESSION: "a validation subgroup got worse beyond the tolerance",
     OUTLIER_NORM: "update norm is an outlier among accepted updates",
-    UNREADABLE: "update could not be fetched, did not match its CID, or could not be parsed",
-    NOT_SUBMITTER: "not the submitter's update (the encrypted update names another miner or bounty)",
-    EPSILON_ABOVE_MAX: "differential-privacy epsilon above the bounty's maximum",
-    NEGATIVE_CONTRIBUTION: "negative contribution to the round's aggregate (leave-one-out on validation loss)",
+    UNREADABLE: "update could not be decrypted, did not match its CID, or could not be parsed",
+    NOT_SUBMITTERS: "not the submitter's update (the miner or bounty inside the ciphertext differ)",
+    EPSILON_ABOVE_MAX: "the update's DP epsilon is above the bounty's maximum (or it was trained without DP)",
+    NEGATIVE_CONTRIBUTION: "negative contribution: leaving it out lowers the validation loss",
 }
+#: Codes whose stake is returned (an honest update that simply did not help); all others forfeit.
+REFUNDED_CODES = frozenset({NO_IMPROVEMENT})
