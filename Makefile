@@ -80,8 +80,16 @@ demo: setup
 gas: setup
 	$(VENV)/bin/brownie run scripts/gas_table.py --network development
 
-bench: setup
-	$(PY) -m bench.run
+# Flower's own strategies for the bench's comparison, in their own venv (flwr's pins clash with brownie's)
+FLOWER_VENV := .venv-flower
+$(FLOWER_VENV)/.installed: bench/requirements-flower.txt
+	python3 -m venv $(FLOWER_VENV)
+	$(FLOWER_VENV)/bin/pip install --quiet -r bench/requirements-flower.txt
+	$(FLOWER_VENV)/bin/python -c "import flwr, torch; print('flwr', flwr.__version__, 'torch', torch.__version__)"
+	touch $@
+
+bench: setup $(FLOWER_VENV)/.installed
+	BENCH_FLWR_VENV=$(CURDIR)/$(FLOWER_VENV) $(PY) -m bench.run
 
 clean:
-	rm -rf build .solcx demo-out reports .hypothesis $(LINT_VENV)
+	rm -rf build .solcx demo-out reports .hypothesis $(LINT_VENV) $(FLOWER_VENV)

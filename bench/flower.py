@@ -5,18 +5,16 @@ stratified 75/25 split, the Dirichlet(1.0) shards of 8 miners, the same 2 label-
 (same seeds), the manifest's normalisation and the same initial weights (``build_model(seed)``).
 It is written to an ``.npz`` and handed to ``bench/flower_worker.py``:
 
-* in a separate venv that has ``flwr`` (``$BENCH_FLWR_VENV``, default ``/tmp/flwr-venv``), run as a
-  subprocess: Flower's ``NumPyClient`` + ``FedAvg.aggregate_fit``, in-process (no Ray). The project
-  venv is never touched and ``make bench`` never installs that venv; create it by hand with
-
-      python3 -m venv /tmp/flwr-venv
-      /tmp/flwr-venv/bin/pip install flwr torch==2.13.0 numpy scikit-learn
-
-* without that venv, the same worker runs in this interpreter with the weighted average written out,
+* in a separate venv that has ``flwr`` (``$BENCH_FLWR_VENV``, default ``.venv-flower`` in the project,
+  which ``make bench`` builds from ``bench/requirements-flower.txt``: pinned flwr and the project's
+  CPU torch), run as a subprocess: Flower's ``NumPyClient`` + its strategies' ``aggregate_fit``,
+  in-process (no Ray). The project venv is never touched (brownie's pins clash with flwr's);
+* without that venv, the same worker runs in this interpreter with the formulas written out,
   labelled "FedAvg reimplementation (flwr not available: <reason>)".
 
-Two FedAvg runs: all 8 clients (the 2 label-flippers included — FedAvg has no defence) and the 6
-honest clients only. They are compared with the demo's final score and wall time.
+Runs: FedAvg with all 8 clients (the 2 label-flippers included — FedAvg has no defence), FedAvg with
+the 6 honest clients only, and Flower's robust strategies FedTrimmedAvg and Krum with all 8 clients
+(the demo's attacks). They are compared with the demo's final score and wall time.
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ from mine.demo import DIRICHLET_ALPHA, VALIDATION_FRACTION, DemoSettings
 from mine.model import build_model, default_manifest, prepare_inputs, with_normalization
 
 WORKER = Path(__file__).resolve().parent / "flower_worker.py"
-DEFAULT_VENV = "/tmp/flwr-venv"
+DEFAULT_VENV = str(Path(__file__).resolve().parent.parent / ".venv-flower")
 TIMEOUT = 300
 
 
@@ -81,7 +79,7 @@ def flwr_python() -> tuple[str | None, str]:
     venv = Path(os.environ.get("BENCH_FLWR_VENV", DEFAULT_VENV))
     python = venv / "bin" / "python"
     if not python.exists():
-        return None, f"no venv with flwr at {venv} (create it by hand, see bench/flower.py; make bench never installs it)"
+        return None, f"no venv with flwr at {venv} (`make bench` builds it: make .venv-flower/.installed)"
     return str(python), ""
 
 
@@ -105,7 +103,7 @@ def run(*, quick: bool = False, demo: dict[str, Any] | None = None) -> dict[str,
                 if result["flwr_version"] is None:
                     label = f"FedAvg reimplementation (flwr not available: {python} cannot import flwr)"
                 else:
-                    label = f"Flower {result['flwr_version']} (NumPyClient + FedAvg.aggregate_fit, in-process; " \
+                    label = f"Flower {result['flwr_version']} (NumPyClient + strategy.aggregate_fit, in-process; " \
                             f"separate venv {Path(python).parent.parent}, torch {result['torch_version']})"
         if python is None:
             from bench import flower_worker
@@ -124,6 +122,7 @@ def run(*, quick: bool = False, demo: dict[str, Any] | None = None) -> dict[str,
         "local_epochs": config["epochs"], "optimizer": f"{config['optimizer']} lr={config['lr']}",
         "batch_size": config["batch_size"],
         "fedavg_all": result["with_attackers"], "fedavg_honest_only": result["honest_only"],
+        "fedtrimmedavg_all": result["fedtrimmedavg_all"], "krum_all": result["krum_all"],
         "process_s": round(process_s, 2),
     }
     if demo is not None:

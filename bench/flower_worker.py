@@ -2,16 +2,18 @@
 
     <python> bench/flower_worker.py TASK.npz OUT.json [--no-flwr]
 
-Runs in a separate interpreter (a venv holding ``flwr``, e.g. /tmp/flwr-venv) and therefore imports
+Runs in a separate interpreter (the venv ``make bench`` builds, ``.venv-flower``) and therefore imports
 nothing from ``mine`` or ``bench``: only numpy, torch and, unless ``--no-flwr``, flwr. The task file
 (written by ``bench.flower.prepare``) holds each client's normalised ``X_i``/``y_i``, the validation
 set, the initial weights ``w_0..w_k`` (state-dict order) and a JSON ``config``.
 
 With flwr: every client is a ``flwr.client.NumPyClient`` whose ``fit`` trains locally; each round's
-results are wrapped in ``flwr.common.FitRes`` and aggregated by ``flwr.server.strategy.FedAvg``'s
-``aggregate_fit`` (example-weighted average) — the strategy code Flower's server runs, called
-in-process (Flower's simulation engine needs Ray, which is not installed). Without flwr the same
-loop uses the same weighted-average formula written out here.
+results are wrapped in ``flwr.common.FitRes`` and aggregated by a ``flwr.server.strategy`` class's
+``aggregate_fit`` — the strategy code Flower's server runs, called in-process (Flower's simulation
+engine needs Ray, which is not installed): ``FedAvg`` (example-weighted average), and the robust
+``FedTrimmedAvg`` (coordinate-wise mean without the top and bottom ``beta``) and ``Krum`` (the update
+closest to its n - f - 2 nearest neighbours, told the true number f of attackers). Without flwr the
+same loop uses the same formulas written out here.
 
 Local training matches ``mine.train.train``: Adam (fused) at the manifest's lr, batch size, epochs,
 a per-epoch permutation from ``torch.Generator().manual_seed(seed)``, one torch thread.
@@ -34,7 +36,7 @@ try:  # the Flower classes, when this interpreter has flwr
     import flwr
     from flwr.client import NumPyClient as _ClientBase
     from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
-    from flwr.server.strategy import FedAvg
+    from flwr.server.strategy import FedAvg, FedTrimmedAvg, Krum
 
     FLWR: str | None = flwr.__version__
 except ImportError:
@@ -93,6 +95,52 @@ def weighted_average(results: list[tuple[list[np.ndarray], int]]) -> list[np.nda
     return [sum(w[k] * (n / total) for w, n in results) for k in range(len(results[0][0]))]
 
 
+#: Fraction cut from each end by FedTrimmedAvg (Flower's default).
+TRIM_BETA = 0.2
+
+
+def trimmed_average(results: list[tuple[list[np.ndarray], int]], beta: float = TRIM_BETA) -> list[np.ndarray]:
+    """Coordinate-wise mean after dropping the int(beta * n) largest and smallest values (as Flower)."""
+    n = len(results)
+    cut = int(beta * n)
+    out = []
+    for k in range(len(results[0][0])):
+        stacked = np.sort(np.stack([w[k] for w, _ in results]), axis=0)
+        out.append(stacked[cut:n - cut].mean(axis=0))
+    return out
+
+
+def krum(results: list[tuple[list[np.ndarray], int]], num_malicious: int) -> list[np.ndarray]:
+    """The update with the smallest sum of squared distances to its n - f - 2 nearest others (as Flower)."""
+    flat = [np.concatenate([layer.ravel() for layer in w]) for w, _ in results]
+    dist = np.array([[float(np.sum((a - b) ** 2)) for b in flat] for a in flat])
+    closest = max(1, len(flat) - num_malicious - 2)
+    scores = [np.sort(row)[1:closest + 1].sum() for row in dist]
+    return results[int(np.argmin(scores))][0]
+
+
+def make_strategy(name: str, num_malicious: int) -> Any:
+    """Flower's strategy object for `name` (flwr only)."""
+    quiet = {"fit_metrics_aggregation_fn": lambda metrics: {}}
+    if name == "fedavg":
+        return FedAvg(**quiet)
+    if name == "fedtrimmedavg":
+        return FedTrimmedAvg(beta=TRIM_BETA, **quiet)
+    if name == "krum":
+        return Krum(num_malicious_clients=num_malicious, num_clients_to_keep=0, **quiet)
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def aggregate_plain(name: str, results: list[tuple[list[np.ndarray], int]], num_malicious: int) -> list[np.ndarray]:
+    if name == "fedavg":
+        return weighted_average(results)
+    if name == "fedtrimmedavg":
+        return trimmed_average(results)
+    if name == "krum":
+        return krum(results, num_malicious)
+    raise ValueError(f"unknown strategy {name!r}")
+
+
 def accuracy(widths: list[int], weights: list[np.ndarray], X: np.ndarray, y: np.ndarray) -> float:
     model = build(widths)
     set_weights(model, weights)
@@ -102,12 +150,14 @@ def accuracy(widths: list[int], weights: list[np.ndarray], X: np.ndarray, y: np.
     return float((pred == y).mean())
 
 
-def fedavg(task: dict[str, np.ndarray], clients_used: list[int], *, use_flwr: bool) -> dict[str, Any]:
+def federate(task: dict[str, np.ndarray], clients_used: list[int], *, use_flwr: bool,
+             strategy_name: str = "fedavg") -> dict[str, Any]:
     cfg = json.loads(str(task["config"]))
     widths = cfg["widths"]
     clients = {i: DigitsClient(task[f"X_{i}"], task[f"y_{i}"], cfg) for i in clients_used}
     weights = [task[f"w_{k}"].copy() for k in range(cfg["n_weights"])]
-    strategy = FedAvg(fit_metrics_aggregation_fn=lambda metrics: {}) if use_flwr else None
+    num_malicious = len(set(cfg["malicious"]) & set(clients_used))
+    strategy = make_strategy(strategy_name, num_malicious) if use_flwr else None
     per_round = []
     first = clients_used[0]  # warm-up (torch's first kernels and allocations), not timed
     clients[first].fit(weights, {"epochs": 1, "seed": 0})
@@ -122,11 +172,11 @@ def fedavg(task: dict[str, np.ndarray], clients_used: list[int], *, use_flwr: bo
             aggregated, _ = strategy.aggregate_fit(rnd + 1, fit_res, [])
             weights = parameters_to_ndarrays(aggregated)
         else:
-            weights = weighted_average(results)
+            weights = aggregate_plain(strategy_name, results, num_malicious)
         per_round.append(round(accuracy(widths, weights, task["X_val"], task["y_val"]), 4))
     wall = time.perf_counter() - started
     return {"final_accuracy": per_round[-1], "per_round": per_round, "wall_s": round(wall, 3),
-            "clients": len(clients_used)}
+            "clients": len(clients_used), "strategy": strategy_name}
 
 
 def main(argv: list[str]) -> int:
@@ -141,8 +191,10 @@ def main(argv: list[str]) -> int:
     out = {
         "flwr_version": FLWR if use_flwr else None,
         "torch_version": torch.__version__,
-        "with_attackers": fedavg(task, everyone, use_flwr=use_flwr),
-        "honest_only": fedavg(task, honest, use_flwr=use_flwr),
+        "with_attackers": federate(task, everyone, use_flwr=use_flwr),
+        "honest_only": federate(task, honest, use_flwr=use_flwr),
+        "fedtrimmedavg_all": federate(task, everyone, use_flwr=use_flwr, strategy_name="fedtrimmedavg"),
+        "krum_all": federate(task, everyone, use_flwr=use_flwr, strategy_name="krum"),
     }
     with open(out_path, "w") as fh:
         json.dump(out, fh)

@@ -149,6 +149,16 @@ def gas_tables(g: dict[str, Any], goals: dict[str, Any]) -> list[Table]:
 def speed_table(r: dict[str, Any], goals: dict[str, Any]) -> Table:
     t = Table("area", "measure", "value", "baseline (same run)", "ratio", "goal", "",
               title="Throughput and overhead (each against a baseline measured in the same run)")
+    cl = r.get("cli")
+    if cl is not None and not _failed(t, cl, 7):
+        goal = goals.get("cli_status_start")
+        sec = cl["seconds"]
+        web3_s = sec["python -c 'import web3'"]
+        t.add_row("cli", "start: mine status", f"{sec['mine status']:.2f} s",
+                  f"python -c 'import web3' {web3_s:.2f} s", f"{cl['status_over_import_web3']}x",
+                  goal["goal"] if goal else "", _met(goal))
+        t.add_row("", "  --help / vault list / bounties", f"{sec['mine --help']:.2f} / {sec['mine vault list']:.2f} / "
+                  f"{sec['mine bounties']:.2f} s", f"python -c pass {sec['python -c pass']:.2f} s", "", "", "")
     st = r.get("store")
     if st is not None and not _failed(t, st, 7):
         goal = goals.get("store_cid_vs_sha256")
@@ -156,8 +166,11 @@ def speed_table(r: dict[str, Any], goals: dict[str, Any]) -> Table:
                   f"sha256 {st['sha256_mib_s']:,} MiB/s", f"{st['ratio']}x", goal["goal"] if goal else "", _met(goal))
         t.add_row("", "compute_cid, 1 thread", f"{st['cid_1thread_mib_s']:,} MiB/s", "sha256", f"{st['ratio_1thread']}x",
                   "", "")
+        add_goal = goals.get("store_embedded_add_vs_sha256")
         t.add_row("", "embedded add / cat", f"{st['embedded_add_mib_s']:,} / {st['embedded_cat_mib_s']:,} MiB/s",
-                  "sha256", f"{st['embedded_add_vs_sha256']}x", "", "")
+                  "sha256", f"{st['embedded_add_vs_sha256']}x", add_goal["goal"] if add_goal else "", _met(add_goal))
+        if st.get("embedded_add_fsync_mib_s") is not None:
+            t.add_row("", "embedded add, durable (fsync)", f"{st['embedded_add_fsync_mib_s']:,} MiB/s", "", "", "", "")
         if st.get("node_add_mib_s") is not None:
             t.add_row("", "js-ipfs node add / cat", f"{st['node_add_mib_s']:,} / {st['node_cat_mib_s']:,} MiB/s",
                       "sha256", f"{st['node_add_mib_s'] / st['sha256_mib_s']:.3f}x", "", "")
@@ -187,6 +200,12 @@ def speed_table(r: dict[str, Any], goals: dict[str, Any]) -> Table:
         t.add_row("chain", "SonarClient submit", f"{ch['client_submissions_per_s']} subm/s = "
                   f"{ch['client_tx_per_s']} tx/s", f"raw signed transfers {ch['raw_tx_per_s']} tx/s",
                   f"{ch['ratio']}x", goal["goal"] if goal else "", _met(goal))
+        piped = ch.get("pipelined")
+        if piped:
+            pgoal = goals.get("chain_pipelined_client_vs_raw")
+            t.add_row("", "  pipelined (send a round, then wait)", f"{piped['client_tx_per_s']} tx/s",
+                      f"pipelined raw transfers {piped['raw_tx_per_s']} tx/s", f"{piped['ratio']}x",
+                      pgoal["goal"] if pgoal else "", _met(pgoal))
         rpcs = ch.get("rpcs_per_tx")
         if rpcs:
             top = sorted(((v, k) for k, v in rpcs["client"].items() if k != "total"), reverse=True)[:3]
@@ -215,12 +234,18 @@ def demo_table(d: dict[str, Any], f: dict[str, Any] | None) -> Table:
                   ", ".join(f"{k} {cs[k]:.1f}" for k in ("train", "chain", "store", "evaluate", "other") if k in cs))
     if f and "error" not in f and "fedavg_all" in f:
         c = d["centralized_score"]
-        for key, what in (("fedavg_all", f"all {f['clients']} clients"),
-                          ("fedavg_honest_only", "honest clients only")):
-            run = f[key]
-            t.add_row(f"FedAvg, {what}", f"{run['final_accuracy']:.4f}", f"{run['final_accuracy'] / c:.3f}x",
-                      f"{len(f['malicious_clients'])} of {len(f['malicious_clients'])} (no defence)"
-                      if key == "fedavg_all" else "-", f"{run['wall_s']:.1f}", "training + averaging only, in memory")
+        flower = "Flower " if f.get("flwr_version") else "re-implemented "
+        bad = len(f["malicious_clients"])
+        for key, what, attackers in (
+                ("fedavg_all", f"FedAvg, all {f['clients']} clients", f"{bad} of {bad} (no defence)"),
+                ("fedavg_honest_only", "FedAvg, honest clients only", "-"),
+                ("fedtrimmedavg_all", f"FedTrimmedAvg (beta 0.2), all {f['clients']} clients", "trimmed per coordinate"),
+                ("krum_all", f"Krum (f={bad}), all {f['clients']} clients", "one update chosen per round")):
+            run = f.get(key)
+            if run is None:
+                continue
+            t.add_row(flower + what, f"{run['final_accuracy']:.4f}", f"{run['final_accuracy'] / c:.3f}x",
+                      attackers, f"{run['wall_s']:.1f}", "training + aggregation only, in memory")
     return t
 
 
@@ -265,7 +290,7 @@ def render(results: dict[str, Any], console: Console) -> None:
             console.print(f"Sonar2017 baseline: submit (addGradient) {g['sonar2017_submit']:,}, evaluate "
                           f"(evalGradient, improved) {g['sonar2017_evaluate']:,} gas — one global array, no "
                           "escrow, no stake.")
-    if any(k in results for k in ("store", "train", "chain")):
+    if any(k in results for k in ("cli", "store", "train", "chain")):
         console.print(speed_table(results, goals))
     if "demo" in results:
         console.print(demo_table(results["demo"], results.get("flower")))

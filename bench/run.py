@@ -20,13 +20,14 @@ from rich.console import Console
 
 from bench import report
 
-SECTIONS = ("gas", "chain", "store", "train", "demo", "flower", "privacy")
+SECTIONS = ("cli", "gas", "chain", "store", "train", "demo", "flower", "privacy")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 # what each section's goals are called, to mark them missed when the section could not run
 GOAL_NAMES = {
+    "cli": ("cli_status_start",),
     "gas": ("gas_submit", "gas_settle_per_update_32", "gas_withdraw"),
-    "chain": ("chain_client_vs_raw",),
-    "store": ("store_cid_vs_sha256",),
+    "chain": ("chain_client_vs_raw", "chain_pipelined_client_vs_raw"),
+    "store": ("store_cid_vs_sha256", "store_embedded_add_vs_sha256"),
     "train": ("train_overhead", "train_overhead_cnn"),
     "demo": ("demo_no_malicious_accepted", "demo_cnn_no_malicious_accepted"),
     "flower": (),
@@ -38,6 +39,11 @@ GOAL_NAMES = {
 def _section(name: str, results: dict[str, Any], *, quick: bool, rpc_url: str | None,
              ipfs_api: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run one section; returns (its results, its goals)."""
+    if name == "cli":
+        from bench import cli
+
+        r = cli.run(quick=quick, rpc_url=rpc_url)
+        return r, cli.goals(r)
     if name == "gas":
         from bench import gas
 

@@ -21,7 +21,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 from web3.logs import DISCARD
-from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3Exception
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
 from mine.errors import (
     ChainError,
@@ -29,6 +29,9 @@ from mine.errors import (
     ConfigError,
     InsufficientFundsError,
 )
+from mine.logs import DEFAULT_MAX_RANGE, read_logs
+from mine.rpc import RetryingHTTPProvider, RetryPolicy
+from mine.tx import PendingTx, Sender, TxSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -183,17 +186,32 @@ def recorded_deployment(chain_id: int) -> str | None:
     return str(json.loads(path.read_text())["address"])
 
 
-def record_deployment(chain_id: int, address: str) -> Path:
-    """Remember a Sonar deployment so `mine init` can find it."""
+def recorded_deployment_block(chain_id: int, address: str) -> int:
+    """The block `scripts/deploy.py` recorded for the deployment at `address` (0 if unknown): logs start there."""
+    path = build_dir() / "deployments" / f"sonar-{chain_id}.json"
+    if not path.exists():
+        return 0
+    record = json.loads(path.read_text())
+    if str(record.get("address", "")).lower() != address.lower():
+        return 0
+    return int(record.get("block", 0))
+
+
+def record_deployment(chain_id: int, address: str, block: int | None = None) -> Path:
+    """Remember a Sonar deployment (and its block, where event scans start) so `mine init` can find it."""
     path = build_dir() / "deployments" / f"sonar-{chain_id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"chain_id": chain_id, "address": address}) + "\n")
+    record: dict[str, Any] = {"chain_id": chain_id, "address": address}
+    if block is not None:
+        record["block"] = block
+    path.write_text(json.dumps(record) + "\n")
     return path
 
 
-def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
-    """A Web3 connected to `rpc_url`, or ChainUnreachableError."""
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+def connect(rpc_url: str, *, timeout: float = 30.0, retry: RetryPolicy | None = None,
+            headers: dict[str, str] | None = None) -> Web3:
+    """A Web3 connected to `rpc_url` (rate limits and outages retried with backoff), or ChainUnreachableError."""
+    w3 = Web3(RetryingHTTPProvider(rpc_url, timeout=timeout, policy=retry, headers=headers))
     try:
         w3.eth.chain_id
     except (OSError, Web3Exception) as exc:
@@ -231,14 +249,18 @@ class _ErrorDecoder:
 class SonarClient:
     """The Sonar contract at `address`, sending transactions from `account` (if given)."""
 
-    def __init__(self, w3: Web3, address: str, account: LocalAccount | None = None) -> None:
+    def __init__(self, w3: Web3, address: str, account: LocalAccount | None = None, *,
+                 tx: TxSettings | None = None, start_block: int = 0, log_range: int = DEFAULT_MAX_RANGE) -> None:
         self.w3 = w3
+        self.tx_settings = tx or TxSettings()
+        self.start_block = start_block  # first block `events` reads (the deployment's)
+        self.log_range = log_range  # blocks per eth_getLogs request
+        self._sender: Sender | None = None
         self.address = to_checksum_address(address)
         self.account = account
         artifact = load_artifact("Sonar")
         self.contract = w3.eth.contract(address=self.address, abi=artifact["abi"])
         self._decoder = _ErrorDecoder(artifact["abi"])
-        self._nonce: int | None = None
         self._chain_id: int | None = None
         self.chain_seconds = 0.0  # time spent waiting on the chain, for the demo's timings
 
@@ -252,6 +274,8 @@ class SonarClient:
         account: LocalAccount | None = None,
         *,
         expected_chain_id: int | None = None,
+        tx: TxSettings | None = None,
+        start_block: int | None = None,
     ) -> SonarClient:
         """Connect and check the chain id and that a Sonar contract is at `address`."""
         w3 = connect(rpc_url)
@@ -274,29 +298,45 @@ class SonarClient:
                 f"no contract at {address} on chain {chain_id}: the chain was probably restarted; "
                 "deploy again (`brownie run scripts/deploy.py`) and run `mine init --sonar NEW_ADDRESS`"
             )
-        return cls(w3, address, account)
+        if start_block is None:
+            start_block = recorded_deployment_block(chain_id, address)
+        client = cls(w3, address, account, tx=tx, start_block=start_block)
+        client._chain_id = int(chain_id)
+        return client
 
     @classmethod
-    def deploy(cls, w3: Web3, account: LocalAccount) -> SonarClient:
+    def deploy(cls, w3: Web3, account: LocalAccount, *, tx: TxSettings | None = None) -> SonarClient:
         """Deploy a fresh Sonar from the build artifacts (tests and `mine demo`)."""
         artifact = load_artifact("Sonar")
         factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        tx = factory.constructor().build_transaction(
-            {"from": account.address, "nonce": w3.eth.get_transaction_count(account.address), "gasPrice": w3.eth.gas_price}
-        )
-        receipt = _send_signed(w3, account, tx)
-        return cls(w3, receipt["contractAddress"], account)
+        sender = Sender(w3, account, tx)
+        body = factory.constructor().build_transaction({"from": account.address, "nonce": 0, **sender.fees()})
+        receipt = sender.transact(body, label="deploy Sonar")
+        client = cls(w3, receipt["contractAddress"], account, tx=tx, start_block=int(receipt["blockNumber"]))
+        client._sender = sender
+        return client
+
+    @property
+    def sender(self) -> Sender:
+        """Sends this client's transactions (fees, nonces, confirmations, reorgs: `mine.tx`)."""
+        if self.account is None:
+            raise ConfigError("no account to send from: run `mine account new` or pass --dev-account N")
+        if self._sender is None or self._sender.account is not self.account:
+            self._sender = Sender(self.w3, self.account, self.tx_settings, chain_id=self._chain_id)
+        return self._sender
 
     def reset_nonce(self) -> None:
         """Forget the cached nonce (after a chain revert, or when another process sent from the account)."""
-        self._nonce = None
+        if self._sender is not None:
+            self._sender.reset()
 
     def with_account(self, account: LocalAccount) -> SonarClient:
         """The same contract, sending from another account."""
         clone = SonarClient.__new__(SonarClient)
         clone.__dict__.update(self.__dict__)
         clone.account = account
-        clone._nonce = None
+        clone._sender = None
+        clone.chain_seconds = 0.0
         return clone
 
     # ------------------------------------------------------------------ views
@@ -329,13 +369,19 @@ class SonarClient:
         """Events `name` emitted by this contract in a receipt."""
         return list(getattr(self.contract.events, name)().process_receipt(receipt, errors=DISCARD))
 
-    def events(self, name: str, *, from_block: int = 0, **filters: Any) -> list[Any]:
-        """Logs of event `name` whose indexed arguments equal `filters`."""
+    def events(self, name: str, *, from_block: int | None = None, to_block: int | None = None,
+               **filters: Any) -> list[Any]:
+        """Logs of event `name` whose indexed arguments equal `filters`, read in bounded block ranges."""
         event = getattr(self.contract.events, name)
         try:
-            return list(event.get_logs(from_block=from_block, argument_filters=filters or None))
+            last = int(self.w3.eth.block_number) if to_block is None else to_block
         except (OSError, Web3Exception) as exc:
-            raise ChainError(f"could not read {name} events: {exc}") from None
+            raise ChainUnreachableError(f"could not read {name} events: the node did not answer ({exc})") from None
+        first = self.start_block if from_block is None else from_block
+        return read_logs(
+            lambda lo, hi: list(event.get_logs(from_block=lo, to_block=hi, argument_filters=filters or None)),
+            first, last, max_range=self.log_range, what=f"{name} events",
+        )
 
     def now(self) -> int:
         """Timestamp of the latest block."""
@@ -351,11 +397,9 @@ class SonarClient:
         if erc20.functions.allowance(self.account.address, self.address).call() >= amount:
             return
         tx = erc20.functions.approve(self.address, amount).build_transaction(
-            {"from": self.account.address, "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
-             "gasPrice": self.w3.eth.gas_price}
+            {"from": self.account.address, "nonce": 0, **self.sender.fees()}
         )
-        _send_signed(self.w3, self.account, tx)
-        self._nonce = None
+        self.sender.transact(tx, label="approve")
 
     def post_bounty(self, params: BountyParams) -> tuple[int, dict[str, Any]]:
         value = params.reward if int(params.token, 16) == 0 else 0
@@ -412,36 +456,54 @@ class SonarClient:
         except (OSError, Web3Exception) as exc:
             raise ChainUnreachableError(f"{fn}: the node did not answer ({exc})") from None
 
-    def _transact(self, fn: str, *args: Any, value: int = 0) -> dict[str, Any]:
+    def build(self, fn: str, *args: Any, value: int = 0) -> dict[str, Any]:
+        """The unsigned transaction calling `fn(*args)` (gas estimated: a revert surfaces here, decoded).
+
+        The nonce is a placeholder; `Sender` assigns the real one when it sends.
+        """
         if self.account is None:
             raise ConfigError("no account to send from: run `mine account new` or pass --dev-account N")
-        started = time.perf_counter()
-        sender = self.account.address
+        sender = self.sender
         call = getattr(self.contract.functions, fn)(*args)
         try:
-            if self._nonce is None:
-                self._nonce = self.w3.eth.get_transaction_count(sender, "pending")
-            if self._chain_id is None:
-                self._chain_id = int(self.w3.eth.chain_id)
-            # gas is estimated (a revert surfaces here with its decoded custom error)
-            tx = call.build_transaction({
-                "from": sender, "value": value, "nonce": self._nonce, "chainId": self._chain_id,
-                "gasPrice": self.w3.eth.gas_price,
-            })
+            return dict(call.build_transaction({
+                "from": self.account.address, "value": value, "nonce": 0, "chainId": sender.chain_id,
+                **sender.fees(),
+            }))
         except ContractCustomError as exc:
             raise ChainError(f"{fn} would revert: {self._decoder.describe(exc.data)}") from None
         except ContractLogicError as exc:
             raise ChainError(f"{fn} would revert: {exc}") from None
         except (OSError, Web3Exception) as exc:
-            raise _classify(fn, exc, sender) from None
+            raise _classify(fn, exc, self.account.address) from None
+
+    def _transact(self, fn: str, *args: Any, value: int = 0) -> dict[str, Any]:
+        started = time.perf_counter()
         try:
-            receipt = _send_signed(self.w3, self.account, tx)
-        except ChainError:
-            self._nonce = None
-            raise
-        self._nonce += 1
-        self.chain_seconds += time.perf_counter() - started
-        return receipt
+            return self.sender.transact(self.build(fn, *args, value=value), label=fn)
+        finally:
+            self.chain_seconds += time.perf_counter() - started
+
+    def send_many(self, calls: list[tuple[str, tuple[Any, ...], int]]) -> list[PendingTx]:
+        """Broadcast independent calls `(fn, args, value)` back to back without waiting (pipelined).
+
+        Each is gas-estimated against the current state, so only calls that do not depend on each
+        other belong in one batch (e.g. one round's submissions). Wait with `wait_many`.
+        """
+        started = time.perf_counter()
+        try:
+            txs = [self.build(fn, *args, value=value) for fn, args, value in calls]
+            return self.sender.send_many(txs, labels=[fn for fn, _, _ in calls])
+        finally:
+            self.chain_seconds += time.perf_counter() - started
+
+    def wait_many(self, pending: list[PendingTx]) -> list[dict[str, Any]]:
+        """Receipts of `send_many`'s transactions once confirmed (reorgs handled by `mine.tx`)."""
+        started = time.perf_counter()
+        try:
+            return self.sender.wait_many(pending)
+        finally:
+            self.chain_seconds += time.perf_counter() - started
 
 
 def _classify(fn: str, exc: Exception, sender: str) -> ChainError:
@@ -456,14 +518,5 @@ def _classify(fn: str, exc: Exception, sender: str) -> ChainError:
 
 
 def _send_signed(w3: Web3, account: LocalAccount, tx: dict[str, Any], *, timeout: float = 120) -> dict[str, Any]:
-    try:
-        signed = account.sign_transaction(tx)
-        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.05)
-    except TimeExhausted:
-        raise ChainError(f"transaction not mined within {timeout:.0f} s; is the node mining?") from None
-    except (OSError, Web3Exception, ValueError) as exc:
-        raise _classify(tx.get("data", "tx")[:10], exc, account.address) from None
-    if receipt["status"] != 1:
-        raise ChainError(f"transaction {tx_hash.hex()} reverted")
-    return dict(receipt)
+    """Send one transaction and wait for its receipt (a `Sender` with default settings)."""
+    return Sender(w3, account, TxSettings(timeout=timeout)).transact(tx, label=str(tx.get("data", "tx"))[:10])

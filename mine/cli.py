@@ -51,18 +51,19 @@ class Ctx:
         return self.home().load_config()
 
     def store(self) -> Any:
-        """The configured store; `embedded:DIR` shares one embedded block store between mines."""
-        from mine.store import EmbeddedStore, open_store
+        """The configured store (`mine.store.open_store`), with the configured gateway for misses."""
+        from mine.store import open_store
 
         home = self.home()
-        spec = self.store_spec or (home.load_config().store if home.exists() else None)
-        if spec and spec.startswith("embedded:"):
-            return EmbeddedStore(Path(spec.split(":", 1)[1]).expanduser())
-        return open_store(spec, home.root)
+        config = home.load_config() if home.exists() else None
+        spec = self.store_spec or (config.store if config else None)
+        gateway = os.environ.get("MINE_IPFS_GATEWAY") or (config.extra.get("gateway") if config else None)
+        return open_store(spec, home.root, gateway=gateway)
 
     def client(self, *, with_account: bool = True) -> Any:
         from mine.chain import SonarClient
         from mine.home import Config, resolve_account
+        from mine.tx import TxSettings
 
         home = self.home()
         config = home.load_config() if home.exists() else Config()
@@ -78,7 +79,11 @@ class Ctx:
             account = resolve_account(home, config, dev_index=self.dev_account, password=password)
         rpc = self.rpc or config.rpc
         expected = config.chain_id if not self.rpc else None
-        return SonarClient.open(rpc, self.sonar or config.sonar, account, expected_chain_id=expected)
+        # fees, confirmations and the per-account nonce lock (shared with other processes of this mine)
+        tx = TxSettings.from_config(config.extra, lock_dir=home.root / "locks" if home.exists() else None)
+        start = config.extra.get("sonar_block") if not self.sonar or self.sonar == config.sonar else None
+        return SonarClient.open(rpc, self.sonar or config.sonar, account, expected_chain_id=expected, tx=tx,
+                                start_block=start if isinstance(start, int) else None)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -184,21 +189,34 @@ def cli(ctx: click.Context, home_dir: Path | None, rpc: str | None, sonar: str |
 @cli.command()
 @click.option("--rpc", "rpc_opt", default=None, help="Chain RPC URL to record (default http://127.0.0.1:8545).")
 @click.option("--sonar", "sonar_opt", default=None, help="Sonar address (default: the deployment recorded for the chain).")
-@click.option("--store", "store_opt", default="embedded", show_default=True, help="Store backend: embedded or an IPFS API multiaddr.")
+@click.option("--store", "store_opt", default="embedded", show_default=True,
+              help="Store: embedded (this mine's own), shared (one for all your mines), embedded:DIR, "
+                   "or an IPFS node's API (/ip4/127.0.0.1/tcp/5001, https://HOST:PORT; token in MINE_IPFS_AUTH).")
+@click.option("--gateway", default=None, help="IPFS HTTP gateway to fetch missing content from (verified CARs).")
+@click.option("--confirmations", type=int, default=None,
+              help="Blocks to wait on top of each transaction (default: 0 on an automining dev chain, else 2).")
+@click.option("--max-fee-gwei", type=float, default=None, help="Never pay more than this maxFeePerGas.")
 @click.option("--offline", is_flag=True, help="Do not contact the chain (record settings only).")
 @pass_ctx
-def init(obj: Ctx, rpc_opt: str | None, sonar_opt: str | None, store_opt: str, offline: bool) -> None:
+def init(obj: Ctx, rpc_opt: str | None, sonar_opt: str | None, store_opt: str, gateway: str | None,
+         confirmations: int | None, max_fee_gwei: float | None, offline: bool) -> None:
     """Create the mine home (mode 0700) with its config file."""
     from mine.chain import connect, recorded_deployment
     from mine.home import DEFAULT_RPC, Config
 
     home = obj.home()
     rpc = rpc_opt or obj.rpc or DEFAULT_RPC
-    config = Config(rpc=rpc, sonar=sonar_opt or obj.sonar, store=store_opt)
+    extra = {k: v for k, v in (("gateway", gateway), ("confirmations", confirmations),
+                               ("max_fee_gwei", max_fee_gwei)) if v is not None}
+    config = Config(rpc=rpc, sonar=sonar_opt or obj.sonar, store=store_opt, extra=extra)
     if not offline:
         w3 = connect(rpc)
         config.chain_id = int(w3.eth.chain_id)
         config.sonar = config.sonar or recorded_deployment(config.chain_id)
+        if config.sonar:  # event scans (status, audit) start at the contract's first block
+            from mine.logs import deployment_block
+
+            config.extra["sonar_block"] = deployment_block(w3, config.sonar)
     home.init(config)
     out_console.print(f"mine at {home.root}: chain {config.chain_id} via {rpc}, Sonar {config.sonar or '(not set)'}, store {store_opt}")
 
@@ -361,7 +379,7 @@ def bounties(obj: Ctx, show_all: bool) -> None:
     from mine.amounts import format_amount, token_meta
     from mine.chain import BountyStatus
     from mine.errors import ChainError, StoreError
-    from mine.evaluate import score_from_chain
+    from mine.scores import score_from_chain
     from mine.home import read_json
     from mine.store import cid_from_chain
     from mine.vault import Vault, fits
@@ -532,7 +550,7 @@ def status(obj: Ctx) -> None:
     from mine.amounts import format_amount
     from mine.chain import SubmissionStatus
     from mine.miner import Journal, resume_all
-    from mine.policy import REASONS
+    from mine.reasons import REASONS
 
     home = obj.home()
     home.load_config()
@@ -1009,7 +1027,7 @@ def ipfs() -> None:
 def ipfs_add(obj: Ctx, file: Path, only_hash: bool, cid_version: int) -> None:
     """Print FILE's CID exactly as `ipfs add` would (and store it unless -n)."""
     store = obj.store()
-    cid = store.add(file.read_bytes(), cid_version=cid_version, only_hash=only_hash)
+    cid = store.add_file(file, cid_version=cid_version, only_hash=only_hash)
     click.echo(f"added {cid} {file.name}")
 
 

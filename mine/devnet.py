@@ -14,11 +14,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 
 from mine.errors import ChainUnreachableError, ConfigError
+
+if TYPE_CHECKING:  # eth_account is imported where a key is made or read (fast `mine vault`)
+    from eth_account.signers.local import LocalAccount
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +30,8 @@ def dev_account(index: int) -> LocalAccount:
     """The `index`-th funded account of a local anvil/ganache started with the dev mnemonic."""
     if index < 0:
         raise ConfigError(f"dev account index must be >= 0, got {index}")
+    from eth_account import Account
+
     Account.enable_unaudited_hdwallet_features()
     return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
 
@@ -64,12 +68,15 @@ def _wait_for_rpc(port: int, proc: subprocess.Popen[bytes], timeout: float) -> N
 
 @contextlib.contextmanager
 def anvil(
-    *, port: int | None = None, accounts: int = 30, block_time: float | None = None, timeout: float = 20.0
+    *, port: int | None = None, accounts: int = 30, block_time: float | None = None, timeout: float = 20.0,
+    base_fee: int | None = 0,
 ) -> Iterator[str]:
     """Run anvil on 127.0.0.1 for the duration of the block; yields its RPC URL.
 
-    The chain runs the shanghai fork with a zero base fee (what the contracts are compiled for)
-    and `accounts` funded dev accounts. The process is killed on exit, also on errors.
+    The chain runs the shanghai fork (what the contracts are compiled for) with `accounts` funded
+    dev accounts and a base fee of `base_fee` wei (0 by default; None: anvil's own, 1 gwei, which
+    then follows EIP-1559 like a public chain). With `block_time` it mines a block every so many
+    seconds instead of one per transaction. The process is killed on exit, also on errors.
     """
     port = port or free_port()
     cmd = [
@@ -77,11 +84,12 @@ def anvil(
         "--host", "127.0.0.1",
         "--port", str(port),
         "--hardfork", "shanghai",
-        "--block-base-fee-per-gas", "0",
         "--accounts", str(accounts),
         "--mnemonic", DEV_MNEMONIC,
         "--silent",
     ]
+    if base_fee is not None:
+        cmd += ["--block-base-fee-per-gas", str(base_fee)]
     if block_time:
         cmd += ["--block-time", str(block_time)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())

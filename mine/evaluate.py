@@ -22,22 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 from collections.abc import Iterator
-from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import torch
 
 from mine.errors import ValidationError
 from mine.model import Manifest, prepare_inputs, prepare_targets
+from mine.scores import SCORE_SCALE, score_from_chain, score_to_chain  # re-exported
 
 __all__ = ["EvalResult", "SCORE_SCALE", "deterministic", "evaluate", "predict", "score_from_chain",
            "score_to_chain"]
 
-#: Fixed-point scale of on-chain scores (the contract's ``SCORE_SCALE``).
-SCORE_SCALE = 1_000_000
-_UINT64_MAX = 2**64 - 1
 #: Rows per forward pass during evaluation (fixed per manifest, so results do not depend on memory
 #: settings; smaller for models with large activations, see ``Manifest.eval_chunk_rows``).
 CHUNK_ROWS = 8192
@@ -138,31 +134,3 @@ def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Man
         for value in np.unique(g):
             per_group[_group_key(value)] = score_of(g == value)
     return EvalResult(score=score, per_group=per_group, n=n)
-
-
-def score_to_chain(score: float) -> int:
-    """A score as the contract's fixed-point ``uint64``: ``round(score * 1e6)``, half away from zero.
-
-    The score's shortest round-trip decimal representation (``repr``) is scaled exactly with
-    :class:`decimal.Decimal`, so ``0.5000005`` → ``500001`` (no binary-float surprises). Scores must
-    be finite, >= 0 and fit a ``uint64`` after scaling; otherwise ``ValidationError``.
-    """
-    if isinstance(score, bool) or not isinstance(score, (int, float, np.floating, np.integer)):
-        raise ValidationError(f"score must be a number, got {score!r}")
-    f = float(score)
-    if not math.isfinite(f):
-        raise ValidationError(f"score {f!r} is not finite and cannot be put on chain")
-    q = (Decimal(repr(f)) * SCORE_SCALE).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    v = int(q)
-    if v < 0 or v > _UINT64_MAX:
-        raise ValidationError(f"score {f!r} is outside the on-chain range 0..{_UINT64_MAX / SCORE_SCALE:g}")
-    return v
-
-
-def score_from_chain(value: int) -> float:
-    """The float score of an on-chain fixed-point value (``value / 1e6``, correctly rounded)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValidationError(f"an on-chain score must be an integer, got {value!r}")
-    if not 0 <= int(value) <= _UINT64_MAX:
-        raise ValidationError(f"an on-chain score must be a uint64, got {value!r}")
-    return int(value) / SCORE_SCALE

@@ -17,13 +17,14 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 
 from mine.devnet import dev_account
 from mine.errors import ConfigError
+
+if TYPE_CHECKING:  # eth_account is imported where a key is made or read (fast `mine vault`)
+    from eth_account.signers.local import LocalAccount
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 
@@ -116,11 +117,15 @@ class MineHome:
     # ------------------------------------------------------------------ accounts
 
     def new_account(self, password: str) -> LocalAccount:
+        from eth_account import Account
+
         account = Account.create()
         self._store_key(account, password)
         return account
 
     def import_account(self, private_key: str, password: str) -> LocalAccount:
+        from eth_account import Account
+
         try:
             account = Account.from_key(private_key)
         except (ValueError, TypeError) as exc:
@@ -129,6 +134,8 @@ class MineHome:
         return account
 
     def _store_key(self, account: LocalAccount, password: str) -> None:
+        from eth_account import Account
+
         if not password:
             raise ConfigError("an empty password would leave the key unprotected; give one")
         keystore = Account.encrypt(account.key, password)
@@ -140,6 +147,8 @@ class MineHome:
         return sorted(p.stem for p in self.keystores.glob("0x*.json"))
 
     def load_account(self, address: str | None, password: str | None) -> LocalAccount:
+        from eth_account import Account
+
         address = address or next(iter(self.list_accounts()), None)
         if address is None:
             raise ConfigError("no account in this mine: run `mine account new`, or pass --dev-account N on a local chain")

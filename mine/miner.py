@@ -17,20 +17,19 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from eth_utils import to_checksum_address
+from typing import TYPE_CHECKING, Any
 
 from mine.chain import BountyStatus, SonarClient
-from mine.datasets import select_features
-from mine.dp import DPRecord, DPSettings
 from mine.errors import ChainError, ValidationError
 from mine.home import MineHome, read_json, write_json_atomic
-from mine.model import build_model, make_update
 from mine.store import Store, cid_to_chain
-from mine.train import train
-from mine.versions import LoadedVersion, load_version
+
+if TYPE_CHECKING:  # torch and numpy are imported by train_update only: `mine status` starts fast
+    import numpy as np
+
+    from mine.dp import DPRecord, DPSettings
+
+    from mine.versions import LoadedVersion
 
 MAX_UPDATE_BYTES = 64 * 1024 * 1024
 
@@ -84,8 +83,15 @@ def train_update(
     No local loss or metric. `transform` may rewrite the delta before it is written (the demo's
     simulated attacks use it).
     """
+    import numpy as np
+    from eth_utils import to_checksum_address
+
+    from mine.datasets import select_features
     from mine.dp import default_settings, examples_bucket, train_dp
     from mine.ledger import PrivacyLedger
+    from mine.model import build_model, make_update
+    from mine.train import train
+    from mine.versions import load_version
 
     bounty = client.bounty(bounty_id)
     if bounty.status != BountyStatus.OPEN:

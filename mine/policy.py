@@ -49,6 +49,9 @@ from mine.errors import ValidationError
 from mine.evaluate import EvalResult, evaluate, score_to_chain
 from mine.model import (Manifest, UnreadableError, apply_update, build_model, parameter_shapes, read_update,
                         update_norm)
+from mine.reasons import (ACCEPTED, EPSILON_TOO_HIGH, NEGATIVE_CONTRIBUTION,  # noqa: F401 - re-exported
+                          NO_IMPROVEMENT, NOT_SUBMITTERS, OUTLIER_NORM, REASONS, REFUNDED_CODES, STRUCTURE,
+                          SUBGROUP_REGRESSION, UNREADABLE)
 
 __all__ = [
     "ACCEPTED",
@@ -67,25 +70,6 @@ __all__ = [
     "make_policy",
     "norm_bound",
 ]
-
-#: ``reason_code`` of an accepted update.
-ACCEPTED = 0
-STRUCTURE, NO_IMPROVEMENT, SUBGROUP_REGRESSION, OUTLIER_NORM, UNREADABLE = 1, 2, 3, 4, 5
-NOT_SUBMITTERS, EPSILON_TOO_HIGH, NEGATIVE_CONTRIBUTION = 6, 7, 8
-
-#: Human text of every rejection code (the codes the contract's ``reject`` records).
-REASONS: dict[int, str] = {
-    STRUCTURE: "malformed update (tensor names, shapes, dtype, NaN/Inf or size do not fit the model)",
-    NO_IMPROVEMENT: "no improvement of the validation score",
-    SUBGROUP_REGRESSION: "a validation subgroup got worse beyond the tolerance",
-    OUTLIER_NORM: "update norm is an outlier among accepted updates",
-    UNREADABLE: "update could not be decrypted, did not match its CID, or could not be parsed",
-    NOT_SUBMITTERS: "not the submitter's update (the miner or bounty inside the ciphertext differ)",
-    EPSILON_TOO_HIGH: "differential-privacy epsilon above the bounty's maximum (or trained without DP)",
-    NEGATIVE_CONTRIBUTION: "negative contribution: leaving it out lowers the validation loss",
-}
-#: Codes whose stake is returned (an honest update that simply did not help); all others forfeit.
-REFUNDED_CODES = frozenset({NO_IMPROVEMENT})
 
 #: Floor of the robust spread in :func:`check_outlier`, relative to the median norm.
 MIN_RELATIVE_SPREAD = 0.25

@@ -17,13 +17,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
-
-from mine.datasets import read_table, select_features
 from mine.errors import VaultError
 from mine.home import MineHome, read_json, write_json_atomic
+
+if TYPE_CHECKING:  # numpy is imported where rows are read, not to list the vault
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ class Vault:
         file = file.expanduser().resolve()
         if not file.is_file():
             raise VaultError(f"{file} is not a file")
+        from mine.datasets import read_table
+
         X, _y, features = read_table(file, target=target)
         if group is not None:
             if group not in features:
@@ -119,6 +121,10 @@ class Vault:
                 f"dataset {name!r}: {path} changed since it was added (SHA-256 {digest[:12]}… != "
                 f"{dataset.sha256[:12]}…); if the change is intended, remove and add it again"
             )
+        import numpy as np
+
+        from mine.datasets import read_table
+
         X, y, columns = read_table(path, target=dataset.target)
         if dataset.group is None:
             return X, y, columns, None
@@ -142,6 +148,8 @@ class ValidationData(NamedTuple):
 
 def group_labels(column: str, values: np.ndarray) -> np.ndarray:
     """Subgroup labels ``"site=3"`` for a group column's values (integral floats print as integers)."""
+    import numpy as np
+
     out = []
     for v in np.asarray(values).tolist():
         text = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
@@ -155,6 +163,8 @@ def load_validation(vault: Vault, name: str, features: Sequence[str]) -> Validat
     The group column (``mine vault add ... --group COLUMN``) is returned as labels for the subgroup
     rule and never among the model's inputs; a manifest that lists it as a feature is refused.
     """
+    from mine.datasets import select_features
+
     dataset = vault.get(name)
     if dataset.group is not None and dataset.group in features:
         raise VaultError(f"the model uses {dataset.group!r} as a feature, but it is {name!r}'s group column; "

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from mine.chain import SonarClient
 from mine.errors import ValidationError
-from mine.model import Manifest, load_weights, state_to_bytes
+from mine.manifest import Manifest
 from mine.store import Store, cid_from_chain, cid_to_chain
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written, not to list bounties
+    import torch
 
 RECORD_KIND = "sonar-model-version"
 MAX_RECORD_BYTES = 64 * 1024
@@ -106,6 +107,8 @@ def publish_version(
     round: dict[str, Any] | None = None,
 ) -> tuple[str, VersionRecord]:
     """Put manifest, weights and the record in the store; returns the record's CID and the record."""
+    from mine.model import state_to_bytes
+
     manifest_cid = manifest_cid or store.add(manifest.to_json())
     weights_cid = store.add(state_to_bytes(state))
     record = VersionRecord(manifest_cid, weights_cid, parent, update, policy, encryption, max_epsilon, round)
@@ -122,6 +125,8 @@ def fetch_manifest(store: Store, record: VersionRecord) -> Manifest:
 
 def load_version(client: SonarClient, store: Store, bounty_id: int, version: int | None = None) -> LoadedVersion:
     """Fetch a bounty's model version (default: the latest) and verify every piece against its CID."""
+    from mine.model import load_weights
+
     if version is None:
         version = client.bounty(bounty_id).latest_version
     mv = client.model_version(bounty_id, version)

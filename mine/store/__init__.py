@@ -10,13 +10,18 @@ request) and verify every byte they return against the CID. On chain a CID is ke
 ``(digest: bytes32, codec: uint16)``; see :func:`cid_to_chain` and :func:`cid_from_chain`.
 
     store = open_store(None, home)              # embedded, under home / "blocks"
+    store = open_store("shared", home)          # one embedded store for all mines of this OS user
     store = open_store("/ip4/127.0.0.1/tcp/5001", home)
+    store = open_store("https://ipfs.example.com:5001", home)   # Authorization from MINE_IPFS_AUTH
+    store = open_store(None, home, gateway="https://ipfs.io")  # misses fetched as verified CARs
     cid = store.add(b"weights")
     assert store.cat(cid, max_bytes=1 << 20) == b"weights"
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -26,6 +31,7 @@ from mine.store.car import CarFormatError
 from mine.store.cid import CID, InvalidCIDError, cid_from_chain, cid_to_chain
 from mine.store.dag import ContentTooLargeError, NotAFileError
 from mine.store.embedded import EmbeddedStore
+from mine.store.gateway import GatewayReader, GatewayStore
 from mine.store.ipfs_node import DEFAULT_API, IpfsNodeStore
 from mine.store.unixfs import CHUNK_SIZE, MAX_LINKS, compute_cid, compute_cid_file
 
@@ -38,6 +44,8 @@ __all__ = [
     "ContentNotFoundError",
     "ContentTooLargeError",
     "EmbeddedStore",
+    "GatewayReader",
+    "GatewayStore",
     "IntegrityError",
     "InvalidCIDError",
     "IpfsNodeStore",
@@ -48,7 +56,9 @@ __all__ = [
     "cid_to_chain",
     "compute_cid",
     "compute_cid_file",
+    "auth_headers",
     "open_store",
+    "shared_store_dir",
 ]
 
 
@@ -89,36 +99,85 @@ class Store(Protocol):
         ...
 
 
-_HTTP_URL = re.compile(r"^https?://(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d+)/?$")
+_HTTP_URL = re.compile(r"^(?P<scheme>https?)://(?P<host>\[[^\]]+\]|[^:/]+)(?::(?P<port>\d+))?(?P<path>/[^?#]*)?$")
 
 
-def _url_to_multiaddr(spec: str) -> str | None:
+def shared_store_dir() -> Path:
+    """The block store every mine of this OS user shares with ``--store shared``.
+
+    ``$MINE_SHARED_STORE`` if set, else ``$XDG_DATA_HOME/mine/blocks`` (``~/.local/share/mine/blocks``).
+    """
+    explicit = os.environ.get("MINE_SHARED_STORE")
+    if explicit:
+        return Path(explicit).expanduser()
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data_home / "mine" / "blocks"
+
+
+def auth_headers() -> dict[str, str]:
+    """The ``Authorization`` header for a hosted IPFS node, from ``$MINE_IPFS_AUTH``.
+
+    ``Bearer TOKEN`` / ``Basic BASE64`` are sent as they are, ``USER:PASSWORD`` as HTTP basic
+    auth, a bare token as ``Bearer TOKEN``. Unset: no header.
+    """
+    value = os.environ.get("MINE_IPFS_AUTH", "").strip()
+    if not value:
+        return {}
+    if " " in value:
+        return {"Authorization": value}
+    if ":" in value:
+        return {"Authorization": "Basic " + base64.b64encode(value.encode()).decode()}
+    return {"Authorization": f"Bearer {value}"}
+
+
+def _url_to_api(spec: str) -> tuple[str, str] | None:
+    """``http(s)://host[:port][/base]`` as (multiaddr, RPC base path)."""
     match = _HTTP_URL.match(spec)
     if match is None:
         return None
-    host, port = match["host"], match["port"]
+    scheme, host = match["scheme"], match["host"]
+    port = match["port"] or ("443" if scheme == "https" else "80")
+    path = (match["path"] or "").strip("/")
     if host.startswith("["):
-        return f"/ip6/{host[1:-1]}/tcp/{port}/http"
-    if re.fullmatch(r"[\d.]+", host):
-        return f"/ip4/{host}/tcp/{port}/http"
-    return f"/dns/{host}/tcp/{port}/http"
+        address = f"/ip6/{host[1:-1]}"
+    elif re.fullmatch(r"[\d.]+", host):
+        address = f"/ip4/{host}"
+    else:
+        address = f"/dns/{host}"
+    return f"{address}/tcp/{port}/{scheme}", path or "api/v0"
 
 
-def open_store(spec: str | None, home: Path, *, timeout: float = 10) -> Store:
+def open_store(spec: str | None, home: Path, *, timeout: float = 10, gateway: str | None = None) -> Store:
     """Open the store named by ``spec``.
 
     * ``None`` or ``"embedded"``: :class:`EmbeddedStore` in ``home / "blocks"``;
-    * a multiaddr (``/ip4/127.0.0.1/tcp/5001``) or ``http://host:port``: :class:`IpfsNodeStore`.
+    * ``"shared"``: the embedded store all mines of this OS user share (:func:`shared_store_dir`);
+    * ``"embedded:DIR"``: an embedded store in ``DIR``;
+    * a multiaddr (``/ip4/127.0.0.1/tcp/5001``) or ``http(s)://host[:port][/base]``: an IPFS node's
+      RPC API (:class:`IpfsNodeStore`), with ``$MINE_IPFS_AUTH`` as its ``Authorization`` header.
+
+    With ``gateway`` (an HTTP gateway URL), content an embedded store lacks is fetched from the
+    gateway as a CAR, verified block by block, and kept (:class:`GatewayStore`).
     """
-    if spec is None or spec.strip().lower() in ("", "embedded"):
-        return EmbeddedStore(Path(home) / "blocks")
-    spec = spec.strip()
-    if spec.startswith(("/ip4/", "/ip6/", "/dns/", "/dns4/", "/dns6/")):
-        return IpfsNodeStore(spec, timeout=timeout)
-    multiaddr = _url_to_multiaddr(spec)
-    if multiaddr is not None:
-        return IpfsNodeStore(multiaddr, timeout=timeout)
+    text = (spec or "").strip()
+    lowered = text.lower()
+    local: EmbeddedStore | None = None
+    if lowered in ("", "embedded"):
+        local = EmbeddedStore(Path(home) / "blocks")
+    elif lowered == "shared":
+        local = EmbeddedStore(shared_store_dir())
+    elif lowered.startswith("embedded:"):
+        local = EmbeddedStore(Path(text.split(":", 1)[1]).expanduser())
+    if local is not None:
+        if gateway:
+            return GatewayStore(local, GatewayReader(gateway, timeout=max(timeout, 30.0)))
+        return local
+    if text.startswith(("/ip4/", "/ip6/", "/dns/", "/dns4/", "/dns6/")):
+        return IpfsNodeStore(text, timeout=timeout, headers=auth_headers())
+    api = _url_to_api(text)
+    if api is not None:
+        return IpfsNodeStore(api[0], timeout=timeout, base=api[1], headers=auth_headers())
     raise ConfigError(
-        f"unknown store {spec!r}: use \"embedded\" for the local block store, or the API "
-        f"multiaddr of an IPFS node such as {DEFAULT_API}"
+        f"unknown store {spec!r}: use \"embedded\", \"shared\" (one store for all your mines), "
+        f"\"embedded:DIR\", or an IPFS node's API: a multiaddr such as {DEFAULT_API} or https://HOST:PORT"
     )

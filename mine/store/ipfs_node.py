@@ -40,14 +40,19 @@ _HOW_TO_START = (
 class IpfsNodeStore:
     """The :class:`~mine.store.Store` interface on top of an IPFS node's RPC API at ``api`` (a multiaddr)."""
 
-    def __init__(self, api: str = DEFAULT_API, timeout: float = 10, *, probe_timeout: float = 2.0) -> None:
-        """``timeout`` bounds every request (seconds without progress); ``probe_timeout`` bounds :meth:`has`."""
+    def __init__(self, api: str = DEFAULT_API, timeout: float = 10, *, probe_timeout: float = 2.0,
+                 base: str = "api/v0", headers: dict[str, str] | None = None) -> None:
+        """``timeout`` bounds every request (seconds without progress); ``probe_timeout`` bounds :meth:`has`.
+
+        ``base`` is the RPC path (Kubo: ``api/v0``); ``headers`` go with every request (a hosted
+        node's ``Authorization``, see :func:`mine.store.auth_headers`).
+        """
         self.api = api
         self.timeout = float(timeout)
         self.probe_timeout = min(float(probe_timeout), self.timeout)
         try:
             # connect() would reject every daemon newer than 0.8 (VersionMismatch); skip that check
-            self._client = ipfshttpclient.Client(api, timeout=self.timeout, session=True)
+            self._client = ipfshttpclient.Client(api, base, timeout=self.timeout, session=True, headers=headers or {})
         except ipfs_exc.AddressError as exc:
             raise StoreError(f"{api!r} is not a valid IPFS API multiaddr; use e.g. {DEFAULT_API}") from exc
         _drop_strict_pool_option(self._client)

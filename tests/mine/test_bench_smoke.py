@@ -60,10 +60,14 @@ def test_results_layout(quick: tuple[dict[str, Any], str, Path]) -> None:
     assert {"final_score", "centralized_score", "malicious_accepted"} <= set(results["demo"]["cnn"])
     assert {"client_submissions_per_s", "raw_tx_per_s", "ratio"} <= set(results["chain"])
     assert {"timings_s", "final_score", "centralized_score", "malicious_accepted"} <= set(results["demo"])
-    assert {"implementation", "fedavg_all", "fedavg_honest_only", "ours"} <= set(results["flower"])
+    assert {"implementation", "fedavg_all", "fedavg_honest_only", "fedtrimmedavg_all", "krum_all", "ours"} \
+        <= set(results["flower"])
     assert {"rows", "default_dp", "steps"} <= set(results["privacy"])
     assert {(r["case"], r["dp"]) for r in results["privacy"]["rows"]} == \
         {(c, dp) for c in ("n=1", "n=8", "n=32", "shards") for dp in (False, True)}
+    assert {"seconds", "status_over_import_web3"} <= set(results["cli"])
+    assert {"mine status", "python -c 'import web3'", "mine vault list"} <= set(results["cli"]["seconds"])
+    assert {"client_tx_per_s", "raw_tx_per_s", "ratio"} <= set(results["chain"]["pipelined"])
     assert results["flower"]["same_attackers_as_demo"] is True
     assert {"cores", "cpu", "versions"} <= set(results["machine"])
     assert results["goals"], "no goals recorded"
@@ -113,3 +117,18 @@ def test_cli_entry_point(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "Goals" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--only", "nonsense"])
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / ".venv-flower" / "bin" / "python").exists(),
+                    reason="no .venv-flower (make bench builds it)")
+def test_flower_strategies_agree_with_the_written_out_formulas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import flower
+
+    monkeypatch.setenv("BENCH_FLWR_VENV", str(Path(__file__).resolve().parents[2] / ".venv-flower"))
+    real = flower.run(quick=True)
+    assert real["flwr_version"] is not None and real["implementation"].startswith("Flower ")
+    monkeypatch.setenv("BENCH_FLWR_VENV", str(tmp_path / "none"))
+    plain = flower.run(quick=True)
+    assert plain["flwr_version"] is None
+    for key in ("fedavg_all", "fedavg_honest_only", "fedtrimmedavg_all", "krum_all"):
+        assert real[key]["per_round"] == plain[key]["per_round"], key
