@@ -30,11 +30,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-import torch
-
 from mine.errors import ValidationError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from mine.manifest import Manifest
 
 __all__ = [
@@ -437,6 +437,8 @@ def _t(v: Any) -> Any:
 
 def layer_module(spec: Mapping[str, Any]) -> torch.nn.Module:
     """The torch module of one *validated* layer spec."""
+    import torch
+
     kind = spec["type"]
     nn = torch.nn
     if kind == "Linear":
@@ -473,6 +475,8 @@ def build_model(manifest: Manifest, seed: int | None = None) -> torch.nn.Sequent
     the global torch RNG is left untouched; with ``None`` the global RNG is used. The manifest was
     validated (shapes, memory and FLOP bounds) when it was constructed.
     """
+    import torch
+
     if seed is None:
         return torch.nn.Sequential(*(layer_module(s) for s in manifest.layers)).float()
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -484,6 +488,8 @@ def build_model(manifest: Manifest, seed: int | None = None) -> torch.nn.Sequent
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A detached float32 copy of a model's parameters, the form used everywhere in this package."""
+    import torch
+
     return {k: v.detach().to(torch.float32).clone() for k, v in model.state_dict().items()}
 
 
@@ -503,6 +509,8 @@ def spec_of_module(index: int, module: torch.nn.Module) -> dict[str, Any]:
     arguments a manifest can express; anything else (BatchNorm, a custom module, padding modes,
     ``ceil_mode``, an Embedding's ``max_norm`` ...) is refused by name.
     """
+    import torch
+
     nn = torch.nn
     kind = type(module).__name__
     where = f"module {index} ({kind})"

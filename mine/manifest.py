@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-import numpy as np
+import numbers
 
 from mine.errors import ValidationError
 from mine.layers import MAX_WIDTH, PARAMETRIC, Cost, Arg, check_arg, normalize_layer, parameter_shapes, walk
@@ -81,7 +81,7 @@ def _float_list(what: str, value: Any, n: int) -> list[float]:
                               f"{type(value).__name__} of length {len(value) if hasattr(value, '__len__') else '?'}")
     out = []
     for i, v in enumerate(value):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
             raise ValidationError(f"{what}[{i}] must be a number, got {v!r}")
         f = float(v)
         if not math.isfinite(f):
