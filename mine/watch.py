@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from web3.exceptions import Web3Exception
+
 from mine.amounts import format_amount, is_eth, parse_units, token_meta
 from mine.chain import BountyStatus, SonarClient, SubmissionStatus
 from mine.errors import ChainError, ChainUnreachableError, ConfigError, MineError, StoreError, VaultError
@@ -260,7 +262,10 @@ class Watcher:
 
     def run_pass(self, *, force: bool = False) -> bool:
         """One pass over the market. Returns False (and does nothing else) when no new block arrived."""
-        head = int(self.client.w3.eth.block_number)
+        try:
+            head = int(self.client.w3.eth.block_number)
+        except (OSError, Web3Exception) as exc:
+            raise ChainUnreachableError(f"the node does not answer ({type(exc).__name__})") from None
         if head == self.last_block_seen and not force:
             return False
         self.last_block_seen = head
