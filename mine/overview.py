@@ -146,8 +146,10 @@ class SubmissionRow:
     def why(self) -> str:
         """One sentence: why this submission was paid what it was paid."""
         amt = lambda units: format_amount(units, self.decimals, self.symbol)  # noqa: E731
-        scores = (f"; model score {self.score_before:.4f} → {self.score_after:.4f}"
-                  if self.score_before is not None and self.score_after is not None else "")
+        scores = ""
+        if self.score_before is not None and self.score_after is not None:
+            scores = (f"; model score {self.score_before:.4f} → {self.score_after:.4f}"
+                      if self.score_after != self.score_before else f"; model unchanged at {self.score_before:.4f}")
         if self.state == "accepted":
             return (f"accepted with {self.share_bps / 100:.2f}% of the round's pot: paid {amt(self.reward)} "
                     f"and the stake {amt(self.stake)} returned{scores}")
@@ -216,9 +218,10 @@ def my_submissions(client: SonarClient, home: MineHome, miner: str | None = None
                     rounds[tx] = dict(settled[0]["args"]) if settled else {}
                 rs = rounds[tx]
                 if rs:
-                    row.score_after = score_from_chain(int(rs["score"]))
-                    before = client.model_version(entry.bounty, entry.base_version).score
-                    row.score_before = score_from_chain(before)
+                    row.score_before = score_from_chain(client.model_version(entry.bounty, entry.base_version).score)
+                    # a round that made no version leaves the model as it was
+                    row.score_after = (score_from_chain(int(rs["score"])) if int(rs["version"])
+                                       else row.score_before)
                     row.details = {"round_first": int(rs["firstIndex"]), "round_count": int(rs["count"]),
                                    "version": int(rs["version"])}
             elif sub.status == SubmissionStatus.RECLAIMED:

@@ -43,6 +43,7 @@ from mine.home import MineHome, read_json, write_json_atomic
 from mine.store import Store, cid_from_chain
 
 LOG_RANGE = 2000  # most blocks one eth_getLogs call covers
+FULL_PASS_EVERY = 30.0  # seconds: a full pass (expiries, withdrawals) even when no event of ours arrived
 LOG_FILE_MAX = 1 << 20  # watch.log is truncated to its newer half past this size
 DEFAULT_RULES: dict[str, Any] = {
     "min_reward": "0", "tokens": ["ETH"], "allow_owners": [], "block_owners": [], "min_privacy_budget": 0.0,
@@ -245,6 +246,7 @@ class Watcher:
         self._features: dict[int, list[str]] = {}
         self.last_block_seen = -1
         self.passes = 0
+        self._last_full = self._saved = -FULL_PASS_EVERY
 
     # ------------------------------------------------------------------ logging helpers
 
@@ -269,8 +271,11 @@ class Watcher:
         if head == self.last_block_seen and not force:
             return False
         self.last_block_seen = head
+        news = self._scan(head)
+        if not news and not force and time.monotonic() - self._last_full < FULL_PASS_EVERY:
+            return False  # an empty block: nothing of ours moved; expiries are checked every FULL_PASS_EVERY
+        self._last_full = time.monotonic()
         self._resume()
-        self._scan(head)
         self._follow()
         for bounty_id in sorted(self.state.bounties):
             try:
@@ -297,9 +302,9 @@ class Watcher:
         for problem in problems:
             self.log("error", f"could not finish {problem}")
 
-    def _scan(self, head: int) -> None:
-        """Read new events in bounded ranges: bounties posted, rounds settled, my outcomes."""
-        start = self.state.last_block + 1
+    def _scan(self, head: int) -> int:
+        """Read new events in bounded ranges: bounties posted, rounds settled, my outcomes. Returns how many."""
+        start, found = self.state.last_block + 1, 0
         contract = self.client.contract
         while start <= head:
             end = min(head, start + LOG_RANGE - 1)
@@ -309,9 +314,13 @@ class Watcher:
                 raise ChainUnreachableError(f"reading logs {start}..{end}: {exc}") from None
             for raw in logs:
                 self._on_log(contract, raw)
+            found += len(logs)
             self.state.last_block = end
-            self.state.save()
+            if logs or end == head and time.monotonic() - self._saved > FULL_PASS_EVERY:
+                self.state.save()
+                self._saved = time.monotonic()
             start = end + 1
+        return found
 
     def _on_log(self, contract: Any, raw: Any) -> None:
         from web3.exceptions import MismatchedABI
@@ -465,13 +474,16 @@ class Watcher:
                  f"{format_amount(expected, decimals, symbol)}, stake {format_amount(b.stake, decimals, symbol)})",
                  bounty=b.id, dataset=dataset, version=b.latest_version)
         X, y, columns = Vault(self.home).load(dataset)
+        started = time.perf_counter()
         update = train_update(self.home, self.client, self.store, b.id, X, y, columns, epochs=self.rules.epochs,
                               seed=self.seed + b.latest_version)
+        trained = time.perf_counter() - started
         entry = submit(self.home, self.client, self.store, b.id, update.path)
         self._said.pop(f"b{b.id}", None)
         self.log("submitted", f"bounty {b.id}: submitted #{entry.index} from v{update.base_version} "
-                 f"({update.examples} examples, {update.seconds:.1f} s training), stake "
-                 f"{format_amount(b.stake, decimals, symbol)}", bounty=b.id, index=entry.index, cid=entry.cid)
+                 f"({update.examples} examples, {trained:.1f} s training), stake "
+                 f"{format_amount(b.stake, decimals, symbol)}", bounty=b.id, index=entry.index, cid=entry.cid,
+                 train_seconds=round(trained, 3))
 
     def _withdraw(self) -> None:
         from mine.overview import withdraw_credits

@@ -83,6 +83,8 @@ def gather(view: MineView) -> dict[str, Any]:
     credits = client.credits(me) if me else 0
     total_withdrawn = withdrawn(client, me) if me else 0
     earned = points[-1][1] if points else 0
+    if points:  # the curve starts from zero just before the first reward
+        points = [(points[0][0] - 60, 0), *points]
     chart = line_chart([(t, w / 1e18) for t, w in points], title="rewards earned (ETH, cumulative)",
                        x_is_time=True, empty="no reward yet") if points else ""
     owned = []

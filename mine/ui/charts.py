@@ -43,8 +43,9 @@ def line_chart(points: list[tuple[float, float]], *, title: str, x_label: str = 
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>')
         parts.append(f'<text x="{left - 6}" y="{sy(y) + 4:.1f}" class="tick" text-anchor="end">{_fmt(y)}</text>')
     xt = _ticks(x0, x1, 3) if x_is_time else sorted(set(xs))[:12]
+    clock = "%H:%M" if x1 - x0 >= 600 else "%H:%M:%S"
     for x in xt:
-        label = time.strftime("%H:%M", time.localtime(x)) if x_is_time else _fmt(x)
+        label = time.strftime(clock, time.localtime(x)) if x_is_time else _fmt(x)
         parts.append(f'<text x="{sx(x):.1f}" y="{height - bottom + 16}" class="tick" text-anchor="middle">{label}</text>')
     if x_label:
         parts.append(f'<text x="{width - right}" y="{height - 4}" class="tick" text-anchor="end">{escape(x_label)}</text>')

@@ -78,3 +78,15 @@ def demo_screenshot(home: Any, client: Any, store: Any, out: Path) -> Path:
 
     with serve_in_background(create_app(MineView(home, client, store))) as url:
         return screenshot(url + "/", out)
+
+
+def try_demo_screenshot(home: Any, client: Any, store: Any, out: Path) -> str:
+    """`demo_screenshot`, or why not (no chromium, no Playwright): the demo completes either way."""
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+    except ImportError:
+        return "no ui.png: Playwright is not installed (pip install -r requirements.txt)"
+    try:
+        return f"page screenshot: {demo_screenshot(home, client, store, out)}"
+    except (ConfigError, OSError, PlaywrightError) as exc:
+        return f"no ui.png: {exc}"
