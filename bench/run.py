@@ -1,6 +1,6 @@
 """Run the benchmarks: ``python -m bench.run [--quick] [--out bench/results.json] [--only gas,train]``.
 
-Sections run in order — gas, chain, store, train, demo, flower — each on its own anvil / temp dirs.
+Sections run in order — gas, chain, store, train, demo, flower, watch — each on its own anvil / temp dirs.
 A section that fails is recorded as ``{"error": ...}`` and the others still run; results.json is
 rewritten after every section, so an interrupted run keeps what it measured. Exit status: 0 when
 every section ran (goals met or not: they are reported, not enforced), 1 when one failed.
@@ -20,7 +20,7 @@ from rich.console import Console
 
 from bench import report
 
-SECTIONS = ("gas", "chain", "store", "train", "demo", "flower")
+SECTIONS = ("gas", "chain", "store", "train", "demo", "flower", "watch")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 # what each section's goals are called, to mark them missed when the section could not run
 GOAL_NAMES = {
@@ -30,6 +30,7 @@ GOAL_NAMES = {
     "train": ("train_overhead",),
     "demo": ("demo_no_malicious_accepted",),
     "flower": (),
+    "watch": ("watch_idle_cpu", "watch_post_to_submit"),
 }
 
 
@@ -66,6 +67,11 @@ def _section(name: str, results: dict[str, Any], *, quick: bool, rpc_url: str | 
 
         demo_result = results.get("demo")
         return flower.run(quick=quick, demo=demo_result if demo_result and "error" not in demo_result else None), {}
+    if name == "watch":
+        from bench import watch
+
+        r = watch.run(quick=quick)
+        return r, watch.goals(r)
     raise ValueError(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
 
 

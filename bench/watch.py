@@ -79,7 +79,12 @@ def measure(*, seconds: float = 30.0, block_time: float = 2.0, interval: float =
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("mine watch did not start")
                 time.sleep(0.2)
-            time.sleep(2 * interval)  # past start-up (imports, first pass)
+            state = miner / "watch-state.json"
+            while not (state.exists() and json.loads(state.read_text()).get("last_pass")):  # first full pass done
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("mine watch did not finish its first pass")
+                time.sleep(0.2)
+            time.sleep(interval + 1)
             tick = os.sysconf("SC_CLK_TCK")
             c0, t0 = _cpu_ticks(proc.pid), time.monotonic()
             time.sleep(seconds)
@@ -98,6 +103,10 @@ def measure(*, seconds: float = 30.0, block_time: float = 2.0, interval: float =
                     raise RuntimeError("the watching miner did not submit")
                 time.sleep(0.05)
             latency = time.monotonic() - posted_at
+            while not any(e["event"] == "submitted" for e in _log(miner)):  # the daemon logs after the receipt
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the watching miner did not log its submission")
+                time.sleep(0.05)
             submitted = next(e for e in _log(miner) if e["event"] == "submitted")
             train_s = float(submitted.get("train_seconds", 0.0))
         finally:

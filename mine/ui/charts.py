@@ -19,11 +19,11 @@ def _fmt(v: float) -> str:
 
 
 def line_chart(points: list[tuple[float, float]], *, title: str, x_label: str = "", x_is_time: bool = False,
-               width: int = 560, height: int = 200, empty: str = "no data yet") -> Markup:
+               width: int = 1080, height: int = 220, empty: str = "no data yet") -> Markup:
     """A step-free line chart with dots, axis ticks and a title, as an <svg> element."""
     if not points:
         return Markup(f'<p class="muted">{escape(empty)}</p>')
-    left, right, top, bottom = 56, 16, 28, 34
+    left, right, top, bottom = 64, 40, 28, 34
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
     x0, x1 = min(xs), max(xs)
@@ -36,7 +36,7 @@ def line_chart(points: list[tuple[float, float]], *, title: str, x_label: str = 
     y1 += pad
     sx = lambda x: left + (x - x0) / (x1 - x0) * (width - left - right)  # noqa: E731
     sy = lambda y: top + (1 - (y - y0) / (y1 - y0)) * (height - top - bottom)  # noqa: E731
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" role="img" preserveAspectRatio="xMinYMin meet" '
              f'aria-label="{escape(title)}">',
              f'<text x="{left}" y="16" class="chart-title">{escape(title)}</text>']
     for y in _ticks(y0, y1):
