@@ -312,6 +312,27 @@ def vault_remove(obj: Ctx, name: str) -> None:
     out_console.print(f"removed {ds.name} (file {ds.path} left in place)")
 
 
+@vault.command("budget")
+@click.argument("name")
+@click.option("--set", "set_to", type=float, help="Set the dataset's lifetime privacy budget (ε).")
+@pass_ctx
+def vault_budget(obj: Ctx, name: str, set_to: float | None) -> None:
+    """Show (or --set) dataset NAME's privacy budget and the ε its updates have spent."""
+    from mine.ledger import PrivacyLedger
+    from mine.vault import Vault
+
+    home = obj.home()
+    home.load_config()
+    ds = Vault(home).get(name)
+    ledger = PrivacyLedger(home)
+    status = ledger.set_budget(name, set_to, rows=ds.rows) if set_to is not None else ledger.status(name, rows=ds.rows)
+    out_console.print(f"{name}: budget ε = {status.budget:g} at δ = {status.delta:g}; spent ε = {status.spent:.3f} "
+                      f"over {status.updates} DP update(s); remaining {status.remaining:.3f}")
+    if not status.private:
+        out_console.print(f"[yellow]{status.non_private} update(s) were trained on {name} WITHOUT DP (--no-dp): "
+                          "for those the data has no privacy guarantee[/]")
+
+
 # ---------------------------------------------------------------------- miner
 
 
@@ -323,40 +344,107 @@ def bounties(obj: Ctx, show_all: bool) -> None:
     from mine.overview import list_bounties
 
     client = obj.client(with_account=False)
-    table = Table("id", "status", "escrow left", "stake", "eval window", "auditable", "deadline in", "best → target",
-                  "model", "owner (closed/revealed/mismatches)", "fits")
+    table = Table("id", "status", "escrow left", "stake", "window", "audit", "deadline", "best → target", "model",
+                  "owner", "fits")
+    owners_shown: list[str] = []
+    history: dict[str, dict[str, int]] = {}
     for b in list_bounties(client, obj.store(), obj.home(), show_all=show_all):
-        fit = ", ".join(b.fits) if b.features is not None else "?"
+        if b.owner not in owners_shown:
+            owners_shown.append(b.owner)
+            history[b.owner] = b.owner_history
+        fit = (", ".join(b.fits) or "-") if b.features is not None else "?"
         table.add_row(str(b.id), b.status, b.amount(b.escrow), b.amount(b.stake), f"{b.eval_window // 60} min",
                       b.auditable, f"{b.deadline_in // 60} min", f"{b.best:.4f} → {b.target:.4f}", b.model,
-                      f"{b.owner[:10]}…: {b.owner_record}", fit or "-")
+                      f"{b.owner[:8]}…", fit)
     out_console.print(table)
+    owners = Table("owner", "bounties closed", "audits revealed", "audited mismatches (my audits)", title="Owners")
+    for owner in owners_shown:
+        h = history[owner]
+        audited = f"{h['mismatches']} in {h['audited']} audits" if h["audited"] else "not audited"
+        owners.add_row(owner, str(h["closed"]), str(h["revealed"]), audited)
+    if owners_shown:
+        out_console.print(owners)
 
 
 @cli.command("train")
 @click.argument("bounty_id", type=int)
 @click.option("--dataset", required=True, help="Vault dataset to train on.")
-@click.option("--epochs", type=int, help="Local epochs (default: the manifest's).")
-@click.option("--lr", type=float, help="Learning rate (default: the manifest's).")
-@click.option("--batch-size", type=int, help="Batch size (default: the manifest's).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed: same seed, same update bytes.")
+@click.option("--epochs", type=int, help="Local epochs (default: the manifest's / the DP default).")
+@click.option("--lr", type=float, help="Learning rate (default: the manifest's / the DP default).")
+@click.option("--batch-size", type=int, help="Batch size (--no-dp only; DP samples each example with --sample-rate).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of sampling and dropout (DP noise always comes from the OS's random source).")
+@click.option("--no-dp", is_flag=True, help="Train without differential privacy (recorded in the update as dp=off).")
+@click.option("--epsilon", type=float, help="DP: target ε of this update (the noise is solved for it).")
+@click.option("--noise-multiplier", type=float, help="DP: fixed noise multiplier instead of a target ε.")
+@click.option("--max-grad-norm", type=float, help="DP: per-example gradient clip norm.")
+@click.option("--sample-rate", type=float, help="DP: Poisson sampling rate per step (1 = full batch).")
+@click.option("--steps", type=int, help="DP: number of DP-SGD steps.")
+@click.option("--delta", type=float, help="DP: δ (default min(1e-5, 1/rows)).")
 @pass_ctx
 def train_cmd(obj: Ctx, bounty_id: int, dataset: str, epochs: int | None, lr: float | None,
-              batch_size: int | None, seed: int) -> None:
-    """Train BOUNTY_ID's current model on a vault dataset; writes the update to the outbox."""
+              batch_size: int | None, seed: int, no_dp: bool, epsilon: float | None, noise_multiplier: float | None,
+              max_grad_norm: float | None, sample_rate: float | None, steps: int | None, delta: float | None) -> None:
+    """Train BOUNTY_ID's current model on a vault dataset with DP-SGD; writes the update to the outbox.
+
+    The update's (ε, δ) is charged to the dataset's privacy budget (`mine vault budget NAME`).
+    """
+    from mine.dp import DEFAULT_DP, DPSettings
     from mine.miner import train_update
     from mine.vault import Vault
+    from mine.versions import load_version
 
     home = obj.home()
-    home.load_config()
+    config = home.load_config()
     X, y, columns = Vault(home).load(dataset)
     client = obj.client()  # the update names its miner (checked by the owner: a copied CID is worthless)
     store = obj.store()
+    overrides = {k: v for k, v in {"target_epsilon": epsilon, "noise_multiplier": noise_multiplier,
+                                   "max_grad_norm": max_grad_norm, "sample_rate": sample_rate, "steps": steps,
+                                   "delta": delta}.items() if v is not None}
+    if no_dp and overrides:
+        raise click.UsageError(f"--no-dp trains without DP; drop {', '.join(sorted(overrides))}")
+    if not no_dp and batch_size is not None:
+        raise click.UsageError("with DP each example joins a step with probability --sample-rate; "
+                               "--batch-size applies to --no-dp only")
+    settings = None
+    base = load_version(client, store, bounty_id)
+    if overrides:
+        training = base.manifest.training
+        settings = DPSettings.from_dict(training["dp"]) if "dp" in training else DEFAULT_DP
+        settings = settings.replace(**overrides)
     with progress("training", None) as advance:
         upd = train_update(home, client, store, bounty_id, X, y, columns, epochs=epochs, lr=lr,
-                           batch_size=batch_size, seed=seed, on_batch=lambda done, total: advance(done, total))
+                           batch_size=batch_size, seed=seed, on_batch=lambda done, total: advance(done, total),
+                           base=base, dp_settings=settings, no_dp=no_dp, dataset=dataset,
+                           miner=_miner_address(obj, home, config))
     out_console.print(f"update for bounty {bounty_id} (from version {upd.base_version}): {upd.path}")
-    out_console.print(f"trained on {upd.examples} examples in {upd.seconds:.2f} s; local loss {upd.loss:.4f}, metric {upd.metric:.4f}")
+    if upd.dp is None:
+        out_console.print("[yellow]trained WITHOUT differential privacy (--no-dp): the update can reveal your rows "
+                          "to whoever reads it[/]")
+    else:
+        out_console.print(f"differential privacy: ε = {upd.dp.epsilon:.2f}, δ = {upd.dp.delta:g} (noise "
+                          f"{upd.dp.noise_multiplier:.3g}, clip {upd.dp.max_grad_norm:g}, {upd.dp.steps} steps at "
+                          f"sample rate {upd.dp.sample_rate:g})")
+    from mine.ledger import PrivacyLedger
+
+    status = PrivacyLedger(home).status(dataset, rows=len(X))
+    out_console.print(f"trained on {upd.examples} examples in {upd.seconds:.2f} s; local loss {upd.loss:.4f}, "
+                      f"metric {upd.metric:.4f} (local only, not in the update); dataset {dataset!r} has spent "
+                      f"ε = {status.spent:.2f} of {status.budget:g}")
+
+
+def _miner_address(obj: Ctx, home: Any, config: Any) -> str:
+    """The address that will submit (named inside the update), without unlocking its keystore."""
+    if obj.dev_account is not None:
+        from mine.devnet import dev_account
+
+        return dev_account(obj.dev_account).address
+    address = config.account or next(iter(home.list_accounts()), None)
+    if address is None:
+        raise ConfigError("an update names the account that submits it: run `mine account new` first "
+                          "(or pass --dev-account N on a local chain)")
+    return address
 
 
 @cli.command()
@@ -753,9 +841,11 @@ def ipfs_export(obj: Ctx, cid: str, out: Path) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"), show_default=True)
 @click.option("--rpc", "demo_rpc", default=None, help="Use this chain instead of starting anvil.")
 @click.option("--ipfs-api", "demo_ipfs", default=None, help="Use this IPFS node instead of the embedded store.")
+@click.option("--dp/--no-dp", "use_dp", default=True, show_default=True,
+              help="Miners train with DP-SGD (the manifest's training.dp, else mine.dp's default) or plainly.")
 @pass_ctx
 def demo(obj: Ctx, dataset: str, miners: int, malicious: int, attack: str, rounds: int, seed: int, out_dir: Path,
-         demo_rpc: str | None, demo_ipfs: str | None) -> None:
+         demo_rpc: str | None, demo_ipfs: str | None, use_dp: bool) -> None:
     """Run the whole marketplace locally: 1 owner, N miners (K malicious), R rounds; writes a report."""
     from mine.demo import DemoSettings, run_demo
 
@@ -763,7 +853,7 @@ def demo(obj: Ctx, dataset: str, miners: int, malicious: int, attack: str, round
         raise click.BadParameter("--malicious cannot exceed --miners")
     settings = DemoSettings(dataset=dataset, miners=miners, malicious=malicious, attack=attack, rounds=rounds,
                             seed=seed, out=out_dir, rpc=demo_rpc or obj.rpc, ipfs_api=demo_ipfs or obj.store_spec,
-                            sonar=obj.sonar)
+                            sonar=obj.sonar, dp=use_dp)
     run_demo(settings, console=out_console, progress_console=err_console)
 
 

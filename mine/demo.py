@@ -70,6 +70,7 @@ class DemoSettings:
     sonar: str | None = None
     reward_wei: int = 10 * ETHER
     stake_wei: int = ETHER // 100
+    dp: bool = True  # miners train with DP-SGD (settings: the manifest's training.dp, else mine.dp's default)
 
 
 class TimedStore:
@@ -227,7 +228,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
 
         console.print(
             f"[bold]Sonar demo[/]: {settings.dataset}, {settings.miners} miners ({settings.malicious} malicious: "
-            f"{settings.attack}), {settings.rounds} rounds; bounty {bounty_id} with {settings.reward_wei / ETHER:g} ETH, "
+            f"{settings.attack}), {settings.rounds} rounds, {'DP-SGD' if settings.dp else 'no DP'}; bounty {bounty_id} with {settings.reward_wei / ETHER:g} ETH, "
             f"model {model_cid}, initial score {initial_score:.4f}"
         )
         current = load_version(owner_client, store, bounty_id)
@@ -247,7 +248,8 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                     t0 = time.perf_counter()
                     transform = _attack_transform(settings.attack, settings.seed + 1000 * rnd + i) if not m.honest else None
                     update = train_update(m.home, m.client, store, bounty_id, X_m, y_m, cols_m,
-                                          seed=settings.seed + 1000 * rnd + i, transform=transform, base=base)
+                                          seed=settings.seed + 1000 * rnd + i, transform=transform, base=base,
+                                          no_dp=not settings.dp)
                     timings["train"] += time.perf_counter() - t0
                     submit(m.home, m.client, store, bounty_id, update.path)
                     bar.advance(task)
@@ -305,7 +307,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                 "score_before": result.score_before, "score_after": result.score_after,
                 "version": result.version if accepted else None,
                 "reward_wei": int(v["reward"]), "stake_wei": settings.stake_wei, "stake_returned": returned,
-                "norm": v["norm"], "contribution": v["contribution"],
+                "norm": v["norm"], "contribution": v["contribution"], "alignment": v.get("alignment"),
             })
     per_miner: dict[str, dict[str, Any]] = {}
     for m in miners:
@@ -320,7 +322,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
     summary: dict[str, Any] = {
         "dataset": settings.dataset, "metric": manifest.metric, "attack": settings.attack,
         "miners": settings.miners, "malicious": settings.malicious, "malicious_miners": sorted(f"miner{i}" for i in malicious),
-        "rounds": settings.rounds, "seed": settings.seed, "bounty_id": bounty_id,
+        "rounds": settings.rounds, "seed": settings.seed, "bounty_id": bounty_id, "dp": settings.dp,
         "initial_score": initial_score, "final_score": final_score, "centralized_score": centralized,
         "target_score": TARGETS[settings.dataset],
         "bounty_wei": settings.reward_wei, "paid_wei": paid, "refunded_wei": closed,

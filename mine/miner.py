@@ -1,7 +1,8 @@
 """The data owner's loop: fetch the bounty's model, train on local data, submit the update.
 
 `train_update` never sends anything anywhere: it reads the dataset in place and writes the update
-(a weight delta in safetensors, plus metadata) to the outbox. `submit` seals that update to the
+(a DP-SGD weight delta in safetensors, plus metadata: base version, miner, (ε, δ), a size bucket) to
+the outbox. `submit` seals that update to the
 bounty owner's key (the miner's address is inside, so a copied CID is worthless), stores the
 ciphertext and sends ONE transaction with the stake. A journal entry is written before the
 transaction; after a crash the next `submit`/`status` finds the mined submission in the
@@ -10,6 +11,7 @@ transaction; after a crash the next `submit`/`status` finds the mined submission
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -18,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from eth_utils import to_checksum_address
+
 from mine.chain import BountyStatus, SonarClient
 from mine.datasets import select_features
+from mine.dp import DPRecord, DPSettings
 from mine.errors import ChainError, ValidationError
 from mine.home import MineHome, read_json, write_json_atomic
 from mine.model import build_model, make_update
@@ -32,6 +37,8 @@ MAX_UPDATE_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class TrainedUpdate:
+    """An update written to the outbox. ``examples``/``loss``/``metric`` are local only (never published)."""
+
     path: Path
     bounty_id: int
     base_version: int
@@ -39,6 +46,7 @@ class TrainedUpdate:
     loss: float
     metric: float
     seconds: float
+    dp: DPRecord | None = None  # None: trained with --no-dp
 
 
 def train_update(
@@ -57,33 +65,81 @@ def train_update(
     on_batch: Callable[[int, int], None] | None = None,
     transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     base: LoadedVersion | None = None,
+    dp_settings: DPSettings | None = None,
+    no_dp: bool = False,
+    dataset: str | None = None,
+    miner: str | None = None,
 ) -> TrainedUpdate:
-    """Train the bounty's latest model on (X, y) and write the update to the outbox.
+    """Train the bounty's latest model on (X, y) with DP-SGD and write the update to the outbox.
 
-    `transform` may rewrite the delta before it is written (the demo's simulated attacks use it).
+    DP settings: ``dp_settings``, else the manifest's ``training.dp``, else :data:`mine.dp.DEFAULT_DP`;
+    ``epochs``/``lr`` override them. ``no_dp=True`` trains plainly (``epochs``, ``lr``,
+    ``batch_size``) and says so in the update (``dp = "off"``). With ``dataset`` (a vault name) the
+    update is charged to that dataset's privacy ledger first, and refused past its budget.
+
+    The update's metadata is what the protocol needs and no more: ``bounty``, ``base_version``,
+    ``base_cid``, ``miner`` (checksummed address; default the client's account), ``dp`` (the
+    mechanism and its (ε, δ), or ``"off"``) and ``examples_bucket`` (power of two ≤ the row count).
+    No local loss or metric. `transform` may rewrite the delta before it is written (the demo's
+    simulated attacks use it).
     """
+    from mine.dp import DEFAULT_DP, examples_bucket, train_dp
+    from mine.ledger import PrivacyLedger
+
     bounty = client.bounty(bounty_id)
     if bounty.status != BountyStatus.OPEN:
         raise ChainError(f"bounty {bounty_id} is {bounty.status.name.lower()}; it takes no more updates")
+    if miner is None and client.account is not None:
+        miner = client.account.address
+    if miner is None:
+        raise ValidationError("an update names its miner: give the address that will submit it")
+    miner = to_checksum_address(miner)
     base = base or load_version(client, store, bounty_id)
     manifest = base.manifest
     features = select_features(X, columns, list(manifest.features)).astype(np.float32, copy=False)
     defaults = manifest.training
     model = build_model(manifest)
     model.load_state_dict(base.state)
-    result = train(
-        model, features, y, manifest,
-        epochs=epochs or int(defaults["epochs"]), lr=lr or float(defaults["lr"]),
-        batch_size=batch_size or int(defaults["batch_size"]), seed=seed, on_batch=on_batch,
-    )
+    record: DPRecord | None = None
+    if no_dp:
+        if dp_settings is not None:
+            raise ValidationError("DP settings were given together with no_dp; choose one")
+        if dataset is not None:
+            PrivacyLedger(home).spend(dataset, rows=len(features), noise_multiplier=0.0, sample_rate=1.0, steps=1,
+                                      epsilon=math.inf, delta=0.0, bounty=bounty_id, note="--no-dp", enforce=False)
+        result = train(
+            model, features, y, manifest,
+            epochs=epochs or int(defaults["epochs"]), lr=lr or float(defaults["lr"]),
+            batch_size=batch_size or int(defaults["batch_size"]), seed=seed, on_batch=on_batch,
+        )
+    else:
+        if batch_size is not None:
+            raise ValidationError("with DP the batch is Poisson-sampled: set the sample rate instead of a batch size")
+        settings = dp_settings or (DPSettings.from_dict(defaults["dp"]) if "dp" in defaults else DEFAULT_DP)
+        if epochs is not None:
+            settings = settings.replace(epochs=epochs, steps=None)
+        if lr is not None:
+            settings = settings.replace(lr=lr)
+        record = settings.resolve(len(features))
+        entry = None
+        if dataset is not None:
+            entry, _ = PrivacyLedger(home).spend(
+                dataset, rows=len(features), noise_multiplier=record.noise_multiplier, sample_rate=record.sample_rate,
+                steps=record.steps, epsilon=record.epsilon, delta=record.delta, bounty=bounty_id)
+        try:
+            out = train_dp(model, features, y, manifest, settings, seed=seed, on_batch=on_batch)
+        except BaseException:
+            if entry is not None:
+                PrivacyLedger(home).refund(dataset, entry.id)  # nothing left the mine
+            raise
+        result, record = out.result, out.record
     trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
     delta = {k: trained[k] - base.state[k] for k in base.state}
     if transform is not None:
         delta = transform(delta)
-    miner = client.account.address if client.account is not None else ""
     metadata = {
         "bounty": str(bounty_id), "base_version": str(base.version), "base_cid": base.cid, "miner": miner,
-        "examples": str(result.examples), "loss": f"{result.loss:.6g}", "metric": f"{result.metric:.6g}",
+        "dp": "off" if record is None else record.to_json(), "examples_bucket": str(examples_bucket(result.examples)),
     }
     data = make_update(base.state, {k: base.state[k] + delta[k] for k in base.state}, metadata)
     home.outbox.mkdir(parents=True, exist_ok=True)
@@ -92,7 +148,8 @@ def train_update(
     tmp.write_bytes(data)
     os.replace(tmp, path)
     write_json_atomic(path.with_suffix(".json"), {"bounty": bounty_id, "base_version": base.version, **metadata})
-    return TrainedUpdate(path, bounty_id, base.version, result.examples, result.loss, result.metric, result.seconds)
+    return TrainedUpdate(path, bounty_id, base.version, result.examples, result.loss, result.metric, result.seconds,
+                         record)
 
 
 # ---------------------------------------------------------------------- submission journal

@@ -358,10 +358,17 @@ class Manifest:
         tr = self.training
         if not isinstance(tr, Mapping):
             raise ValidationError("manifest 'training' must be an object with epochs, lr, batch_size, optimizer")
-        unknown = sorted(set(tr) - set(DEFAULT_TRAINING))
+        unknown = sorted(set(tr) - set(DEFAULT_TRAINING) - {"dp"})
         if unknown:
-            raise ValidationError(f"manifest 'training' has unknown key(s) {unknown}; allowed: {sorted(DEFAULT_TRAINING)}")
+            raise ValidationError(
+                f"manifest 'training' has unknown key(s) {unknown}; allowed: {sorted([*DEFAULT_TRAINING, 'dp'])}")
         merged = {**DEFAULT_TRAINING, **tr}
+        if "dp" in merged:  # the DP-SGD defaults for miners (checked fully by mine.dp.DPSettings.from_dict)
+            dp = merged["dp"]
+            if not isinstance(dp, Mapping) or len(dp) > 16 or not all(
+                    isinstance(k, str) and (v is None or isinstance(v, (int, float, str))) for k, v in dp.items()):
+                raise ValidationError("manifest 'training.dp' must be an object of DP settings (numbers or names)")
+            merged["dp"] = dict(dp)
         merged["epochs"] = int(_check_arg("training", "epochs", _Arg(int, None, 1, 10_000), merged["epochs"]))
         merged["lr"] = _check_arg("training", "lr", _Arg(float, None, 0.0, 10.0, lo_open=True), merged["lr"])
         merged["batch_size"] = int(_check_arg("training", "batch_size", _Arg(int, None, 1, 1 << 20), merged["batch_size"]))

@@ -37,10 +37,12 @@ class BountyRow:
     best: float
     target: float
     latest_version: int
-    model: str
+    model: str  # name and latest version
+    model_detail: str  # name, task, feature count
     features: list[str] | None
     fits: list[str]
     owner_record: str
+    owner_history: dict[str, int]  # closed, revealed (chain); audited, mismatches (this mine's audits)
     expected_reward: int
 
     def amount(self, units: int) -> str:
@@ -98,10 +100,12 @@ def list_bounties(client: SonarClient, store: Store, home: MineHome, *, show_all
         try:
             manifest = fetch_manifest(store, fetch_record(store, cid_from_chain(mv.digest, mv.codec)))
             features = list(manifest.features)
-            model = f"{manifest.name} ({manifest.task}, {len(manifest.features)} features, v{b.latest_version})"
+            model = f"{manifest.name} v{b.latest_version}"
+            detail = f"{manifest.name} ({manifest.task}, {len(manifest.features)} features, v{b.latest_version})"
             fit = [d.name for d in datasets if fits(d, features) is None]
         except (StoreError, ValidationError) as exc:
             model, fit = f"unavailable ({type(exc).__name__})", []
+            detail = model
         try:
             decimals, symbol = token_meta(client.w3, b.token)
         except ChainError:
@@ -114,8 +118,8 @@ def list_bounties(client: SonarClient, store: Store, home: MineHome, *, show_all
             deadline_in=max(0, b.deadline - now),
             auditable=("revealed" if b.audit_revealed else "yes") if b.auditable else "no",
             best=score_from_chain(b.best_score), target=score_from_chain(b.target_score),
-            latest_version=b.latest_version, model=model, features=features, fits=fit,
-            owner_record=f"{h['closed']} closed, {h['revealed']} revealed, {audited}",
+            latest_version=b.latest_version, model=model, model_detail=detail, features=features, fits=fit,
+            owner_record=f"{h['closed']} closed, {h['revealed']} revealed, {audited}", owner_history=dict(h),
             expected_reward=expected_reward(client, b),
         ))
     return rows

@@ -15,10 +15,8 @@ before it and it waits (its stake comes back if its window passes).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ import torch
 
 from mine.chain import MAX_ROUND, ZERO_ADDRESS, BountyParams, SonarClient, SubmissionStatus, Verdict
 from mine.datasets import select_features
-from mine.errors import ChainError, MineError, StoreError, ValidationError
+from mine.errors import MineError, StoreError, ValidationError
 from mine.evaluate import evaluate, score_from_chain, score_to_chain
 from mine.home import MineHome, read_json, write_json_atomic
 from mine.model import Manifest, build_model, state_to_bytes
@@ -37,8 +35,7 @@ from mine.store import Store, cid_from_chain, cid_to_chain
 from mine.store.dag import ContentTooLargeError
 from mine.versions import LoadedVersion, VersionRecord, load_version, publish_version
 
-BUNDLE_KIND = "sonar-audit-bundle"
-MAX_BUNDLE_BYTES = 64 * 1024
+MAX_BUNDLE_BYTES = 4096
 MAX_VALIDATION_BYTES = 256 * 1024 * 1024
 #: Store fetches: attempts and the first backoff (doubled each time).
 FETCH_ATTEMPTS = 4
@@ -100,20 +97,19 @@ def score_model(manifest: Manifest, state: dict[str, torch.Tensor], val: Validat
 
 
 def audit_bundle(validation_cid: str, secret_key: bytes, salt: bytes) -> bytes:
-    """The audit bundle's canonical JSON bytes (its CID's digest is the validation commitment)."""
-    doc = {"kind": BUNDLE_KIND, "validation": validation_cid, "secret_key": secret_key.hex(), "salt": salt.hex()}
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    """The audit bundle's canonical JSON bytes (:func:`mine.sealed.make_audit_bundle`); its CID's digest
+    is the bounty's validation commitment."""
+    from mine.sealed import make_audit_bundle
+
+    return make_audit_bundle(validation_cid, secret_key, salt)
 
 
 def parse_bundle(data: bytes) -> tuple[str, bytes]:
     """``(validation CID, secret key)`` of an audit bundle; ``ValidationError`` if it is not one."""
-    try:
-        doc = json.loads(data)
-        if doc.get("kind") != BUNDLE_KIND:
-            raise ValueError("kind")
-        return str(doc["validation"]), bytes.fromhex(doc["secret_key"])
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise ValidationError("the revealed audit bundle is not a Sonar audit bundle") from None
+    from mine.sealed import parse_audit_bundle
+
+    bundle = parse_audit_bundle(data)
+    return bundle.validation, bundle.secret_key
 
 
 def policy_of(record: VersionRecord) -> RoundPolicy:
@@ -339,7 +335,7 @@ def settle_round(
 
 def _verdict_dict(v: Any) -> dict[str, Any]:
     d = asdict(v)
-    for key in ("norm", "contribution"):
+    for key in ("norm", "contribution", "alignment"):
         if d[key] != d[key]:  # NaN is not JSON
             d[key] = None
     return d

@@ -14,7 +14,7 @@ code  rule                   meaning
 4     :func:`check_outlier`     the update norm is an outlier among accepted updates / the round
 5     (client)                 unreadable: decryption / CID / parse failure
 6     :func:`check_origin`      not the submitter's update (inner miner or bounty differ)
-7     :func:`check_epsilon`     DP epsilon above the bounty's maximum (or DP off when one is set)
+7     :func:`check_epsilon`     the update's DP ε (recomputed) is above the bounty's maximum, or no DP
 8     :class:`RoundPolicy`      negative marginal value (leave-one-out validation loss)
 ====  =====================  ==============================================================
 
@@ -59,6 +59,7 @@ __all__ = [
     "Policy",
     "REASONS",
     "Rejection",
+    "check_epsilon",
     "check_improvement",
     "check_outlier",
     "check_structure",
@@ -85,6 +86,9 @@ REASONS: dict[int, str] = {
 }
 #: Codes whose stake is returned (an honest update that simply did not help); all others forfeit.
 REFUNDED_CODES = frozenset({NO_IMPROVEMENT})
+#: Code 7: the update's differential privacy is weaker than the bounty's ``max_epsilon``.
+EPSILON_ABOVE_MAX = 7
+REASONS[EPSILON_ABOVE_MAX] = "the update's DP epsilon is above the bounty's maximum (or it was trained without DP)"
 
 #: Floor of the robust spread in :func:`check_outlier`, relative to the median norm.
 MIN_RELATIVE_SPREAD = 0.25
@@ -201,6 +205,37 @@ def check_subgroups(before: Mapping[str, float], after: Mapping[str, float], *, 
     return Rejection(SUBGROUP_REGRESSION,
                      f"subgroup {key!r} got worse: {before[key]:.6f} -> {after[key]:.6f} "
                      f"(by {worst[0] / 1e6:.6f}, tolerance {tolerance:.6f})")
+
+
+def check_epsilon(dp_metadata: str | None, *, max_epsilon: float | None, max_delta: float = 1e-5) -> Rejection | None:
+    """Code 7 if the update's privacy is weaker than the bounty allows (``None``: no maximum, pass).
+
+    ``dp_metadata`` is the update's ``dp`` metadata string (``"off"`` or the JSON of
+    :class:`mine.dp.DPRecord`). The stated ε is not trusted: ε is recomputed with Opacus' RDP
+    accountant from the stated mechanism (noise multiplier, sample rate, steps, δ), and the larger
+    of the two counts. Rejected: no ``dp`` metadata or ``"off"``, malformed settings, δ above
+    ``max_delta``, or ε above ``max_epsilon``. (That the noise was really added cannot be checked
+    from the update; the ε is the miner's claim about its own mechanism.)
+    """
+    if max_epsilon is None:
+        return None
+    from mine.dp import epsilon_for, parse_dp_metadata
+
+    try:
+        record = parse_dp_metadata(dp_metadata)
+    except ValidationError as exc:
+        return Rejection(EPSILON_ABOVE_MAX, f"{exc}; this bounty accepts only DP updates with epsilon <= {max_epsilon:g}")
+    if record is None:
+        return Rejection(EPSILON_ABOVE_MAX, f"the update was trained without DP (--no-dp); this bounty accepts only "
+                                            f"epsilon <= {max_epsilon:g}")
+    if record.delta > max_delta:
+        return Rejection(EPSILON_ABOVE_MAX, f"the update's delta {record.delta:g} is above the allowed {max_delta:g}")
+    eps = max(record.epsilon, epsilon_for(record.noise_multiplier, record.sample_rate, record.steps, record.delta))
+    if eps > max_epsilon * (1 + 1e-9):
+        return Rejection(EPSILON_ABOVE_MAX, f"the update's epsilon {eps:.4g} (recomputed from its noise "
+                                            f"{record.noise_multiplier:g}, sample rate {record.sample_rate:g}, "
+                                            f"{record.steps} steps) is above the bounty's maximum {max_epsilon:g}")
+    return None
 
 
 def _robust_limit(accepted_norms: Sequence[float], factor: float) -> tuple[float, float, float]:
@@ -514,8 +549,8 @@ def alignments(deltas: Sequence[Mapping[str, torch.Tensor]], scales: Sequence[fl
 def loo_contributions(loss_all: float, loss_without: Sequence[float]) -> list[float]:
     """Leave-one-out marginal values: ``loss_without[i] - loss_all`` (positive = update i helps).
 
-    ``loss_without[i]`` is the validation loss of the round's aggregate without update ``i``
-    (for a one-update round: the current model's loss).
+    ``loss_without[i]`` is the validation loss of the round's aggregate (the mean of the others)
+    without update ``i`` (for a one-update round: the current model's loss).
     """
     return [float(lw) - float(loss_all) for lw in loss_without]
 
@@ -541,13 +576,18 @@ def shares_bps(contributions: Sequence[float], *, floor: float) -> list[int]:
         raw = [floor / n + (1.0 - floor) * p / total for p in pos]
     else:
         raw = [1.0 / n] * n
-    exact = [r * (BPS - n) for r in raw]  # 1 bp reserved for each
+    exact = [r * BPS for r in raw]
     base = [int(math.floor(e)) for e in exact]
-    left = BPS - n - sum(base)
+    left = BPS - sum(base)
     order = sorted(range(n), key=lambda i: (-(exact[i] - base[i]), i))
     for i in order[:left]:
         base[i] += 1
-    return [b + 1 for b in base]
+    for i in range(n):  # every accepted update gets at least 1 bp, taken from the largest share
+        if base[i] == 0:
+            top = max(range(n), key=lambda j: (base[j], -j))
+            base[top] -= 1
+            base[i] = 1
+    return base
 
 
 def check_origin(meta: Mapping[str, str], *, submitter: str, bounty_id: int, base_version: int) -> Rejection | None:
@@ -564,24 +604,6 @@ def check_origin(meta: Mapping[str, str], *, submitter: str, bounty_id: int, bas
     if str(meta.get("base_version", "")) != str(base_version):
         return Rejection(NOT_SUBMITTERS, f"the update says base version {meta.get('base_version')!r}; "
                                          f"the submission declared {base_version}")
-    return None
-
-
-def check_epsilon(meta: Mapping[str, str], max_epsilon: float | None) -> Rejection | None:
-    """Code 7 if the bounty caps epsilon and the update's DP record is missing, off, or above the cap."""
-    if max_epsilon is None:
-        return None
-    import json as _json
-
-    raw = meta.get("dp", "")
-    if raw in ("", "off"):
-        return Rejection(EPSILON_TOO_HIGH, f"trained without differential privacy; the bounty requires epsilon <= {max_epsilon:g}")
-    try:
-        eps = float(_json.loads(raw)["epsilon"])
-    except (ValueError, KeyError, TypeError):
-        return Rejection(EPSILON_TOO_HIGH, "the update's DP record is unreadable")
-    if not (math.isfinite(eps) and eps <= max_epsilon):
-        return Rejection(EPSILON_TOO_HIGH, f"epsilon {eps:g} is above the bounty's maximum {max_epsilon:g}")
     return None
 
 
@@ -627,6 +649,7 @@ class ItemVerdict:
     refund: bool
     norm: float = math.nan
     contribution: float = math.nan
+    alignment: float = math.nan
 
     @property
     def accepted(self) -> bool:
@@ -669,7 +692,8 @@ class RoundPolicy:
     * ``loss_tolerance``, ``min_alignment`` — an update whose leave-one-out contribution is below
       ``-loss_tolerance`` is rejected (code 8): forfeited if its cosine with the rest of the round
       is below ``min_alignment`` (it points away: harmful), refunded if aligned (honest, unhelpful);
-    * ``subgroup_tolerance`` — largest allowed worsening of any subgroup by the aggregate (code 3);
+    * ``subgroup_tolerance`` — largest allowed worsening of any subgroup by the aggregate (code 3;
+      the update whose removal helps that subgroup most goes, forfeited only if it points away);
     * ``min_improvement`` — margin the aggregate must improve the score by (code 2, refunded);
     * ``share_floor`` — fraction of the pot split equally among the accepted (:func:`shares_bps`);
     * ``step_search`` — multipliers of ``server_lr`` tried for the aggregate; the best validation
@@ -743,7 +767,7 @@ class RoundPolicy:
             if rej is None:
                 rej = check_origin(meta, submitter=it.submitter, bounty_id=bounty_id, base_version=it.base_version)
             if rej is None:
-                rej = check_epsilon(meta, self.max_epsilon)
+                rej = check_epsilon(meta.get("dp"), max_epsilon=self.max_epsilon)
             if rej is None and it.base_version != current_version:
                 rej = Rejection(NO_IMPROVEMENT, f"stale: trained from version {it.base_version}, the model is at "
                                                 f"version {current_version} (stake returned)")
@@ -765,20 +789,21 @@ class RoundPolicy:
         scales = dict(zip(live, clip_scales([norms[i] for i in live], bound)))
         cosines = dict(zip(live, alignments([deltas[i] for i in live], [scales[i] for i in live])))
 
-        def state_of(members: Sequence[int], mult: float = 1.0) -> dict[str, torch.Tensor]:
+        def state_of(members: Sequence[int], mult: float = 1.0, n: int | None = None) -> dict[str, torch.Tensor]:
             if not members:
                 return {k: v.clone() for k, v in current_state.items()}
-            w = self.server_lr * mult / len(members)
+            w = self.server_lr * mult / (n or len(members))
             agg = aggregate([deltas[i] for i in members], [w * scales[i] for i in members])
             return {k: (current_state[k].detach().to(torch.float64) + agg[k]).to(torch.float32) for k in current_state}
 
-        def loss_of(members: Sequence[int]) -> float:
-            return validation_loss(manifest, state_of(members), X, y) if members else loss_before
+        def loss_of(members: Sequence[int], n: int) -> float:
+            return validation_loss(manifest, state_of(members, n=n), X, y) if members else loss_before
 
         contributions: dict[int, float] = {}
         while live:
-            loss_all = loss_of(live)
-            contrib = loo_contributions(loss_all, [loss_of([j for j in live if j != i]) for i in live])
+            # leave-one-out: the round's mean without update i against the mean with it
+            loss_all = loss_of(live, len(live))
+            contrib = loo_contributions(loss_all, [loss_of([j for j in live if j != i], len(live) - 1) for i in live])
             contributions = dict(zip(live, contrib))
             worst = min(live, key=lambda i: (contributions[i], i))
             if contributions[worst] < -self.loss_tolerance:
@@ -788,7 +813,7 @@ class RoundPolicy:
                     f"leaving it out lowers the validation loss by {-contributions[worst]:.4g}; "
                     + ("it points with its round (stake returned)" if aligned else
                        f"it points away from its round (cosine {cosines[worst]:.2f})"),
-                    aligned, norms[worst], contributions[worst])
+                    aligned, norms[worst], contributions[worst], cosines[worst])
                 live.remove(worst)
                 continue
             after = _score(manifest, state_of(live), X, y, groups)
@@ -802,8 +827,12 @@ class RoundPolicy:
                 s = _score(manifest, state_of([j for j in live if j != i]), X, y, groups).per_group.get(group, math.nan)
                 return s if hib else -s
             culprit = max(live, key=lambda i: (group_score(i), -i))
-            reject(by_index[culprit], SUBGROUP_REGRESSION, rej.reason, norm=norms[culprit],
-                   contribution=contributions.get(culprit, math.nan))
+            aligned = cosines[culprit] >= self.min_alignment  # honest but unhelpful: the stake comes back
+            verdicts[culprit] = ItemVerdict(
+                culprit, by_index[culprit].submitter, 0, SUBGROUP_REGRESSION,
+                rej.reason + ("; it points with its round (stake returned)" if aligned else
+                              f"; it points away from its round (cosine {cosines[culprit]:.2f})"),
+                aligned, norms[culprit], contributions.get(culprit, math.nan), cosines[culprit])
             live.remove(culprit)
 
         if not live:
@@ -835,7 +864,7 @@ class RoundPolicy:
         shares = shares_bps([contributions[i] for i in live], floor=self.share_floor)
         for i, bps in zip(live, shares):
             verdicts[i] = ItemVerdict(i, by_index[i].submitter, bps, ACCEPTED, "accepted", False, norms[i],
-                                      contributions[i])
+                                      contributions[i], cosines[i])
         return RoundDecision([verdicts[it.index] for it in items], before.score, after.score, new_state, loss_before,
                              loss_after, dict(before.per_group), dict(after.per_group))
 

@@ -24,8 +24,10 @@ chain, so a miner encrypts to the key the owner committed to.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +38,16 @@ from mine.errors import ConfigError, ValidationError
 from mine.home import MineHome, read_json, write_json_atomic
 
 __all__ = [
+    "AUDIT_BUNDLE_KIND",
+    "AuditBundle",
     "KEY_BYTES",
     "OVERHEAD",
     "SCHEME",
     "SealedError",
     "BountyKeyMissingError",
     "encryption_record",
+    "make_audit_bundle",
+    "parse_audit_bundle",
     "generate_keypair",
     "load_secret_key",
     "new_bounty_key",
@@ -194,3 +200,61 @@ def load_secret_key(home: MineHome, public_key: bytes | str) -> bytes:
     if public_key_of(sk) != pk:
         raise ConfigError(f"{path} holds a secret key that does not match its public key; restore it from a backup")
     return sk
+
+
+# ------------------------------------------------------------------------- audit bundle
+
+#: ``kind`` of the owner's audit bundle (revealed after close: anyone holding it can replay the bounty).
+AUDIT_BUNDLE_KIND = "sonar-audit-bundle"
+MAX_AUDIT_BUNDLE_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class AuditBundle:
+    """What the owner reveals at audit time: the validation file's CID and the bounty's secret key.
+
+    ``salt`` (32 random bytes) makes the bundle's CID — the bounty's ``validationCommitment``,
+    computed at post time without publishing the bundle — unguessable before it is revealed.
+    """
+
+    validation: str
+    secret_key: bytes
+    salt: bytes
+
+    @property
+    def public_key(self) -> bytes:
+        return public_key_of(self.secret_key)
+
+
+def make_audit_bundle(validation_cid: str, secret_key: bytes | str, salt: bytes | None = None) -> bytes:
+    """Canonical JSON bytes of the audit bundle (put them in the store at reveal time; their CID is the commitment)."""
+    if not isinstance(validation_cid, str) or not validation_cid:
+        raise ValidationError("the audit bundle needs the validation file's CID")
+    salt = os.urandom(32) if salt is None else bytes(salt)
+    if len(salt) != 32:
+        raise ValidationError("the audit bundle's salt must be 32 bytes")
+    data = {"kind": AUDIT_BUNDLE_KIND, "validation": validation_cid,
+            "secret_key": _key(secret_key, "secret key").hex(), "salt": salt.hex()}
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def parse_audit_bundle(data: bytes, *, public_key: bytes | str | None = None) -> AuditBundle:
+    """Validate audit bundle bytes fetched from the store; with ``public_key``, check the secret key matches it."""
+    if len(data) > MAX_AUDIT_BUNDLE_BYTES:
+        raise ValidationError(f"audit bundle is {len(data)} bytes; at most {MAX_AUDIT_BUNDLE_BYTES} are allowed")
+    try:
+        raw = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"audit bundle is not JSON ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("kind") != AUDIT_BUNDLE_KIND:
+        raise ValidationError(f"not a Sonar audit bundle (kind must be {AUDIT_BUNDLE_KIND!r})")
+    if not isinstance(raw.get("validation"), str) or not isinstance(raw.get("salt"), str):
+        raise ValidationError("audit bundle needs 'validation' (a CID) and 'salt' (hex)")
+    try:
+        salt = bytes.fromhex(raw["salt"])
+    except ValueError:
+        raise ValidationError("audit bundle salt is not hex") from None
+    bundle = AuditBundle(raw["validation"], _key(raw.get("secret_key"), "audit bundle secret_key"), salt)
+    if public_key is not None and bundle.public_key != _key(public_key, "public key"):
+        raise ValidationError("the audit bundle's secret key does not belong to the bounty's encryption key")
+    return bundle

@@ -33,18 +33,24 @@ class VersionRecord:
     parent: str | None = None
     update: str | None = None
     policy: dict[str, Any] | None = None
-    encryption: dict[str, str] | None = None  # version 0: the owner's per-bounty sealing key
-    max_epsilon: float | None = None  # version 0: the bounty's DP cap
-    round: dict[str, Any] | None = None  # versions >= 1: {"first": index, "count": n, "accepted": [indices]}
+    #: version 0 only: the owner's per-bounty encryption key, {"scheme": ..., "public_key": hex} (mine.sealed)
+    encryption: dict[str, str] | None = None
+    #: version 0 only: the largest per-update DP ε the owner accepts (policy rule 7); None = any
+    max_epsilon: float | None = None
+    #: versions >= 1: the round that produced it, {"first": index, "count": n, "accepted": [indices]}
+    round: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
         data: dict[str, Any] = {
             "kind": RECORD_KIND, "manifest": self.manifest, "weights": self.weights,
             "parent": self.parent, "update": self.update, "policy": self.policy,
         }
-        for key in ("encryption", "max_epsilon", "round"):
-            if getattr(self, key) is not None:
-                data[key] = getattr(self, key)
+        if self.encryption is not None:  # absent keys keep older records' bytes (and CIDs) unchanged
+            data["encryption"] = self.encryption
+        if self.max_epsilon is not None:
+            data["max_epsilon"] = self.max_epsilon
+        if self.round is not None:
+            data["round"] = self.round
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -61,14 +67,19 @@ class VersionRecord:
         policy = raw.get("policy")
         if policy is not None and not isinstance(policy, dict):
             raise ValidationError("model version record: policy must be an object")
-        for key in ("encryption", "round"):
-            if raw.get(key) is not None and not isinstance(raw[key], dict):
-                raise ValidationError(f"model version record: {key} must be an object")
-        eps = raw.get("max_epsilon")
-        if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float))):
-            raise ValidationError("model version record: max_epsilon must be a number")
-        return cls(raw["manifest"], raw["weights"], raw.get("parent"), raw.get("update"), policy,
-                   raw.get("encryption"), None if eps is None else float(eps), raw.get("round"))
+        encryption = raw.get("encryption")
+        if encryption is not None and not (isinstance(encryption, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in encryption.items())):
+            raise ValidationError("model version record: encryption must be an object of strings")
+        max_epsilon = raw.get("max_epsilon")
+        if max_epsilon is not None and (isinstance(max_epsilon, bool) or not isinstance(max_epsilon, (int, float))
+                                        or not 0 < max_epsilon < float("inf")):
+            raise ValidationError("model version record: max_epsilon must be a positive number")
+        round_ = raw.get("round")
+        if round_ is not None and not isinstance(round_, dict):
+            raise ValidationError("model version record: round must be an object")
+        return cls(raw["manifest"], raw["weights"], raw.get("parent"), raw.get("update"), policy, encryption,
+                   None if max_epsilon is None else float(max_epsilon), round_)
 
 
 @dataclass

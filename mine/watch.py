@@ -47,7 +47,7 @@ FULL_PASS_EVERY = 30.0  # seconds: a full pass (expiries, withdrawals) even when
 LOG_FILE_MAX = 1 << 20  # watch.log is truncated to its newer half past this size
 DEFAULT_RULES: dict[str, Any] = {
     "min_reward": "0", "tokens": ["ETH"], "allow_owners": [], "block_owners": [], "min_privacy_budget": 0.0,
-    "withdraw_threshold": "0", "stop_after": 3, "epochs": None,
+    "withdraw_threshold": "0", "stop_after": 3, "epochs": None, "dp": True,
 }
 
 
@@ -174,6 +174,7 @@ class Rules:
     withdraw_threshold: str = "0"
     stop_after: int = 3
     epochs: int | None = None
+    dp: bool = True  # train with DP-SGD (charged to the dataset's privacy ledger); false = plain training
 
     @classmethod
     def from_config(cls, extra: dict[str, Any]) -> Rules:
@@ -436,7 +437,7 @@ class Watcher:
         datasets = [d for d in Vault(self.home).list() if fits(d, features) is None]
         if not datasets:
             return say(f"no dataset in the vault fits its {len(features)} features")
-        dataset = self._with_budget(max(datasets, key=lambda d: d.rows).name, datasets)
+        dataset = self._with_budget(datasets)
         if dataset is None:
             return say(f"no fitting dataset has {self.rules.min_privacy_budget} ε of privacy budget left")
         mine = [e for e in Journal(self.home).entries() if e.bounty == bounty_id and e.miner == self.me]
@@ -453,12 +454,10 @@ class Watcher:
                                bounty=bounty_id)
         self._train_and_submit(b, dataset, expected, symbol, decimals)
 
-    def _with_budget(self, preferred: str, datasets: list[Any]) -> str | None:
-        """The dataset to train on: the largest fitting one with privacy budget left (ledger, when present)."""
-        try:
-            from mine.ledger import PrivacyLedger  # arrives with the privacy work
-        except ImportError:
-            return preferred
+    def _with_budget(self, datasets: list[Any]) -> str | None:
+        """The dataset to train on: the largest fitting one with privacy budget left in the ledger."""
+        from mine.ledger import PrivacyLedger
+
         ledger = PrivacyLedger(self.home)
         for d in sorted(datasets, key=lambda d: -d.rows):
             status = ledger.status(d.name, rows=d.rows)
@@ -476,7 +475,7 @@ class Watcher:
         X, y, columns = Vault(self.home).load(dataset)
         started = time.perf_counter()
         update = train_update(self.home, self.client, self.store, b.id, X, y, columns, epochs=self.rules.epochs,
-                              seed=self.seed + b.latest_version)
+                              seed=self.seed + b.latest_version, no_dp=not self.rules.dp, dataset=dataset)
         trained = time.perf_counter() - started
         entry = submit(self.home, self.client, self.store, b.id, update.path)
         self._said.pop(f"b{b.id}", None)

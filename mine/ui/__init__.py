@@ -54,20 +54,18 @@ def gather(view: MineView) -> dict[str, Any]:
     me = view.me
     eth = lambda wei: format_amount(wei, 18, "ETH")  # noqa: E731
     budgets: dict[str, str] = {}
-    try:
-        from mine.ledger import PrivacyLedger  # arrives with the privacy work
+    from mine.ledger import PrivacyLedger
 
-        ledger = PrivacyLedger(home)
-        for d in Vault(home).list():
-            st = ledger.status(d.name, rows=d.rows)
-            budgets[d.name] = (f"ε {st.spent:.2f} of {st.budget:g}" if st.private else f"non-private updates (budget {st.budget:g})")
-    except ImportError:
-        pass
+    ledger = PrivacyLedger(home)
+    for d in Vault(home).list():
+        st = ledger.status(d.name, rows=d.rows)
+        budgets[d.name] = (f"ε {st.spent:.2f} of {st.budget:g} ({st.updates} updates)" if st.private
+                           else f"non-private updates (budget ε {st.budget:g})")
     datasets = [{"name": d.name, "rows": d.rows, "features": len(d.features), "target": d.target,
                  "schema": ", ".join(d.features[:6]) + (f" … (+{len(d.features) - 6})" if len(d.features) > 6 else ""),
                  "budget": budgets.get(d.name, "not tracked")} for d in Vault(home).list()]
     bounties = [{
-        "id": b.id, "model": b.model, "escrow": b.amount(b.escrow), "stake": b.amount(b.stake),
+        "id": b.id, "model": b.model_detail, "escrow": b.amount(b.escrow), "stake": b.amount(b.stake),
         "expected": b.amount(b.expected_reward), "window": f"{b.eval_window // 60} min",
         "deadline": f"{b.deadline_in // 60} min", "score": f"{b.best:.4f} → {b.target:.4f}",
         "fits": ", ".join(b.fits) or "none", "fit": bool(b.fits), "owner": _short(b.owner),

@@ -20,9 +20,10 @@ from mine.train import train
 
 
 def test_reason_codes() -> None:
-    assert sorted(P.REASONS) == [1, 2, 3, 4, 5]
+    assert sorted(P.REASONS) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert all(isinstance(v, str) and v for v in P.REASONS.values())
     assert (P.STRUCTURE, P.NO_IMPROVEMENT, P.SUBGROUP_REGRESSION, P.OUTLIER_NORM, P.UNREADABLE) == (1, 2, 3, 4, 5)
+    assert (P.NOT_SUBMITTERS, P.EPSILON_TOO_HIGH, P.NEGATIVE_CONTRIBUTION) == (6, 7, 8)
 
 
 @pytest.fixture(scope="module")
@@ -243,12 +244,12 @@ def test_default_policy_margin_and_subgroup_guard(world) -> None:
 
 
 def test_registry_and_settings() -> None:
-    assert set(P.POLICIES) == {"default", "accept-all"}
+    assert set(P.POLICIES) == {"default", "accept-all", "round"}
     p = P.make_policy("default", server_lr=0.25, outlier_factor=3.0)
     assert isinstance(p, P.DefaultPolicy) and isinstance(p, P.Policy)
     assert p.settings()["server_lr"] == 0.25 and p.settings()["policy"] == "default"
     assert isinstance(P.make_policy("accept-all"), P.Policy)
-    with pytest.raises(ValidationError, match="choose one of accept-all, default"):
+    with pytest.raises(ValidationError, match="choose one of accept-all, default, round"):
         P.make_policy("trust-me")
     with pytest.raises(ValidationError, match="bad settings"):
         P.make_policy("default", learning_rate=1.0)
@@ -276,3 +277,25 @@ def test_norm_bounding_blunts_a_backdoor(world) -> None:
     assert success(undefended.new_state) > 0.5
     if defended.accepted:  # a backdoor that also helps clean accuracy can pass the score checks ...
         assert success(defended.new_state) < success(undefended.new_state) - 0.2  # ... but is clipped and damped
+
+
+# ------------------------------------------------------------------------------- epsilon (code 7)
+
+
+def test_check_epsilon_recomputes_and_rejects_above_the_bounty_maximum() -> None:
+    from mine import dp
+    from mine.policy import EPSILON_ABOVE_MAX, check_epsilon
+
+    record = dp.DPSettings(target_epsilon=3.0, sample_rate=1.0, steps=10).resolve(200)
+    assert check_epsilon(record.to_json(), max_epsilon=None) is None
+    assert check_epsilon("off", max_epsilon=None) is None
+    assert check_epsilon(record.to_json(), max_epsilon=3.0) is None
+    rej = check_epsilon(record.to_json(), max_epsilon=2.0)
+    assert rej is not None and rej.code == EPSILON_ABOVE_MAX and "above the bounty's maximum 2" in rej.reason
+    # a miner understating its epsilon is caught: the accountant recomputes it from the mechanism
+    lie = dataclasses.replace(record, epsilon=0.5)
+    assert check_epsilon(lie.to_json(), max_epsilon=2.0).code == EPSILON_ABOVE_MAX
+    for bad in ("off", None, '{"epsilon": 1}'):
+        assert check_epsilon(bad, max_epsilon=8.0).code == EPSILON_ABOVE_MAX
+    loose = dataclasses.replace(record, delta=0.01)
+    assert "delta" in check_epsilon(loose.to_json(), max_epsilon=8.0).reason

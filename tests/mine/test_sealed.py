@@ -99,3 +99,30 @@ def test_missing_key_and_bad_record_are_clear_errors(tmp_path) -> None:
         sealed.public_key_from_record({"scheme": sealed.SCHEME, "public_key": "00" * 31})
     with pytest.raises(sealed.SealedError, match="too short"):
         sealed.open_sealed(b"short", sealed.generate_keypair()[0])
+
+
+def test_version_record_carries_encryption_and_max_epsilon() -> None:
+    from mine.versions import VersionRecord
+
+    pk = sealed.generate_keypair()[1]
+    plain = VersionRecord("bafym", "bafyw")
+    assert b"encryption" not in plain.to_json()  # older records keep their bytes (and CIDs)
+    rec = VersionRecord("bafym", "bafyw", encryption=sealed.encryption_record(pk), max_epsilon=8.0)
+    back = VersionRecord.from_json(rec.to_json())
+    assert back == rec and sealed.public_key_from_record(back.encryption) == pk
+    with pytest.raises(M.ValidationError, match="max_epsilon"):
+        VersionRecord.from_json(rec.to_json().replace(b"8.0", b"-1"))
+
+
+def test_audit_bundle_reveals_the_key_that_opens_every_update(update_bytes: bytes) -> None:
+    sk, pk = sealed.generate_keypair()
+    ciphertext, _ = sealed.seal(update_bytes, pk)
+    data = sealed.make_audit_bundle("bafyvalidation", sk, salt=b"\x01" * 32)
+    assert data == sealed.make_audit_bundle("bafyvalidation", sk, salt=b"\x01" * 32)  # canonical: same CID
+    assert data != sealed.make_audit_bundle("bafyvalidation", sk)  # a fresh salt hides it until revealed
+    bundle = sealed.parse_audit_bundle(data, public_key=pk)
+    assert bundle.validation == "bafyvalidation" and sealed.open_sealed(ciphertext, bundle.secret_key) == update_bytes
+    with pytest.raises(M.ValidationError, match="does not belong"):
+        sealed.parse_audit_bundle(data, public_key=sealed.generate_keypair()[1])
+    with pytest.raises(M.ValidationError, match="not a Sonar audit bundle"):
+        sealed.parse_audit_bundle(b'{"kind": "other"}')

@@ -1,0 +1,181 @@
+"""mine.policy rounds: the pure arithmetic (outliers, clipping, aggregation, leave-one-out, shares) at its
+boundaries, then RoundPolicy on digits against honest, boosted, label-flipped and copied updates."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mine import attacks as A
+from mine import datasets as D
+from mine import model as M
+from mine import policy as P
+from mine.errors import ValidationError
+from mine.train import train
+
+# --------------------------------------------------------------------------- pure arithmetic
+
+
+@pytest.mark.parametrize("contributions", [
+    [0.5, 0.3, 0.2], [1.0], [0.0, 0.0, 0.0], [-1.0, 2.0, 0.0, 1e-9], [1e-12] * 7, [3.0] * 32, [math.nan, 1.0],
+])
+def test_shares_sum_to_10000_and_every_one_gets_something(contributions: list[float]) -> None:
+    shares = P.shares_bps(contributions, floor=0.3)
+    assert sum(shares) == 10_000
+    assert len(shares) == len(contributions) and min(shares) >= 1
+
+
+def test_shares_follow_contributions_above_the_floor() -> None:
+    shares = P.shares_bps([3.0, 1.0, 0.0, -5.0], floor=0.2)
+    # floor: 0.2 / 4 = 5 % each; the rest 80 % split 3:1 between the positive two
+    assert shares == [6500, 2500, 500, 500]
+    assert P.shares_bps([2.0, 2.0], floor=0.0) == [5000, 5000]
+    assert P.shares_bps([1.0, 0.0], floor=0.0) == [9999, 1]  # one bp reserved for every accepted update
+    assert P.shares_bps([1.0, 1.0, 1.0], floor=0.5) == [3334, 3333, 3333]  # largest remainder, ties to the first
+    assert P.shares_bps([], floor=0.3) == []
+    with pytest.raises(ValidationError, match="floor"):
+        P.shares_bps([1.0], floor=1.5)
+
+
+def test_round_outliers_have_a_reference_from_the_first_round() -> None:
+    # no history at all: the round's own median is the reference (a boosted update stands out)
+    assert P.round_outliers([1.0, 1.1, 0.9, 20.0], [], factor=4, min_history=3) == [False, False, False, True]
+    # median 1, MAD 0.1 -> spread max(0.148, 0.25) = 0.25; limit 1 + 4 * 0.25 = 2
+    assert P.round_outliers([1.0, 0.9, 1.1, 1.0, 2.0], [], factor=4, min_history=3)[4] is False
+    assert P.round_outliers([1.0, 0.9, 1.1, 1.0, 2.0 + 1e-9], [], factor=4, min_history=3)[4] is True
+    # a round of boosted updates is still caught by enough history
+    assert P.round_outliers([30.0, 31.0], [1.0, 1.2, 0.9], factor=4, min_history=3) == [True, True]
+    assert P.round_outliers([30.0, 31.0], [1.0, 1.2], factor=4, min_history=3) == [False, False]
+    assert P.round_outliers([math.nan, 1.0], [], factor=4, min_history=3) == [True, False]
+    with pytest.raises(ValidationError, match="factor"):
+        P.round_outliers([1.0], [], factor=0, min_history=1)
+
+
+def test_clipping_and_aggregation() -> None:
+    assert P.clip_scales([1.0, 4.0, 0.0], 2.0) == [1.0, 0.5, 1.0]
+    assert P.clip_scales([1.0, 4.0], None) == [1.0, 1.0]
+    a = {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor([4.0])}
+    b = {"w": torch.tensor([3.0, 0.0]), "b": torch.tensor([-4.0])}
+    agg = P.aggregate([a, b], [0.5, 0.25])
+    assert agg["w"].dtype == torch.float64
+    assert agg["w"].tolist() == [1.25, 1.0] and agg["b"].tolist() == [1.0]
+    with pytest.raises(ValidationError):
+        P.aggregate([a], [0.5, 0.5])
+
+
+def test_loo_contributions_and_alignment() -> None:
+    assert P.loo_contributions(1.0, [1.5, 0.75]) == [0.5, -0.25]
+    x = {"w": torch.tensor([1.0, 0.0])}
+    y = {"w": torch.tensor([1.0, 0.1])}
+    y2 = {"w": torch.tensor([0.9, 0.0])}
+    z = {"w": torch.tensor([-1.0, 0.0])}
+    cos = P.alignments([x, y, y2, z], [1.0, 1.0, 1.0, 1.0])
+    assert cos[3] < 0 < cos[0]
+    assert P.alignments([x], [1.0]) == [0.0]
+
+
+def test_origin_and_epsilon_checks() -> None:
+    meta = {"miner": "0xAbC", "bounty": "3", "base_version": "2"}
+    assert P.check_origin(meta, submitter="0xabc", bounty_id=3, base_version=2) is None
+    assert P.check_origin(meta, submitter="0xdef", bounty_id=3, base_version=2).code == 6
+    assert P.check_origin(meta, submitter="0xabc", bounty_id=4, base_version=2).code == 6
+    assert P.check_origin(meta, submitter="0xabc", bounty_id=3, base_version=1).code == 6
+    assert P.check_origin({}, submitter="0xabc", bounty_id=3, base_version=2).code == 6
+    dp = {"dp": json.dumps({"epsilon": 3.0, "delta": 1e-5})}
+    assert P.check_epsilon(dp, None) is None and P.check_epsilon({"dp": "off"}, None) is None
+    assert P.check_epsilon(dp, 3.0) is None
+    assert P.check_epsilon(dp, 2.9).code == 7
+    assert P.check_epsilon({"dp": "off"}, 8.0).code == 7
+    assert P.check_epsilon({}, 8.0).code == 7
+
+
+def test_round_policy_settings_are_checked() -> None:
+    assert P.make_policy("round").settings()["policy"] == "round"
+    for bad in ({"server_lr": 0.0}, {"share_floor": 2.0}, {"step_search": []}, {"max_epsilon": -1.0},
+                {"min_alignment": 3.0}):
+        with pytest.raises(ValidationError):
+            P.RoundPolicy(**bad)
+
+
+# --------------------------------------------------------------------------- a round on digits
+
+
+@pytest.fixture(scope="module")
+def world():
+    ds = D.load("digits")
+    s = D.train_validation_split(ds.X, ds.y, validation_fraction=0.2, seed=0)
+    manifest = M.with_normalization(M.default_manifest("digits"), s.X_train)
+    manifest = dataclasses.replace(manifest, training={**manifest.training, "epochs": 3})
+    shards = D.dirichlet_shards(s.y_train, 6, alpha=100.0, seed=1, min_size=50)
+    state = M.model_state(M.build_model(manifest, seed=0))
+
+    def update(X, y, seed, miner, *, transform=None, version=0):
+        model = M.build_model(manifest)
+        model.load_state_dict(state)
+        train(model, X, y, manifest, seed=seed)
+        trained = M.model_state(model)
+        if transform is not None:
+            delta = transform({k: trained[k] - state[k] for k in state})
+            trained = {k: state[k] + delta[k] for k in state}
+        return M.make_update(state, trained, {"bounty": "1", "base_version": str(version), "miner": miner})
+
+    return dict(manifest=manifest, split=s, shards=shards, state=state, update=update)
+
+
+def _items(world, specs):
+    s, shards, upd = world["split"], world["shards"], world["update"]
+    out = []
+    for i, (kind, miner) in enumerate(specs):
+        X, y = s.X_train[shards[i % len(shards)]], s.y_train[shards[i % len(shards)]]
+        if kind == "flip":
+            data = upd(X, A.label_flip(y, num_classes=10, seed=i), i, miner)
+        elif kind == "boost":
+            data = upd(X, y, i, miner, transform=lambda d: A.scale_update(d, 20.0))
+        elif kind == "copy":
+            data = out[0].update  # someone else's update, submitted under my address
+        else:
+            data = upd(X, y, i, miner)
+        out.append(P.RoundItem(i, f"0x{i:040x}" if kind == "copy" else miner, 0, data))
+    return out
+
+
+def test_round_pays_honest_and_rejects_boosted_flipped_and_copied(world) -> None:
+    specs = [("honest", f"0x{i:040x}") for i in range(4)] + [("boost", "0x" + "b" * 40), ("flip", "0x" + "f" * 40),
+                                                              ("copy", "")]
+    items = _items(world, specs)
+    d = P.RoundPolicy().judge(world["manifest"], world["state"], items, (world["split"].X_val, world["split"].y_val),
+                              bounty_id=1, current_version=0)
+    by = {v.index: v for v in d.verdicts}
+    # honest updates are never forfeited: accepted, or (adding nothing to the round's mean) refunded
+    assert all(by[i].accepted or by[i].refund for i in range(4)), [by[i] for i in range(4)]
+    assert sum(by[i].accepted for i in range(4)) >= 2
+    assert sum(v.share_bps for v in d.accepted) == 10_000
+    assert (by[4].reason_code, by[4].refund) == (4, False)       # boosted: outlier against its round
+    assert by[5].reason_code in (4, 8) and not by[5].accepted     # label flip: outlier or negative value
+    assert (by[6].reason_code, by[6].refund) == (6, False)       # copied: the update names another miner
+    assert d.new_state is not None and d.score_after > d.score_before
+
+
+def test_stale_and_unreadable_items(world) -> None:
+    items = _items(world, [("honest", "0x" + "1" * 40), ("honest", "0x" + "2" * 40)])
+    items.append(P.RoundItem(7, "0x" + "3" * 40, 0, None, "did not open"))
+    d = P.RoundPolicy().judge(world["manifest"], world["state"], items, (world["split"].X_val, world["split"].y_val),
+                              bounty_id=1, current_version=1)
+    codes = [(v.reason_code, v.refund) for v in d.verdicts]
+    # trained from version 0 while the model is at version 1: stale, stake returned
+    assert codes == [(2, True), (2, True), (5, False)]
+    assert d.new_state is None
+
+
+def test_round_judgement_is_deterministic(world) -> None:
+    items = _items(world, [("honest", f"0x{i:040x}") for i in range(3)])
+    val = (world["split"].X_val, world["split"].y_val)
+    a = P.RoundPolicy().judge(world["manifest"], world["state"], items, val, bounty_id=1, current_version=0)
+    b = P.RoundPolicy().judge(world["manifest"], world["state"], items, val, bounty_id=1, current_version=0)
+    assert [v.share_bps for v in a.verdicts] == [v.share_bps for v in b.verdicts]
+    assert M.state_to_bytes(a.new_state) == M.state_to_bytes(b.new_state)
