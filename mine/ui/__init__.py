@@ -59,7 +59,7 @@ def gather(view: MineView) -> dict[str, Any]:
     ledger = PrivacyLedger(home)
     for d in Vault(home).list():
         st = ledger.status(d.name, rows=d.rows)
-        budgets[d.name] = (f"ε {st.spent:.2f} of {st.budget:g} ({st.updates} updates)" if st.private
+        budgets[d.name] = (f"ε {st.spent:.2f} of {st.budget:g} ({st.updates} update{'s' if st.updates != 1 else ''})" if st.private
                            else f"non-private updates (budget ε {st.budget:g})")
     datasets = [{"name": d.name, "rows": d.rows, "features": len(d.features), "target": d.target,
                  "schema": ", ".join(d.features[:6]) + (f" … (+{len(d.features) - 6})" if len(d.features) > 6 else ""),

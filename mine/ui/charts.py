@@ -15,7 +15,7 @@ def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.4g}"
+    return f"{v:.3g}"
 
 
 def line_chart(points: list[tuple[float, float]], *, title: str, x_label: str = "", x_is_time: bool = False,

@@ -214,3 +214,39 @@ def test_unreachable_chain_backs_off_with_a_log_line(market: Market, tmp_path: P
     assert len(lines) == 3, lines
     with pytest.raises(ChainUnreachableError):
         watcher.run(once=True)
+
+
+def test_crash_after_the_submit_tx_is_finished_from_the_journal(market: Market, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process dies after the submit transaction is mined but before the journal records it."""
+    m = market
+    home = MineHome(m.miner_homes[MINER_A])
+    m.post()
+    me = dev_account(MINER_A).address
+    real_submit = SonarClient.submit
+
+    def crash_after(self: SonarClient, *args: object, **kwargs: object) -> None:
+        real_submit(self, *args, **kwargs)
+        raise KeyboardInterrupt  # stands for SIGKILL at the worst moment: the stake is paid, the journal says "prepared"
+
+    def watcher() -> Watcher:
+        from mine.store import EmbeddedStore
+
+        client = SonarClient.open(m.rpc, m.sonar.address, dev_account(MINER_A))
+        store = EmbeddedStore(Path(m.store_spec.split(":", 1)[1]))
+        return Watcher(home, client, store, WatchLog(home, stream=(tmp_path / "out.log").open("a")))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SonarClient, "submit", crash_after)
+        with pytest.raises(KeyboardInterrupt):
+            watcher().run_pass(force=True)
+    prepared = [e for e in Journal(home).entries() if e.state == "prepared"]
+    assert len(prepared) == 1
+    crashed = prepared[0]
+    mined = [s for s in _submissions(m, crashed.bounty, me) if bytes(s["digest"]).hex() == crashed.digest]
+    assert len(mined) == 1  # the stake is on chain ...
+    count = len(_submissions(m, crashed.bounty, me))
+    watcher().run_pass(force=True)  # ... and the restarted daemon finds it instead of submitting again
+    entry = next(e for e in Journal(home).entries() if e.update == crashed.update)
+    assert entry.state == "submitted" and entry.index == int(mined[0]["index"])
+    assert len(_submissions(m, crashed.bounty, me)) == count  # waiting in the queue: nothing new sent
