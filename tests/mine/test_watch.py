@@ -250,3 +250,19 @@ def test_crash_after_the_submit_tx_is_finished_from_the_journal(market: Market, 
     entry = next(e for e in Journal(home).entries() if e.update == crashed.update)
     assert entry.state == "submitted" and entry.index == int(mined[0]["index"])
     assert len(_submissions(m, crashed.bounty, me)) == count  # waiting in the queue: nothing new sent
+
+
+def test_evaluate_all_serves_every_owned_bounty_and_locks_the_home(market: Market) -> None:
+    m = market
+    first, second = m.post(), m.post()
+    m.run(m.miner_homes[MINER_B], MINER_B, "watch", "--once")  # submits to every open bounty it fits
+    assert m.sonar.bounty(first).submissions >= 1 and m.sonar.bounty(second).submissions >= 1
+    result = m.owner("evaluate", "--all")
+    assert re.search(r"accepted \d+ of [1-9]\d* updates", result.output), result.output
+    owned = [int(p.stem) for p in (m.owner_home / "owned").glob("*.json")]
+    for bid in owned:
+        b = m.sonar.bounty(bid)
+        assert b.status.name != "OPEN" or b.next_eval == b.submissions, bid  # nothing left queued anywhere
+    with home_lock(MineHome(m.owner_home), "evaluate"):
+        locked = m.run(m.owner_home, OWNER, "evaluate", "--watch", "--all", ok=False)
+    assert locked.exit_code == ExitStatus.CONFIG and "another `mine evaluate`" in locked.output
