@@ -168,3 +168,21 @@ def test_page_listens_on_loopback_only(mines: Mines) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_page_refreshes_itself_while_mine_watch_runs(mines: Mines) -> None:
+    from mine.home import MineHome
+    from mine.watch import home_lock
+
+    proc, url = mines.ui(mines.miner_home, MINER)
+    try:
+        idle = urllib.request.urlopen(url + "/", timeout=30).read().decode()
+        assert "mine watch not running" in idle and "/api/state" not in idle
+        with home_lock(MineHome(mines.miner_home)):  # what a running `mine watch` holds
+            live = urllib.request.urlopen(url + "/", timeout=30).read().decode()
+            state = urllib.request.urlopen(url + "/api/state", timeout=30).read().decode()
+        assert f"mine watch running (pid {os.getpid()})" in live and 'fetch("/api/state")' in live
+        assert f'"watch_pid":{os.getpid()}' in state.replace(" ", "")
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -266,3 +266,18 @@ def test_evaluate_all_serves_every_owned_bounty_and_locks_the_home(market: Marke
     with home_lock(MineHome(m.owner_home), "evaluate"):
         locked = m.run(m.owner_home, OWNER, "evaluate", "--watch", "--all", ok=False)
     assert locked.exit_code == ExitStatus.CONFIG and "another `mine evaluate`" in locked.output
+
+
+def test_a_bounty_that_stopped_accepting_gets_no_more_stakes(market: Market) -> None:
+    m = market
+    home = m.miner_homes[MINER_B]
+    bounty = m.post()
+    state_path = home / "watch-state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"sonar": m.sonar.address}
+    state["last_block"] = int(m.sonar.w3.eth.block_number)  # the posting is already known ...
+    state.setdefault("bounties", {})[str(bounty)] = {"rounds_without_version": 3, "mine_rejected_in_a_row": 0,
+                                                     "stopped": ""}  # ... and its last 3 rounds made no version
+    state_path.write_text(json.dumps(state))
+    result = m.run(home, MINER_B, "watch", "--once")
+    assert f"bounty {bounty}: skipped, stopped submitting: its last 3 round(s) made no new version" in result.output
+    assert m.sonar.bounty(bounty).submissions == 0
