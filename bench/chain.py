@@ -4,15 +4,15 @@ Both sides run against the same anvil (automine), from the same 20 miner account
 (``mine.devnet.dev_account(1..20)``) taken round-robin, and both sign locally and wait for each
 transaction's receipt before sending the next — the way a miner's client works:
 
-* client: ``commitment`` + ``SonarClient.commit`` + ``SonarClient.reveal`` (the client also
-  estimates gas, reads the gas price and decodes the event) — a submission is 2 transactions;
+* client: ``SonarClient.submit`` (the client also estimates gas, reads the gas price and decodes
+  the event) — a submission is one transaction (v1's commit–reveal took two);
 * raw: a 1-wei ETH transfer, built by hand (explicit nonce, gas 21,000, cached gas price and chain
   id), signed with ``eth_account``, ``send_raw_transaction``, ``wait_for_transaction_receipt`` with
   the client's poll interval (50 ms; anvil does not always have the receipt at the first poll).
 
 ``rpcs_per_tx`` counts the JSON-RPC requests each side makes per transaction, by method.
 
-The ratio compares transactions per second (client tx/s = 2 × submissions/s, raw runs send as many
+The ratio compares transactions per second (client tx/s = submissions/s, raw runs send as many
 transactions as the client run next to it). Runs come in adjacent pairs (client, raw; raw, client;
 ...); the figure is the median over pairs of the ratio, the rates are medians too (the machine's
 load drifts: two runs next to each other see the same machine).
@@ -30,13 +30,14 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from mine.chain import BountyParams, SonarClient, ZERO_ADDRESS, commitment
+from mine.chain import BountyParams, SonarClient, ZERO_ADDRESS
 from mine.devnet import dev_account
 from bench.gas import CODEC_MODEL, CODEC_UPDATE, on_chain, word
 
 MINERS = 20
 STAKE = 10**15
 GOAL = 0.5
+TXS = 1  # transactions per submission (v2: submit)
 POLL_LATENCY = 0.05  # the receipt polling interval SonarClient uses: same waiting policy on both sides
 
 
@@ -50,16 +51,13 @@ def _bounty(owner: SonarClient) -> int:
 
 
 def client_run(clients: list[SonarClient], bounty_id: int, submissions: int, offset: int) -> float:
-    """Seconds for `submissions` commit+reveal pairs through the client."""
+    """Seconds for `submissions` submissions through the client."""
     for client in clients:
         client.reset_nonce()  # the raw run sent from the same accounts
     started = time.perf_counter()
     for n in range(submissions):
         client = clients[n % len(clients)]
-        digest, salt = word("digest", offset + n), word("salt", offset + n)
-        c = commitment(bounty_id, client.account.address, digest, CODEC_UPDATE, 0, salt)
-        index, _ = client.commit(bounty_id, c, stake=STAKE)
-        client.reveal(bounty_id, index, digest, CODEC_UPDATE, 0, salt)
+        client.submit(bounty_id, word("digest", offset + n), CODEC_UPDATE, 0, stake=STAKE)
     return time.perf_counter() - started
 
 
@@ -106,10 +104,10 @@ def rpcs_per_tx(w3: Web3, clients: list[SonarClient], accounts: list[LocalAccoun
     """JSON-RPC requests per transaction of each side, by method (one short run of each)."""
     with counting_rpcs(w3) as counts:
         client_run(clients, bounty_id, submissions, 2 * 10**7)
-    client = {k: round(v / (2 * submissions), 2) for k, v in sorted(counts.items())}
+    client = {k: round(v / (TXS * submissions), 2) for k, v in sorted(counts.items())}
     with counting_rpcs(w3) as counts:
-        raw_run(w3, accounts, 2 * submissions)
-    raw = {k: round(v / (2 * submissions), 2) for k, v in sorted(counts.items())}
+        raw_run(w3, accounts, TXS * submissions)
+    raw = {k: round(v / (TXS * submissions), 2) for k, v in sorted(counts.items())}
     return {"client": {"total": round(sum(client.values()), 2), **client},
             "raw": {"total": round(sum(raw.values()), 2), **raw}}
 
@@ -124,19 +122,19 @@ def measure(w3: Web3, *, submissions: int, repeats: int) -> dict[str, Any]:
     client_s, raw_s = [], []
     for r in range(repeats):
         if r % 2:
-            raw_s.append(raw_run(w3, accounts, 2 * submissions))
+            raw_s.append(raw_run(w3, accounts, TXS * submissions))
         client_s.append(client_run(clients, bounty_id, submissions, r * submissions))
         if not r % 2:
-            raw_s.append(raw_run(w3, accounts, 2 * submissions))
+            raw_s.append(raw_run(w3, accounts, TXS * submissions))
     client_sub_per_s = submissions / statistics.median(client_s)
-    raw_tx_per_s = 2 * submissions / statistics.median(raw_s)
+    raw_tx_per_s = TXS * submissions / statistics.median(raw_s)
     return {
         "client_submissions_per_s": round(client_sub_per_s, 2),
-        "client_tx_per_s": round(2 * client_sub_per_s, 2),
+        "client_tx_per_s": round(TXS * client_sub_per_s, 2),
         "raw_tx_per_s": round(raw_tx_per_s, 2),
         "ratio": round(statistics.median(r / c for r, c in zip(raw_s, client_s)), 3),
         "ratio_of_best_rates": round(min(raw_s) / min(client_s), 3),
-        "ratio_counts": "client tx/s (2 per submission: commit + reveal) / raw signed transfers per s, "
+        "ratio_counts": "client tx/s (1 per submission: submit) / raw signed transfers per s, "
                         "median over adjacent pairs of runs",
         "rpcs_per_tx": rpcs_per_tx(w3, clients, accounts, bounty_id, min(submissions, MINERS)),
         "submissions_per_run": submissions, "runs": repeats, "miners": MINERS,

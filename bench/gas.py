@@ -1,17 +1,20 @@
 """Gas per Sonar transaction, from receipts on an anvil this module starts (or is given).
 
-* one of everything: post a bounty (ETH, ERC-20), commit, reveal, accept, reject, withdraw, close —
-  sent through :class:`mine.chain.SonarClient` (the client's own code path);
-* scale: commit / reveal / accept of the 1st and of the ``submissions``-th submission to one
+* one of everything: post a bounty (ETH, ERC-20), submit (ETH, ERC-20 stake), settle (one update
+  accepted / refunded / forfeited, and rounds of 1, 8 and 32 accepted updates, per update),
+  revealAudit, skip, reclaimStake, withdraw, close — sent through :class:`mine.chain.SonarClient`
+  (the client's own code path). v1's commit + reveal (measured at commit f4f4ef9) is kept as the
+  reference a single-transaction submit replaces;
+* scale: submit and a one-update settle of the 1st and of the ``submissions``-th submission to one
   bounty while ``open_bounties`` bounties are open. The filler submissions in between are sent as
   ``eth_sendTransaction`` from anvil's unlocked dev accounts with explicit nonces and gas, with
-  automine off and ``evm_mine`` batching (local signing costs ~20 ms a transaction here);
+  automine off and ``evm_mine`` batching, and settled (refunded) in rounds of 32;
 * baseline: OpenMined's 2017 Sonar storage layout (``contracts/bench/Sonar2017.sol``):
   ``addGradient`` (its submission) and ``evalGradient`` (its evaluation, improved and paying).
 
 All figures are ``gasUsed`` (21,000 intrinsic included). "exec" figures subtract the intrinsic cost
-(21,000 + 4 per zero / 16 per non-zero calldata byte, shanghai rules), so that a larger index in the
-calldata of a later submission does not count as growth.
+(21,000 + 4 per zero / 16 per non-zero calldata byte, shanghai rules), so that calldata differences
+do not count as growth.
 """
 
 from __future__ import annotations
@@ -25,15 +28,18 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
 
-from mine.chain import ZERO_ADDRESS, BountyParams, SonarClient, commitment, connect, load_artifact
+from mine.chain import MAX_ROUND, ZERO_ADDRESS, BountyParams, SonarClient, Verdict, connect, load_artifact
 from mine.devnet import anvil, dev_account
 
 REWARD = 10**18
 STAKE = 10**16
-WINDOW = 86_400  # eval window: long enough for every filler commit to be revealed in time
+WINDOW = 86_400  # eval window: long enough for every filler submission to be settled in time
 CODEC_UPDATE = 0x55  # raw
 CODEC_MODEL = 0x70  # dag-pb
-GOALS = {"commit": 80_000, "reveal": 60_000, "evaluate_accept": 100_000, "withdraw": 45_000}
+GOALS = {"submit": 60_000, "settle_per_update_32": 20_000, "withdraw": 45_000}
+# v1 (commit–reveal) gas, measured with `make gas` at commit f4f4ef9 (the last v1 contract)
+V1 = {"commit": 79_346, "reveal": 41_612, "accept": 99_749, "reject": 63_397}
+ACCEPT, REFUND, FORFEIT = Verdict(share_bps=10_000), Verdict(reason=2, refund=True), Verdict(reason=4)
 BATCH = 150  # transactions per evm_mine (each sent with gas <= 200k: 150 fit a 30M block)
 
 # dev account roles (anvil's test mnemonic)
@@ -159,22 +165,36 @@ def warp(w3: Web3, seconds: int) -> None:
 # --------------------------------------------------------------------------- the measurements
 
 
-def _params(client: SonarClient, *, token: str = ZERO_ADDRESS, deadline: int | None = None, n: int = 0) -> BountyParams:
+def _params(client: SonarClient, *, token: str = ZERO_ADDRESS, deadline: int | None = None, n: int = 0,
+            auditable: bool = False) -> BountyParams:
     if deadline is None:
         deadline = client.now() + 30 * 86_400
     return BountyParams(token=token, reward=REWARD, stake=STAKE, deadline=deadline, eval_window=WINDOW,
-                        initial_score=800_000, target_score=900_000, higher_is_better=True,
-                        validation_commitment=word("val", n), model_digest=word("model", n), model_codec=CODEC_MODEL)
+                        initial_score=800_000, target_score=999_000, higher_is_better=True,
+                        validation_commitment=word("val", n), model_digest=word("model", n), model_codec=CODEC_MODEL,
+                        auditable=auditable)
+
+
+def _shares(k: int) -> list[Verdict]:
+    return [Verdict(share_bps=10_000 // k + (10_000 % k if i == 0 else 0)) for i in range(k)]
+
+
+class _Scores:
+    """Strictly improving scores for successive accepted rounds of one bounty."""
+
+    def __init__(self) -> None:
+        self.score = 800_000
+
+    def next(self) -> int:
+        self.score += 500
+        return self.score
 
 
 def _submit(client: SonarClient, bounty_id: int, n: int, *, stake: int = STAKE, token: str = ZERO_ADDRESS,
-            base: int = 0) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """Commit and reveal through the client; returns (commit receipt, reveal receipt, index)."""
-    digest, salt = word("digest", n), word("salt", n)
-    c = commitment(bounty_id, client.account.address, digest, CODEC_UPDATE, base, salt)
-    index, commit_receipt = client.commit(bounty_id, c, stake=stake, token=token)
-    reveal_receipt = client.reveal(bounty_id, index, digest, CODEC_UPDATE, base, salt)
-    return commit_receipt, reveal_receipt, index
+            base: int = 0) -> tuple[dict[str, Any], int]:
+    """One submission through the client; returns (receipt, index)."""
+    index, receipt = client.submit(bounty_id, word("digest", n), CODEC_UPDATE, base, stake=stake, token=token)
+    return receipt, index
 
 
 def measure(w3: Web3, *, submissions: int = 1000, open_bounties: int = 100) -> dict[str, Any]:
@@ -192,25 +212,43 @@ def measure(w3: Web3, *, submissions: int = 1000, open_bounties: int = 100) -> d
         send(w3, acct[DEPLOYER], token.functions.mint(acct[i].address, 100 * REWARD))
         send(w3, acct[i], token.functions.approve(sonar.address, 2**256 - 1))
     g: dict[str, Any] = {}
+    scores = _Scores()
 
     # -- one of everything ----------------------------------------------------------------------
     owner.post_bounty(_params(owner, n=0))  # the very first bounty pays for the counter: warm-up
     g["post_eth"] = gas_used(owner.post_bounty(_params(owner, n=1))[1])
     token_bounty, receipt = owner2.post_bounty(_params(owner2, token=token.address, n=2))
     g["post_erc20"] = gas_used(receipt)
-    bid, _ = owner.post_bounty(_params(owner, deadline=owner.now() + 3600, n=3))
-    _, r, i = _submit(miner, bid, 1)
-    g["reveal"] = gas_used(r)
-    g["evaluate_accept"] = gas_used(owner.accept(bid, i, 850_000, word("v", 1), CODEC_MODEL))
-    c, r, i = _submit(miner2, bid, 2)
-    g["commit"] = gas_used(c)  # the 2nd commit to a bounty (steady state); the 1st is commit_1st below
-    g["evaluate_reject"] = gas_used(owner.reject(bid, i, 790_000, 2))
-    c, _, i = _submit(miner, token_bounty, 3, token=token.address)
-    g["commit_erc20"] = gas_used(c)
+    bid, _ = owner.post_bounty(_params(owner, deadline=owner.now() + 3600, n=3, auditable=True))
+    g["submit"] = gas_used(_submit(miner, bid, 1)[0])
+    g["v1_commit_reveal"] = V1["commit"] + V1["reveal"]
+    g["submit_vs_v1"] = round(g["submit"] / g["v1_commit_reveal"], 3)
+    g["submit_erc20"] = gas_used(_submit(miner, token_bounty, 2, token=token.address)[0])
+    g["settle_accept"] = gas_used(owner.settle(bid, [ACCEPT], scores.next(), word("v", 1), CODEC_MODEL))
+    _submit(miner2, bid, 3)
+    g["settle_refund"] = gas_used(owner.settle(bid, [REFUND]))
+    _submit(miner2, bid, 4)
+    g["settle_forfeit"] = gas_used(owner.settle(bid, [FORFEIT]))
+    # rounds of k accepted updates from miners who already hold a credit (the steady state)
+    for k in (1, 8, MAX_ROUND):
+        for j in range(k):
+            _submit(miner if j % 2 else miner2, bid, 100 * k + j)
+        used = gas_used(owner.settle(bid, _shares(k), scores.next(), word("v", k), CODEC_MODEL))
+        g[f"settle_round_{k}"] = used
+        g[f"settle_per_update_{k}"] = used // k
+    for verdict, name in ((REFUND, "refund"), (FORFEIT, "forfeit")):
+        for j in range(MAX_ROUND):
+            _submit(miner, bid, 5000 + 100 * len(name) + j)
+        g[f"settle_per_update_{MAX_ROUND}_{name}"] = gas_used(owner.settle(bid, [verdict] * MAX_ROUND)) // MAX_ROUND
     g["withdraw"] = gas_used(miner.withdraw())
-    owner2.accept(token_bounty, i, 900_000, word("v", 3), CODEC_MODEL)
+    owner2.settle(token_bounty, [ACCEPT], 999_000, word("v", 3), CODEC_MODEL)
     g["withdraw_erc20"] = gas_used(miner.withdraw(token.address))
-    warp(w3, 3601)
+    g["reveal_audit"] = gas_used(owner.reveal_audit(bid, word("val", 3), CODEC_UPDATE))
+    _submit(miner2, bid, 7000)
+    _submit(miner2, 2, 7001)  # bounty 2: ETH, a window of a day
+    warp(w3, WINDOW + 1)
+    g["skip"] = gas_used(miner.skip(bid))
+    g["reclaim_stake"] = gas_used(miner2.reclaim_stake(2, 0))
     g["close"] = gas_used(owner.close(bid))
 
     # -- 1st vs n-th submission to one bounty, with `open_bounties` open ---------------------------
@@ -227,37 +265,43 @@ def measure(w3: Web3, *, submissions: int = 1000, open_bounties: int = 100) -> d
     assert sonar.bounty(target).owner == acct[OWNER].address
     first = sonar.with_account(acct[FIRST])
     last = sonar.with_account(acct[LAST])
-    c, r, i = _submit(first, target, 10**6)
-    a = owner.accept(target, i, 810_000, word("v", 10**6), CODEC_MODEL)
-    scale = {"1st": {"index": i, "commit": c, "reveal": r, "accept": a}}
+    target_scores = _Scores()
+    s, i = _submit(first, target, 10**6)
+    a = owner.settle(target, [ACCEPT], target_scores.next(), word("v", 10**6), CODEC_MODEL)
+    scale = {"1st": {"index": i, "submit": s, "settle": a}}
 
     fill_started = time.perf_counter()
     fillers = submissions - 2
     with manual_mining(w3) as batch:
         for n in range(fillers):
-            cm = commitment(target, filler, word("digest", 2 * 10**6 + n), CODEC_UPDATE, 0, word("salt", n))
-            batch.send(filler, sonar.address, sonar.contract.encode_abi("commit", args=[target, cm]), value=STAKE)
-        committed = batch.flush()
-        warp(w3, WINDOW + 1)  # every filler's reveal window is over: skip them as expired
-        skip = sonar.contract.encode_abi("skip", args=[target])
-        for _ in range(fillers):
-            batch.send(filler, sonar.address, skip, gas=100_000)
-        skipped = batch.flush()
+            data = sonar.contract.encode_abi("submit", args=[target, word("digest", 2 * 10**6 + n), CODEC_UPDATE, 0])
+            batch.send(filler, sonar.address, data, value=STAKE)
+        submitted = batch.flush()
+        left, rounds = fillers, 0
+        while left:
+            k = min(left, MAX_ROUND)
+            data = sonar.contract.encode_abi(
+                "settle", args=[target, [REFUND.as_tuple()] * k, 0, word("v", 0), 0])
+            batch.send(acct[OWNER].address, sonar.address, data, gas=1_000_000)
+            left -= k
+            rounds += 1
+        settled = batch.flush()
+    owner.reset_nonce()
     fill_seconds = time.perf_counter() - fill_started
-    if committed != fillers or skipped != fillers:
-        raise RuntimeError(f"filler transactions lost: {committed} commits, {skipped} skips of {fillers}")
+    if submitted != fillers or settled != rounds:
+        raise RuntimeError(f"filler transactions lost: {submitted} submits of {fillers}, {settled} settles of {rounds}")
 
-    c, r, i = _submit(last, target, 3 * 10**6)
-    a = owner.accept(target, i, 820_000, word("v", 3 * 10**6), CODEC_MODEL)
-    scale["nth"] = {"index": i, "commit": c, "reveal": r, "accept": a}
+    s, i = _submit(last, target, 3 * 10**6)
+    a = owner.settle(target, [ACCEPT], target_scores.next(), word("v", 3 * 10**6), CODEC_MODEL)
+    scale["nth"] = {"index": i, "submit": s, "settle": a}
     open_now = sum(1 for b in range(1, sonar.bounty_count() + 1) if sonar.bounty(b).status.name == "OPEN")
     if i != submissions - 1 or open_now < open_bounties:
         raise RuntimeError(f"scale setup wrong: index {i}, {open_now} bounties open")
-    for step, key in (("commit", "commit"), ("reveal", "reveal"), ("accept", "evaluate")):
-        g[f"{key}_1st"] = gas_used(scale["1st"][step])
-        g[f"{key}_1000th"] = gas_used(scale["nth"][step])
-        g[f"{key}_1st_exec"] = exec_gas(w3, scale["1st"][step])
-        g[f"{key}_1000th_exec"] = exec_gas(w3, scale["nth"][step])
+    for step in ("submit", "settle"):
+        g[f"{step}_1st"] = gas_used(scale["1st"][step])
+        g[f"{step}_1000th"] = gas_used(scale["nth"][step])
+        g[f"{step}_1st_exec"] = exec_gas(w3, scale["1st"][step])
+        g[f"{step}_1000th_exec"] = exec_gas(w3, scale["nth"][step])
 
     # -- the 2017 baseline --------------------------------------------------------------------------
     f = old.functions
@@ -269,10 +313,11 @@ def measure(w3: Web3, *, submissions: int = 1000, open_bounties: int = 100) -> d
     g["sonar2017_evaluate_no_gain"] = gas_used(
         send(w3, acct[OWNER], f.evalGradient(0, [word("n", 2), word("n", 3)], 1_900_000)))
 
-    g["submit_vs_2017"] = round((g["commit"] + g["reveal"]) / g["sonar2017_submit"], 3)
-    g["evaluate_vs_2017"] = round(g["evaluate_accept"] / g["sonar2017_evaluate"], 3)
+    g["submit_vs_2017"] = round(g["submit"] / g["sonar2017_submit"], 3)
+    g["settle_vs_2017"] = round(g["settle_accept"] / g["sonar2017_evaluate"], 3)
+    g["settle_per_update_32_vs_2017"] = round(g[f"settle_per_update_{MAX_ROUND}"] / g["sonar2017_evaluate"], 3)
     g["scale"] = {"submissions": submissions, "open_bounties": open_now, "nth_index": scale["nth"]["index"],
-                  "filler_txs": 2 * fillers, "filler_seconds": round(fill_seconds, 2)}
+                  "filler_txs": fillers + rounds, "filler_seconds": round(fill_seconds, 2)}
     g["seconds"] = round(time.perf_counter() - started, 2)
     return g
 
@@ -280,7 +325,7 @@ def measure(w3: Web3, *, submissions: int = 1000, open_bounties: int = 100) -> d
 def goals(g: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Goal checks: gas ceilings, and no growth of execution gas from the 1st to the n-th submission."""
     out = {f"gas_{k}": {"value": g[k], "goal": f"<= {v:,}", "met": g[k] <= v} for k, v in GOALS.items()}
-    for key in ("commit", "reveal", "evaluate"):
+    for key in ("submit", "settle"):
         growth = g[f"{key}_1000th_exec"] - g[f"{key}_1st_exec"]
         out[f"gas_{key}_growth"] = {"value": growth, "goal": "<= 0 (exec gas, nth - 1st)", "met": growth <= 0}
     return out

@@ -105,29 +105,41 @@ def _failed(table: Table, section: dict[str, Any], width: int) -> bool:
 
 
 def gas_tables(g: dict[str, Any], goals: dict[str, Any]) -> list[Table]:
-    t = Table("transaction", "gas", "goal", "", "Sonar2017 baseline", "ratio",
+    t = Table("transaction", "gas", "goal", "", "reference", "ratio",
               title="Gas per transaction (receipts, 21,000 intrinsic included)")
     if _failed(t, g, 6):
         return [t]
     base_submit, base_eval = g["sonar2017_submit"], g["sonar2017_evaluate"]
+    v1 = g["v1_commit_reveal"]
+    # (label, key, goal key, reference, reference's name)
     rows = [
-        ("post bounty (ETH)", "post_eth", None, None), ("post bounty (ERC-20)", "post_erc20", None, None),
-        ("commit", "commit", "gas_commit", None), ("reveal", "reveal", "gas_reveal", None),
-        ("commit + reveal", None, None, base_submit),
-        ("evaluate: accept", "evaluate_accept", "gas_evaluate_accept", base_eval),
-        ("evaluate: reject", "evaluate_reject", None, None),
-        ("withdraw (ETH)", "withdraw", "gas_withdraw", None), ("withdraw (ERC-20)", "withdraw_erc20", None, None),
-        ("close", "close", None, None),
+        ("post bounty (ETH)", "post_eth", None, None, ""), ("post bounty (ERC-20)", "post_erc20", None, None, ""),
+        ("submit", "submit", "gas_submit", v1, "v1 commit + reveal"),
+        ("submit", "submit", None, base_submit, "Sonar2017 addGradient"),
+        ("submit (ERC-20 stake)", "submit_erc20", None, None, ""),
+        ("settle: 1 accepted (1st credit)", "settle_accept", None, base_eval, "Sonar2017 evalGradient"),
+        ("settle: 1 rejected, stake refunded", "settle_refund", None, None, ""),
+        ("settle: 1 rejected, stake forfeited", "settle_forfeit", None, None, ""),
+        ("settle: round of 1, per update", "settle_per_update_1", None, None, ""),
+        ("settle: round of 8, per update", "settle_per_update_8", None, None, ""),
+        ("settle: round of 32, per update", "settle_per_update_32", "gas_settle_per_update_32", base_eval,
+         "Sonar2017 evalGradient"),
+        ("settle: 32 refunded, per update", "settle_per_update_32_refund", None, None, ""),
+        ("settle: 32 forfeited, per update", "settle_per_update_32_forfeit", None, None, ""),
+        ("revealAudit", "reveal_audit", None, None, ""), ("skip (stake back)", "skip", None, None, ""),
+        ("reclaimStake", "reclaim_stake", None, None, ""),
+        ("withdraw (ETH)", "withdraw", "gas_withdraw", None, ""), ("withdraw (ERC-20)", "withdraw_erc20", None, None, ""),
+        ("close (burns the pool)", "close", None, None, ""),
     ]
-    for label, key, goal_key, base in rows:
-        value = g["commit"] + g["reveal"] if key is None else g[key]
+    for label, key, goal_key, base, base_name in rows:
+        value = g[key]
         goal = goals.get(goal_key) if goal_key else None
         t.add_row(label, _n(value), goal["goal"] if goal else "", _met(goal),
-                  _n(base) if base else "", f"{value / base:.3f}x" if base else "")
+                  f"{base_name} {_n(base)}" if base else "", f"{value / base:.3f}x" if base else "")
     sc = g["scale"]
     s = Table("step", "1st", f"{sc['submissions']}th", "exec 1st", f"exec {sc['submissions']}th", "growth", "",
               title=f"1st vs {sc['submissions']}th submission to one bounty ({sc['open_bounties']} bounties open)")
-    for key in ("commit", "reveal", "evaluate"):
+    for key in ("submit", "settle"):
         goal = goals.get(f"gas_{key}_growth")
         s.add_row(key, _n(g[f"{key}_1st"]), _n(g[f"{key}_1000th"]), _n(g[f"{key}_1st_exec"]),
                   _n(g[f"{key}_1000th_exec"]), _n(g[f"{key}_1000th_exec"] - g[f"{key}_1st_exec"]), _met(goal))
@@ -166,7 +178,7 @@ def speed_table(r: dict[str, Any], goals: dict[str, Any]) -> Table:
     ch = r.get("chain")
     if ch is not None and not _failed(t, ch, 7):
         goal = goals.get("chain_client_vs_raw")
-        t.add_row("chain", "SonarClient commit+reveal", f"{ch['client_submissions_per_s']} subm/s = "
+        t.add_row("chain", "SonarClient submit", f"{ch['client_submissions_per_s']} subm/s = "
                   f"{ch['client_tx_per_s']} tx/s", f"raw signed transfers {ch['raw_tx_per_s']} tx/s",
                   f"{ch['ratio']}x", goal["goal"] if goal else "", _met(goal))
         rpcs = ch.get("rpcs_per_tx")
@@ -219,7 +231,7 @@ def render(results: dict[str, Any], console: Console) -> None:
         if "sonar2017_submit" in g:
             console.print(f"Sonar2017 baseline: submit (addGradient) {g['sonar2017_submit']:,}, evaluate "
                           f"(evalGradient, improved) {g['sonar2017_evaluate']:,} gas — one global array, no "
-                          "escrow, no commit-reveal.")
+                          "escrow, no stake.")
     if any(k in results for k in ("store", "train", "chain")):
         console.print(speed_table(results, goals))
     if "demo" in results:

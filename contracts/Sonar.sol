@@ -25,12 +25,13 @@ import {ISonar} from "./interfaces/ISonar.sol";
 /// * Attackers lose. A harmful update (outlier, regression, copied, unreadable) forfeits its stake.
 /// * The owner gains nothing by cheating. Forfeited stakes never reach the owner: they go to later
 ///   accepted contributors, and what is left at close is burned (credited to BURN_ADDRESS, which
-///   nobody can withdraw from). Rejecting a good update saves the owner nothing it would not have
-///   paid anyway for the same improvement later; the refund at close is the unpaid escrow only,
-///   and only after the deadline (a Completed bounty with nothing pending excepted: nobody can
-///   submit to it any more). Misreported scores are what remains: an `auditable` bounty cannot
-///   close before the owner reveals its audit bundle (validation set + decryption key, committed
-///   at posting), after which anyone can replay every evaluation.
+///   nobody can withdraw from). The refund at close is the unpaid escrow only, and only after the
+///   deadline (a Completed bounty with nothing pending excepted: nobody can submit to it any more)
+///   once nothing is pending inside its window. What the contract cannot see is whether verdicts and
+///   scores are honest (rejecting a good update the owner then uses, or accepting its own second
+///   address): an `auditable` bounty cannot close before the owner reveals its audit bundle
+///   (validation set + decryption key, committed at posting), after which anyone can replay every
+///   evaluation and the owner's history shows it.
 /// Every bounty has its own escrow and pool; no path moves value between bounties.
 ///
 /// Storage: what {submit} reads is in slot 0 and slot 1 of a bounty and it writes only slot 1 and
@@ -185,11 +186,16 @@ contract Sonar is ISonar, ReentrancyGuard {
         BountyData storage b = _bounty(bountyId);
         if (b.owner != msg.sender) revert SonarNotBountyOwner(bountyId, msg.sender);
         if (b.status == BountyStatus.Closed) revert SonarBountyNotOpen(bountyId, BountyStatus.Closed);
-        Round memory r;
-        r.bountyId = bountyId;
-        r.first = b.nextEval;
-        r.stake = b.stake;
-        r.token = b.token;
+        Round memory r = Round({
+            bountyId: bountyId,
+            first: b.nextEval,
+            stake: b.stake,
+            pool: 0,
+            pot: 0,
+            cap: 0,
+            version: 0,
+            token: b.token
+        });
         uint256 count = verdicts.length;
         {
             uint256 queued = b.submissions - r.first;
@@ -197,6 +203,8 @@ contract Sonar is ISonar, ReentrancyGuard {
             // F-01: the head is the oldest of the round, so the whole round is inside its window (and
             // none of it can have been reclaimed, which needs the window to be over)
             uint256 due = uint256(_submissions[bountyId][r.first].submittedAt) + b.evalWindow;
+            // time rule by design: windows are >= 10 minutes, a block's few seconds of drift cannot matter
+            // slither-disable-next-line timestamp
             if (block.timestamp > due) revert SonarWindowClosed(bountyId, r.first, due);
         }
         {
@@ -250,11 +258,15 @@ contract Sonar is ISonar, ReentrancyGuard {
         BountyStatus status = b.status;
         if (status == BountyStatus.Closed) revert SonarBountyNotOpen(bountyId, status);
         uint256 pending = b.pending;
+        // time rule by design: windows are >= 10 minutes, a block's few seconds of drift cannot matter
+        // slither-disable-next-line timestamp
         if (block.timestamp <= b.deadline && !(status == BountyStatus.Completed && pending == 0)) {
             revert SonarDeadlineNotPassed(bountyId, b.deadline);
         }
         if (pending != 0) {
             uint256 lastDue = _lastDue(b, bountyId);
+            // time rule by design: windows are >= 10 minutes, a block's few seconds of drift cannot matter
+            // slither-disable-next-line timestamp
             if (block.timestamp <= lastDue) revert SonarStillInWindow(bountyId, lastDue);
         }
         if (b.auditable && !b.auditRevealed) revert SonarAuditNotRevealed(bountyId);
@@ -289,6 +301,8 @@ contract Sonar is ISonar, ReentrancyGuard {
             if (status == BountyStatus.None) revert SonarUnknownBounty(bountyId);
             revert SonarBountyNotOpen(bountyId, status);
         }
+        // time rule by design: windows are >= 10 minutes, a block's few seconds of drift cannot matter
+        // slither-disable-next-line timestamp
         if (block.timestamp > b.deadline) revert SonarDeadlinePassed(bountyId, b.deadline);
         if (digest == bytes32(0)) revert SonarInvalidParams("digest");
         if (baseVersion > b.latestVersion) revert SonarUnknownVersion(bountyId, baseVersion);
@@ -315,6 +329,8 @@ contract Sonar is ISonar, ReentrancyGuard {
         if (s.miner != msg.sender) revert SonarNotSubmissionMiner(bountyId, index, msg.sender);
         if (s.status != SubmissionStatus.Submitted) revert SonarWrongStatus(bountyId, index, s.status);
         uint256 due = uint256(s.submittedAt) + b.evalWindow;
+        // time rule by design: windows are >= 10 minutes, a block's few seconds of drift cannot matter
+        // slither-disable-next-line timestamp
         if (block.timestamp <= due) revert SonarStillInWindow(bountyId, due);
         s.status = SubmissionStatus.Reclaimed;
         b.pending -= 1;
@@ -334,6 +350,8 @@ contract Sonar is ISonar, ReentrancyGuard {
         if (index >= b.submissions) revert SonarNothingToSkip(bountyId);
         Submission storage s = _submissions[bountyId][index];
         SubmissionStatus status = s.status;
+        // time rule by design: windows are >= 10 minutes, a block's few seconds of drift cannot matter
+        // slither-disable-next-line timestamp
         if (status == SubmissionStatus.Submitted && block.timestamp > uint256(s.submittedAt) + b.evalWindow) {
             s.status = SubmissionStatus.Reclaimed;
             b.pending -= 1;
@@ -358,6 +376,8 @@ contract Sonar is ISonar, ReentrancyGuard {
         _credits[token][msg.sender] = 0;
         emit Withdrawn(msg.sender, token, amount);
         if (token == address(0)) {
+            // ETH to an account that may be a contract: state is zeroed first and the call is nonReentrant
+            // slither-disable-next-line low-level-calls
             (bool ok,) = payable(msg.sender).call{value: amount}("");
             if (!ok) revert SonarTransferFailed(msg.sender, amount);
         } else {
@@ -438,6 +458,8 @@ contract Sonar is ISonar, ReentrancyGuard {
     function _checkParams(BountyParams calldata p) private view {
         if (p.reward == 0 || p.reward > MAX_REWARD) revert SonarInvalidParams("reward");
         if (p.stake == 0 || p.stake > p.reward) revert SonarInvalidParams("stake");
+        // time rule by design: windows are >= 10 minutes, a block's few seconds of drift cannot matter
+        // slither-disable-next-line timestamp
         if (p.deadline <= block.timestamp) revert SonarInvalidParams("deadline");
         if (p.evalWindow < MIN_EVAL_WINDOW || p.evalWindow > MAX_EVAL_WINDOW) revert SonarInvalidParams("evalWindow");
         if (p.higherIsBetter ? p.targetScore <= p.initialScore : p.targetScore >= p.initialScore) {

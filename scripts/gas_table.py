@@ -4,10 +4,11 @@
 
 Deploys Sonar, TestToken and contracts/bench/Sonar2017.sol on the dev chain brownie starts, runs
 every transaction once, and prints the gas used (from the receipts; 21,000 intrinsic included).
-Then it opens 100 bounties and compares commit / reveal / accept of the 1st and the 1000th
-submission to one of them: nothing in Sonar loops over submissions or bounties, so they cost the
-same (the queue index in the calldata adds a few dozen gas). `main()` returns the figures and
-writes them to build/gas.json.
+`submit` is one transaction where v1 took two (commit + reveal, shown as the reference it replaces).
+`settle` is shown per submission for rounds of 1, 8 and 32. Then it opens 100 bounties and
+compares submit and a one-update settle of the 1st and the 1000th submission to one of them:
+nothing in Sonar loops over submissions or bounties, so they cost the same. `main()` returns the
+figures and writes them to build/gas.json.
 """
 
 import json
@@ -15,18 +16,21 @@ import warnings
 from pathlib import Path
 
 from brownie import Sonar, Sonar2017, TestToken, accounts, chain, web3
-from eth_abi import encode
 from eth_utils import keccak
 
 ZERO = "0x0000000000000000000000000000000000000000"
 REWARD = 10**18
 STAKE = 10**16
-WINDOW = 86400  # long enough for 1000 commits to be revealed in their window
+WINDOW = 86400  # long enough for 1000 submissions to be settled in their window
 SUBMISSIONS = 1000
 OPEN_BOUNTIES = 100
-GOALS = {"commit": 80_000, "reveal": 60_000, "accept": 100_000, "withdraw": 45_000}
-# the table row each goal is judged on: the steady state (not a bounty's first commit)
-GOAL_ROWS = {"commit": "commit", "reveal": "reveal", "accept": "accept (1st credit)", "withdraw": "withdraw (ETH)"}
+# v1 (commit–reveal) figures, measured with `make gas` at commit f4f4ef9 (the last v1 contract):
+# the reference a single-transaction submit replaces (v1 accept was 99,749, reject 63,397)
+V1_COMMIT, V1_REVEAL = 79_346, 41_612
+GOALS = {"submit": 60_000, "settle per update (round of 32)": 20_000, "withdraw": 45_000}
+GOAL_ROWS = {"submit": "submit", "settle per update (round of 32)": "settle: round of 32, per update",
+             "withdraw": "withdraw (ETH)"}
+ACCEPT, REFUND, FORFEIT = (10_000, 0, False), (0, 2, True), (0, 4, False)
 
 
 def word(tag, n):
@@ -34,19 +38,18 @@ def word(tag, n):
     return bytes(b or 1 for b in keccak(f"{tag}:{n}".encode()))
 
 
-def commitment(bid, miner, digest, codec, base, salt):
-    return keccak(
-        encode(["uint256", "address", "bytes32", "uint16", "uint32", "bytes32"], [bid, str(miner), digest, codec, base, salt])
-    )
-
-
-def params(token=ZERO, deadline=None, higher=True, n=0):
+def params(token=ZERO, deadline=None, higher=True, n=0, auditable=False):
     if deadline is None:
         deadline = chain[-1].timestamp + 30 * 86400
-    return (token, REWARD, STAKE, deadline, WINDOW, 800_000, 900_000, higher, word("val", n), word("model", n), 0x70)
+    return (token, REWARD, STAKE, deadline, WINDOW, 800_000, 999_000, higher, word("val", n), word("model", n), 0x70,
+            auditable)
 
 
-def send_raw(sender, contract, fn_name, args, value=0, gas=600_000):
+def shares(k):
+    return [(10_000 // k + (10_000 % k if i == 0 else 0), 0, False) for i in range(k)]
+
+
+def send_raw(sender, contract, fn_name, args, value=0, gas=3_000_000):
     """Send a transaction without brownie's receipt handling (about 1 ms on anvil, vs ~25 ms)."""
     data = getattr(contract, fn_name).encode_input(*args)
     tx = {"from": str(sender), "to": contract.address, "data": data, "value": hex(value), "gas": hex(gas)}
@@ -56,54 +59,36 @@ def send_raw(sender, contract, fn_name, args, value=0, gas=600_000):
     return reply["result"]
 
 
-def assert_mined_ok(txid):
-    receipt = web3.eth.wait_for_transaction_receipt(txid, timeout=120, poll_latency=0.05)
+def mined(txid):
+    receipt = web3.eth.wait_for_transaction_receipt(txid, timeout=120, poll_latency=0.02)
     assert receipt["status"] == 1, receipt
+    return receipt
 
 
 def gas_of(sender, contract, fn_name, *args, value=0):
     """Gas used by a raw transaction, from its receipt. (After a thousand blocks brownie's own
     wait sometimes sees the nonce advance before anvil indexes the transaction and reports
     "Tx dropped without known replacement".)"""
-    receipt = web3.eth.wait_for_transaction_receipt(send_raw(sender, contract, fn_name, args, value=value), timeout=120, poll_latency=0.02)
-    assert receipt["status"] == 1, receipt
-    return receipt["gasUsed"]
+    return mined(send_raw(sender, contract, fn_name, args, value=value))["gasUsed"]
 
 
-def submit_measured(sonar, owner, bid, miner, n, score):
-    """Commit, reveal and accept one update with raw transactions; their gas."""
-    d, s = word("digest", n), word("salt", n)
-    index = sonar.getBounty(bid)["submissions"]
-    figures = {"index": index}
-    figures["commit"] = gas_of(miner, sonar, "commit", bid, commitment(bid, miner, d, 0x55, 0, s), value=STAKE)
-    figures["reveal"] = gas_of(miner, sonar, "reveal", bid, index, d, 0x55, 0, s)
-    figures["accept"] = gas_of(owner, sonar, "accept", bid, index, score, word("v", n), 0x70)
-    return figures
+class Scores:
+    """Strictly improving scores for successive accepted rounds."""
+
+    def __init__(self):
+        self.score = 800_000
+
+    def next(self):
+        self.score += 500
+        return self.score
 
 
-def submit(sonar, bid, miner, n, base=0, value=STAKE):
-    """Commit and reveal with brownie (receipts kept); returns (commit tx, reveal tx, index)."""
-    d, s = word("digest", n), word("salt", n)
-    c = commitment(bid, miner, d, 0x55, base, s)
-    ctx = sonar.commit(bid, c, {"from": miner, "value": value})
-    index = ctx.events["UpdateCommitted"]["index"]
-    rtx = sonar.reveal(bid, index, d, 0x55, base, s, {"from": miner})
-    return ctx, rtx, index
-
-
-def fill_queue(sonar, bid, filler, first_n, count):
-    """`count` more submissions by `filler`, committed, then skipped as expired (cheapest way
-    to move the queue head past them), all with raw transactions."""
+def submit_all(sonar, bid, miners, n0, value=STAKE):
+    """One submission per miner in `miners` (raw transactions); gas of the last."""
     last = None
-    for n in range(first_n, first_n + count):
-        c = commitment(bid, filler, word("digest", n), 0x55, 0, word("salt", n))
-        last = send_raw(filler, sonar, "commit", (bid, c), value=STAKE)
-    assert_mined_ok(last)
-    chain.sleep(WINDOW + 1)
-    chain.mine()
-    for _ in range(count):
-        last = send_raw(filler, sonar, "skip", (bid,))
-    assert_mined_ok(last)
+    for k, miner in enumerate(miners):
+        last = send_raw(miner, sonar, "submit", (bid, word("digest", n0 + k), 0x55, 0), value=value)
+    return mined(last)["gasUsed"]
 
 
 def measure():
@@ -115,32 +100,52 @@ def measure():
         token.mint(acct, 100 * REWARD, {"from": deployer})
         token.approve(sonar, 2**256 - 1, {"from": acct})
     gas = {}
+    scores = Scores()
 
     # -- one of everything ---------------------------------------------------------------------------
     sonar.postBounty(params(n=0), {"from": owner, "value": REWARD})  # the very first bounty: warm-up
     gas["postBounty (ETH)"] = sonar.postBounty(params(n=1), {"from": owner, "value": REWARD}).gas_used
     gas["postBounty (ERC-20)"] = sonar.postBounty(params(token=token, n=2), {"from": owner2}).gas_used
     deadline = chain[-1].timestamp + 3600
-    bid = sonar.postBounty(params(deadline=deadline, n=3), {"from": owner, "value": REWARD}).events["BountyPosted"]["bountyId"]
-
-    ctx, rtx, i = submit(sonar, bid, miner, 1)
-    gas["commit (1st to a bounty)"] = ctx.gas_used
-    gas["reveal"] = rtx.gas_used
-    gas["accept (1st credit)"] = sonar.accept(bid, i, 850_000, word("v", 1), 0x70, {"from": owner}).gas_used
-    ctx, rtx, i = submit(sonar, bid, miner2, 2)
-    gas["commit"] = ctx.gas_used
-    gas["reject"] = sonar.reject(bid, i, 790_000, 2, {"from": owner}).gas_used
-    _, _, i = submit(sonar, bid, miner, 4)
-    gas["accept (miner holds a credit)"] = sonar.accept(bid, i, 860_000, word("v", 4), 0x70, {"from": owner}).gas_used
+    bid = sonar.postBounty(params(deadline=deadline, n=3, auditable=True), {"from": owner, "value": REWARD}).events[
+        "BountyPosted"]["bountyId"]
     tok_bid = 3
-    ctx, _, i = submit(sonar, tok_bid, miner, 3, value=0)
-    gas["commit (ERC-20 stake)"] = ctx.gas_used
+
+    gas["submit"] = submit_all(sonar, bid, [miner], 1)
+    gas["v1 commit + reveal (reference)"] = V1_COMMIT + V1_REVEAL
+    gas["submit (ERC-20 stake)"] = submit_all(sonar, tok_bid, [miner], 2, value=0)
+    gas["settle: 1 accepted (1st credit)"] = gas_of(owner, sonar, "settle", bid, [ACCEPT], scores.next(), word("v", 1), 0x70)
+    submit_all(sonar, bid, [miner2], 3)
+    gas["settle: 1 rejected, refunded"] = gas_of(owner, sonar, "settle", bid, [REFUND], 0, word("v", 0), 0)
+    submit_all(sonar, bid, [miner2], 4)
+    gas["settle: 1 rejected, forfeited"] = gas_of(owner, sonar, "settle", bid, [FORFEIT], 0, word("v", 0), 0)
+    submit_all(sonar, bid, [miner], 5)
+    gas["settle: 1 accepted (holds a credit)"] = gas_of(owner, sonar, "settle", bid, [ACCEPT], scores.next(), word("v", 2), 0x70)
+    # rounds of k accepted updates, from miners who already hold a credit (the steady state)
+    for k in (1, 8, 32):
+        submit_all(sonar, bid, [miner, miner2] * (k // 2) or [miner], 100 * k)
+        used = gas_of(owner, sonar, "settle", bid, shares(k), scores.next(), word("v", k), 0x70)
+        gas[f"settle: round of {k}"] = used
+        gas[f"settle: round of {k}, per update"] = used // k
+    submit_all(sonar, bid, [miner] * 32, 5000)
+    used = gas_of(owner, sonar, "settle", bid, [REFUND] * 32, 0, word("v", 0), 0)
+    gas["settle: round of 32 refunded, per update"] = used // 32
+    submit_all(sonar, bid, [miner] * 32, 6000)
+    used = gas_of(owner, sonar, "settle", bid, [FORFEIT] * 32, 0, word("v", 0), 0)
+    gas["settle: round of 32 forfeited, per update"] = used // 32
     gas["withdraw (ETH)"] = sonar.withdraw(ZERO, {"from": miner}).gas_used
-    sonar.accept(tok_bid, i, 900_000, word("v", 3), 0x70, {"from": owner2})
+    sonar.settle(tok_bid, [ACCEPT], 999_000, word("v", 3), 0x70, {"from": owner2})
     gas["withdraw (ERC-20)"] = sonar.withdraw(token, {"from": miner}).gas_used
-    chain.sleep(3601)
+    gas["revealAudit"] = sonar.revealAudit(bid, word("val", 3), 0x55, {"from": owner}).gas_used
+    submit_all(sonar, bid, [miner2], 7000)
+    chain.sleep(WINDOW + 1)
     chain.mine()
-    gas["close"] = sonar.close(bid, {"from": owner}).gas_used
+    gas["skip (expired, stake returned)"] = sonar.skip(bid, {"from": miner}).gas_used
+    submit_all(sonar, 2, [miner2], 7001)  # bounty 2 (ETH, window of a day)
+    chain.sleep(WINDOW + 1)
+    chain.mine()
+    gas["reclaimStake"] = sonar.reclaimStake(2, 0, {"from": miner2}).gas_used
+    gas["close (burns the forfeit pool)"] = sonar.close(bid, {"from": owner}).gas_used
 
     # -- the 2017 baseline -----------------------------------------------------------------------------
     baseline = {}
@@ -151,16 +156,32 @@ def measure():
     baseline["evalGradient (improved, pays)"] = old.evalGradient(1, [word("n", 0), word("n", 1)], 1_500_000, {"from": owner}).gas_used
     baseline["evalGradient (not improved)"] = old.evalGradient(0, [word("n", 2), word("n", 3)], 1_900_000, {"from": owner}).gas_used
 
-    # -- 1st vs 1000th submission to one bounty, 100 bounties open (last: after ~2,000 blocks only raw
-    # transactions, see gas_of) ---------------------------------------------------------------------
+    # -- 1st vs 1000th submission to one bounty, 100 bounties open (raw transactions only, see gas_of)
     last = None
     for n in range(sonar.bountyCount(), OPEN_BOUNTIES):
         last = send_raw(owner, sonar, "postBounty", (params(n=n + 1),), value=REWARD)
-    assert_mined_ok(last)
+    mined(last)
     target = OPEN_BOUNTIES // 2  # a bounty in the middle, posted by `owner`
-    scale = {"1st": submit_measured(sonar, owner, target, first, 10**6, 810_000)}
-    fill_queue(sonar, target, filler, 2 * 10**6, SUBMISSIONS - 2)
-    scale[f"{SUBMISSIONS}th"] = submit_measured(sonar, owner, target, thousandth, 3 * 10**6, 820_000)
+    target_scores = Scores()
+
+    def one(miner_, n):
+        index = sonar.getBounty(target)["submissions"]
+        s = submit_all(sonar, target, [miner_], n)
+        a = gas_of(owner, sonar, "settle", target, [ACCEPT], target_scores.next(), word("v", n), 0x70)
+        return {"index": index, "submit": s, "settle": a}
+
+    scale = {"1st": one(first, 10**6)}
+    # submissions 2 .. 999 by the filler, settled (refunded) in rounds of 32
+    count = SUBMISSIONS - 2
+    for n in range(count):
+        last = send_raw(filler, sonar, "submit", (target, word("digest", 2 * 10**6 + n), 0x55, 0), value=STAKE)
+    mined(last)
+    while count:
+        k = min(count, 32)
+        last = send_raw(owner, sonar, "settle", (target, [REFUND] * k, 0, word("v", 0), 0))
+        count -= k
+    mined(last)
+    scale[f"{SUBMISSIONS}th"] = one(thousandth, 3 * 10**6)
     assert scale[f"{SUBMISSIONS}th"]["index"] == SUBMISSIONS - 1 and sonar.bountyCount() >= OPEN_BOUNTIES
 
     return {
@@ -174,22 +195,24 @@ def measure():
 def print_table(figures):
     gas, scale, base = figures["sonar"], figures["scaling"], figures["sonar2017"]
     print("\nSonar — gas used per transaction (receipts; 21,000 intrinsic included)")
-    print(f"  {'transaction':<32}{'gas':>10}")
+    print(f"  {'transaction':<44}{'gas':>10}")
     for name, used in gas.items():
-        print(f"  {name:<32}{used:>10,}")
+        print(f"  {name:<44}{used:>10,}")
+    print(f"  submit / (v1 commit + reveal) = {gas['submit'] / gas['v1 commit + reveal (reference)']:.2f}")
     n = scale["submissions"]
     print(f"\n1st vs {n}th submission to one bounty ({scale['open_bounties']} bounties open)")
     print(f"  {'':<10}{'1st':>10}{f'{n}th':>10}{'diff':>10}")
-    for step in ("commit", "reveal", "accept"):
+    for step in ("submit", "settle"):
         a, z = scale["1st"][step], scale[f"{n}th"][step]
-        print(f"  {step:<10}{a:>10,}{z:>10,}{a - z:>10,}")
+        print(f"  {step:<10}{a:>10,}{z:>10,}{z - a:>10,}")
     print("\nBaseline: OpenMined Sonar 2017 layout (contracts/bench/Sonar2017.sol)")
     for name, used in base.items():
-        print(f"  {name:<32}{used:>10,}")
+        print(f"  {name:<44}{used:>10,}")
+    print(f"  submit / addGradient = {gas['submit'] / base['addGradient']:.2f}")
     print("\nGoals")
     for name, g in figures["goals"].items():
         met = "met" if g["measured"] <= g["goal"] else "NOT met"
-        print(f"  {name:<10} ≤ {g['goal']:>7,}: {g['measured']:>7,}  {met}")
+        print(f"  {name:<34} ≤ {g['goal']:>7,}: {g['measured']:>7,}  {met}")
 
 
 def main():

@@ -196,6 +196,15 @@ interface ISonar {
     function close(uint256 bountyId) external returns (uint256 refunded);
     function withdraw(address token) external returns (uint256 amount);
 
+    function SCORE_SCALE() external view returns (uint64);
+    function MIN_EVAL_WINDOW() external view returns (uint32);
+    function MAX_EVAL_WINDOW() external view returns (uint32);
+    function MAX_REWARD() external view returns (uint256);
+    function MAX_ROUND() external view returns (uint256);
+    function MAX_SHARE_BPS() external view returns (uint256);
+    function BPS() external view returns (uint256);
+    function BURN_ADDRESS() external view returns (address);
+
     function bountyCount() external view returns (uint256);
     function getBounty(uint256 bountyId) external view returns (Bounty memory);
     function getSubmission(uint256 bountyId, uint256 index) external view returns (Submission memory);

@@ -4,8 +4,9 @@ Contracts are deployed once per module; `fn_isolation` (autouse) snapshots the c
 module fixtures and reverts to it before every test, so each test starts from the same state.
 
 Helpers are fixtures too (the brownie-mix way): `E` formats the revert string brownie gives a
-custom error, `params` builds a `BountyParams` tuple, `post` posts a bounty, `submit` commits (and
-optionally reveals) an update, `sleep` moves time forward.
+custom error, `params` builds a `BountyParams` tuple, `post` posts a bounty, `submit` submits an
+update, `accept`/`reject`/`refund` build verdicts, `round_model` predicts a settlement, `sleep` moves
+time forward.
 """
 
 import pytest
@@ -20,17 +21,12 @@ DURATION = 7 * 86400  # deadline = now + a week
 MODEL_DIGEST = b"\x11" * 32
 VALIDATION = b"\x22" * 32
 
+BURN = "0x000000000000000000000000000000000000dEaD"
+NEW_MODEL = b"\x33" * 32
+
 # ISonar enums
 BOUNTY_NONE, BOUNTY_OPEN, BOUNTY_COMPLETED, BOUNTY_CLOSED = range(4)
-(
-    SUB_NONE,
-    SUB_COMMITTED,
-    SUB_REVEALED,
-    SUB_ACCEPTED,
-    SUB_REJECTED,
-    SUB_RECLAIMED,
-    SUB_EXPIRED,
-) = range(7)
+SUB_NONE, SUB_SUBMITTED, SUB_ACCEPTED, SUB_REJECTED, SUB_RECLAIMED = range(5)
 
 
 @pytest.fixture(scope="function", autouse=True)
@@ -163,6 +159,7 @@ def make_params(
     validation=VALIDATION,
     model_digest=MODEL_DIGEST,
     model_codec=0x70,
+    auditable=False,
 ):
     if deadline is None:
         deadline = now() + DURATION
@@ -179,6 +176,7 @@ def make_params(
         validation,
         model_digest,
         model_codec,
+        auditable,
     )
 
 
@@ -201,58 +199,54 @@ def post(sonar):
     return _post
 
 
-def salt_for(n):
-    return n.to_bytes(32, "big")
-
-
 def digest_for(n):
     return (0xD16E57 * 2**32 + n).to_bytes(32, "big")
 
 
 class Update:
-    """A submitted update: what the miner committed to, and the tx receipts."""
+    """A submitted update: its index in the queue, miner, CID and the submit receipt."""
 
-    def __init__(self, bounty, index, miner, digest, codec, base, salt, commit_tx):
-        self.bounty = bounty
-        self.index = index
-        self.miner = miner
-        self.digest = digest
-        self.codec = codec
-        self.base = base
-        self.salt = salt
-        self.commit_tx = commit_tx
-        self.reveal_tx = None
-
-    def reveal_args(self):
-        return (self.bounty, self.index, self.digest, self.codec, self.base, self.salt)
+    def __init__(self, bounty, index, miner, digest, codec, base, tx):
+        self.bounty, self.index, self.miner = bounty, index, miner
+        self.digest, self.codec, self.base, self.tx = digest, codec, base, tx
 
 
 @pytest.fixture(scope="module")
 def submit(sonar):
-    """submit(bountyId, miner, reveal=True, n=<unique int>, base=0, codec=0x55) -> Update.
-    Commits {commitmentOf(...)} with the bounty's stake (ETH as msg.value; ERC-20 via approval)
-    and, unless reveal=False, reveals it in the next block."""
+    """submit(bountyId, miner, n=<unique int>, base=0, codec=0x55) -> Update: one `submit` with the
+    bounty's stake (ETH as msg.value; ERC-20 via the module-wide approval)."""
     counter = {"n": 0}
 
-    def _submit(bounty, miner, reveal=True, n=None, base=0, codec=0x55):
+    def _submit(bounty, miner, n=None, base=0, codec=0x55):
         if n is None:
             counter["n"] += 1
             n = counter["n"]
         b = sonar.getBounty(bounty)
         value = b["stake"] if b["token"] == ZERO_ADDRESS else 0
-        digest, salt = digest_for(n), salt_for(n)
-        commitment = sonar.commitmentOf(bounty, miner, digest, codec, base, salt)
-        tx = sonar.commit(bounty, commitment, {"from": miner, "value": value})
-        u = Update(bounty, tx.events["UpdateCommitted"]["index"], miner, digest, codec, base, salt, tx)
-        if reveal:
-            u.reveal_tx = sonar.reveal(*u.reveal_args(), {"from": miner})
-        return u
+        digest = digest_for(n)
+        tx = sonar.submit(bounty, digest, codec, base, {"from": miner, "value": value})
+        return Update(bounty, tx.events["UpdateSubmitted"]["index"], miner, digest, codec, base, tx)
 
     return _submit
 
 
-def expected_reward(reward, escrow, best, score, initial, target, higher):
-    """Python model of Sonar._rewardFor: (reward, reached)."""
+def accept(share_bps=10_000):
+    """ISonar.Verdict of an accepted update with `share_bps` of the round's pot."""
+    return (share_bps, 0, False)
+
+
+def reject(reason=4):
+    """ISonar.Verdict of a harmful update: stake forfeited."""
+    return (0, reason, False)
+
+
+def refund(reason=2):
+    """ISonar.Verdict of an honest update that did not help: stake returned."""
+    return (0, reason, True)
+
+
+def round_reward(reward, escrow, best, score, initial, target, higher):
+    """Python model of Sonar._rewardFor: (round reward, reached)."""
     if higher:
         assert score > best
         improvement, span, reached = score - best, target - initial, score >= target
@@ -264,9 +258,42 @@ def expected_reward(reward, escrow, best, score, initial, target, higher):
     return min(reward * improvement // span, escrow), False
 
 
+def round_model(verdicts, *, reward, escrow, pool, stake, best, score, initial, target, higher):
+    """Python model of Sonar.settle's arithmetic. Returns a dict: per-verdict `credits` (what each
+    item's miner is credited, stake included), `rewards` (rewards only), `paid`, the new `escrow`
+    and `pool`, and `reached`."""
+    accepted = [v for v in verdicts if v[0] > 0]
+    pool += stake * sum(1 for v in verdicts if v[0] == 0 and not v[2])
+    reached = False
+    pot = cap = 0
+    if accepted:
+        r, reached = round_reward(reward, escrow, best, score, initial, target, higher)
+        pot = r + pool
+        cap = 2**256 if reached and len(accepted) == 1 else reward * 3500 // 10_000
+    rewards, credits = [], []
+    for v in verdicts:
+        if v[0] > 0:
+            amount = min(pot * v[0] // 10_000, cap)
+            rewards.append(amount)
+            credits.append(stake + amount)
+        else:
+            rewards.append(0)
+            credits.append(stake if v[2] else 0)
+    paid = sum(rewards)
+    from_pool = min(paid, pool)
+    return {
+        "credits": credits,
+        "rewards": rewards,
+        "paid": paid,
+        "escrow": escrow - (paid - from_pool),
+        "pool": pool - from_pool,
+        "reached": reached,
+    }
+
+
 @pytest.fixture(scope="session")
-def reward_model():
-    return expected_reward
+def model():
+    return round_model
 
 
 def set_balance(address, wei):

@@ -38,6 +38,14 @@ def test_post_records_every_param(sonar, owner, params):
     assert b["status"] == BOUNTY_OPEN
     assert b["validationCommitment"] == "0x" + VALIDATION.hex()
     assert (b["latestVersion"], b["nextEval"], b["submissions"], b["pending"], b["paid"]) == (0, 0, 0, 0, 0)
+    assert (b["forfeitPool"], b["burned"], b["lastDue"]) == (0, 0, 0)
+    assert (b["auditable"], b["auditRevealed"]) == (False, False)
+
+
+def test_post_records_the_auditable_flag(sonar, owner, params):
+    tx = sonar.postBounty(params(auditable=True), {"from": owner, "value": REWARD})
+    assert tx.events["BountyPosted"]["auditable"] is True
+    assert sonar.getBounty(1)["auditable"] is True
 
 
 def test_post_emits_bounty_posted(sonar, owner, params):
@@ -52,6 +60,8 @@ def test_post_emits_bounty_posted(sonar, owner, params):
     assert ev["deadline"] == p[3]
     assert ev["evalWindow"] == WINDOW
     assert (ev["initialScore"], ev["targetScore"], ev["higherIsBetter"]) == (800_000, 900_000, True)
+    assert ev["validationCommitment"] == "0x" + VALIDATION.hex()
+    assert ev["auditable"] is False
 
 
 def test_post_records_model_version_zero(sonar, owner, post):
@@ -124,10 +134,47 @@ def test_post_past_deadline_reverts(sonar, owner, params, E, now):
         sonar.postBounty(params(deadline=now() - 10), {"from": owner, "value": REWARD})
 
 
-@pytest.mark.parametrize("window", [0, 30 * 86400 + 1])
-def test_post_bad_eval_window_reverts(sonar, owner, params, E, window):
+@pytest.mark.parametrize("window", [0, 1, 599, 30 * 86400 + 1])
+def test_post_eval_window_outside_ten_minutes_to_thirty_days_reverts(sonar, owner, params, E, window):
+    """F-05: a window too short for any honest miner to be settled in would be a honeypot."""
     with brownie.reverts(E.SonarInvalidParams("evalWindow")):
         sonar.postBounty(params(eval_window=window), {"from": owner, "value": REWARD})
+
+
+def test_post_min_eval_window_of_ten_minutes_is_allowed(sonar, owner, params):
+    assert sonar.MIN_EVAL_WINDOW() == 600
+    sonar.postBounty(params(eval_window=600), {"from": owner, "value": REWARD})
+    assert sonar.getBounty(1)["evalWindow"] == 600
+
+
+def test_post_zero_stake_reverts(sonar, owner, params, E):
+    """F-04: a free submission is free queue spam."""
+    with brownie.reverts(E.SonarInvalidParams("stake")):
+        sonar.postBounty(params(stake=0), {"from": owner, "value": REWARD})
+
+
+def test_post_stake_above_reward_reverts(sonar, owner, params, E):
+    """F-03: the stake is bounded by the reward (itself < 2^96), so the books cannot overflow."""
+    with brownie.reverts(E.SonarInvalidParams("stake")):
+        sonar.postBounty(params(stake=REWARD + 1), {"from": owner, "value": REWARD})
+
+
+def test_post_stake_equal_to_reward_is_allowed(sonar, owner, params):
+    sonar.postBounty(params(stake=REWARD), {"from": owner, "value": REWARD})
+    assert sonar.getBounty(1)["stake"] == REWARD
+
+
+def test_post_zero_validation_commitment_reverts(sonar, owner, params, E):
+    with brownie.reverts(E.SonarInvalidParams("validationCommitment")):
+        sonar.postBounty(params(validation=b"\x00" * 32), {"from": owner, "value": REWARD})
+
+
+def test_constants_are_the_designed_ones(sonar):
+    assert sonar.MAX_ROUND() == 32
+    assert sonar.MAX_SHARE_BPS() == 3500
+    assert sonar.BPS() == 10_000
+    assert sonar.MAX_REWARD() == 2**96 - 1
+    assert sonar.BURN_ADDRESS() == "0x000000000000000000000000000000000000dEaD"
 
 
 def test_post_max_eval_window_is_allowed(sonar, owner, params):

@@ -1,62 +1,69 @@
 """Stateful property test: random sequences of every action by 2 owners and 3 miners.
 
 A Python model of Sonar predicts each action's outcome. An action the model calls valid must
-succeed with exactly the predicted effects (rewards, credits, queue heads); one it calls invalid
-must revert; one whose outcome depends on which second the next block gets (within `MARGIN` of a
-time boundary) is not sent. After every step, from the contract's own views:
+succeed with exactly the predicted effects (rewards, credits, queue heads, pools); one it calls
+invalid must revert; one whose outcome depends on which second the next block gets (within
+`MARGIN` of a time boundary) is not sent. After every step, from the contract's own views:
 
-* ETH:   balance(Sonar) == Σ escrow + Σ pending × stake (ETH bounties) + Σ credits(ETH)
+* ETH:   balance(Sonar) == Σ escrow + Σ forfeit pools + Σ pending × stake (ETH bounties)
+                           + Σ credits(ETH), the burn address's credits included
 * token: balanceOf(Sonar) == the same over the token bounties and token credits
-* per bounty: paid ≤ deposited, where deposited = reward + forfeited stakes (rejected, expired),
-  and paid + escrow + refunded == deposited (nothing created or lost)
+* per bounty: paid ≤ deposited, where deposited = reward + forfeited stakes, and
+  paid + escrow + pool + burned + refunded == deposited (nothing created or lost)
 * the contract's bounty fields and credits equal the model's.
+
+`make test` runs a short profile (brownie-config.yaml: 25 examples of up to 20 steps). `make fuzz`
+sets SONAR_FUZZ_STEPS=10000: the machine is run again and again (fresh examples each time) until
+at least that many steps have been executed, each followed by the invariant checks.
 """
+
+import os
 
 import brownie
 from brownie import ZERO_ADDRESS, chain
 from brownie.test import strategy
-from eth_abi import encode
-from eth_utils import keccak
 from hypothesis import Phase
 
-from conftest import digest_for, fast_balance, fast_call, salt_for
+from conftest import BURN, digest_for, fast_balance, fast_call
 
-# max_examples and stateful_step_count come from brownie-config.yaml (hypothesis: 25 and 20).
 # No `target` phase: hypothesis's Pareto optimisation re-runs whole sequences (each a few dozen
 # transactions) for no gain here; failures are still shrunk.
 SETTINGS = {"phases": [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]}
+FUZZ_STEPS = int(os.environ.get("SONAR_FUZZ_STEPS", "0"))
+FUZZ_SETTINGS = {"max_examples": 100, "stateful_step_count": 50}
 MARGIN = 15  # seconds: a tx lands in a block at most this long after the latest one
-WINDOW_CHOICES = [120, 600]
+WINDOW_CHOICES = [600, 1800]
+VALIDATION = b"\x01" * 32
+BPS, CAP_BPS, MAX_ROUND_HERE = 10_000, 3500, 4
+OPEN, COMPLETED, CLOSED = 1, 2, 3
+SUBMITTED, ACCEPTED, REJECTED, RECLAIMED = 1, 2, 3, 4
+STEPS = {"n": 0}
+DONE = {}  # successful transactions per action, reported by `make fuzz`
+
+
+def done(action):
+    DONE[action] = DONE.get(action, 0) + 1
 
 
 def latest():
     return chain[-1].timestamp
 
 
-def commitment(bid, miner, n):
-    """ISonar.commitmentOf, in Python (test_commit_reveal checks the two agree)."""
-    return keccak(
-        encode(
-            ["uint256", "address", "bytes32", "uint16", "uint32", "bytes32"],
-            [bid, miner.address, digest_for(n), 0x55, 0, salt_for(n)],
-        )
-    )
-
-
 class Bounty:
-    def __init__(self, bid, owner, token, reward, stake, deadline, window, initial, target, higher):
+    def __init__(self, bid, owner, token, reward, stake, deadline, window, initial, target, higher, auditable):
         self.bid, self.owner, self.token = bid, owner, token
         self.reward, self.stake, self.deadline, self.window = reward, stake, deadline, window
-        self.initial, self.target, self.higher = initial, target, higher
-        self.escrow, self.best, self.status = reward, initial, 1  # Open
-        self.paid = self.forfeited = self.refunded = 0
-        self.subs = []  # dicts: miner, at (commit time), status (ISonar.SubmissionStatus), n (seed)
-        self.next_eval = self.pending = self.last_due = 0
+        self.initial, self.target, self.higher, self.auditable = initial, target, higher, auditable
+        self.escrow, self.best, self.status = reward, initial, OPEN
+        self.pool = self.paid = self.burned = self.refunded = self.forfeited = 0
+        self.revealed = False
+        self.subs = []  # dicts: miner, at (submit time), status (ISonar.SubmissionStatus)
+        self.next_eval = self.pending = self.latest_version = 0
 
     def improves(self, score):
         return score > self.best if self.higher else score < self.best
 
-    def reward_for(self, score):
+    def round_reward(self, score):
         if self.higher:
             improvement, span, reached = score - self.best, self.target - self.initial, score >= self.target
         else:
@@ -66,19 +73,34 @@ class Bounty:
         return min(self.reward * improvement // span, self.escrow), False
 
 
+def verdicts_from(bits, count):
+    """`count` verdicts drawn from the bits of a random word: accept / forfeit / refund, and the
+    accepted ones share 10000 bps (or, 1 time in 16, a wrong total)."""
+    kinds = [(bits >> (2 * i)) & 3 for i in range(count)]
+    accepted = [i for i, k in enumerate(kinds) if k in (0, 3)]
+    verdicts = [(0, 4, False) if k == 1 else (0, 2, True) for k in kinds]
+    for j, i in enumerate(accepted):
+        share = BPS // len(accepted) + (BPS % len(accepted) if j == 0 else 0)
+        verdicts[i] = (share, 0, False)
+    if accepted and (bits >> 12) % 16 == 0:
+        verdicts[accepted[0]] = (verdicts[accepted[0]][0] - 1, 0, False)
+    return verdicts
+
+
 class StateMachine:
     st_owner = strategy("uint8", max_value=1)
     st_miner = strategy("uint8", max_value=2)
     st_pick = strategy("uint8")
+    st_bits = strategy("uint32")
     st_erc20 = strategy("bool")
     st_higher = strategy("bool")
     st_flag = strategy("bool")
     st_reward = strategy("uint256", min_value=1, max_value=10**18)
-    st_stake = strategy("uint256", min_value=0, max_value=10**16)
+    st_stake_frac = strategy("uint8", min_value=1)
     st_span = strategy("uint32", min_value=1, max_value=10**6)
     st_frac = strategy("uint8")
     st_offset = strategy("uint16", min_value=60, max_value=3000)
-    st_seconds = strategy("uint16", min_value=1, max_value=1500)
+    st_seconds = strategy("uint16", min_value=1, max_value=700)
 
     def __init__(cls, sonar, token, owners, miners):
         cls.sonar, cls.token = sonar, token
@@ -103,144 +125,147 @@ class StateMachine:
     def _tkn(self, b):
         return ZERO_ADDRESS if b.token == ZERO_ADDRESS else self.token.address
 
+    def _head(self, b):
+        return b.subs[b.next_eval] if b.next_eval < len(b.subs) else None
+
     # -- rules -------------------------------------------------------------------------------------
 
-    def initialize_bounties(self, st_reward, st_stake, st_span, st_offset):
-        """Every sequence starts with an ETH bounty (owner 0) and a token bounty (owner 1)."""
-        self.rule_post(0, False, st_reward, st_stake, True, st_span, st_offset, 0)
-        self.rule_post(1, True, st_reward, st_stake, False, st_span, st_offset, 1)
+    def initialize_bounties(self, st_reward, st_stake_frac, st_span, st_offset):
+        """Every sequence starts with an ETH bounty (owner 0) and an auditable token bounty (owner 1)."""
+        self.rule_post(0, False, st_reward, st_stake_frac, True, st_span, st_offset, 0, False)
+        self.rule_post(1, True, st_reward, st_stake_frac, False, st_span, st_offset, 1, True)
 
-    def rule_post(self, st_owner, st_erc20, st_reward, st_stake, st_higher, st_span, st_offset, st_pick):
+    def rule_post(self, st_owner, st_erc20, st_reward, st_stake_frac, st_higher, st_span, st_offset, st_pick, st_flag):
         owner = self.owners[st_owner]
         token = self.token.address if st_erc20 else ZERO_ADDRESS
         window = WINDOW_CHOICES[st_pick % 2]
+        stake = max(1, st_reward * st_stake_frac // 1024)  # 0 < stake <= reward / 4
         if st_higher:
             initial, target = 500_000, 500_000 + st_span
         else:
             initial, target = 1_000_000 + st_span, 1_000_000
         deadline = latest() + MARGIN + st_offset
-        params = (token, st_reward, st_stake, deadline, window, initial, target, st_higher, b"\x01" * 32, b"\x02" * 32, 0)
+        params = (token, st_reward, stake, deadline, window, initial, target, st_higher, VALIDATION, b"\x02" * 32, 0, st_flag)
         tx = self.sonar.postBounty(params, {"from": owner, "value": 0 if st_erc20 else st_reward})
         bid = tx.events["BountyPosted"]["bountyId"]
         assert bid == len(self.bounties) + 1
-        self.bounties.append(Bounty(bid, owner, token, st_reward, st_stake, deadline, window, initial, target, st_higher))
+        self.bounties.append(
+            Bounty(bid, owner, token, st_reward, stake, deadline, window, initial, target, st_higher, st_flag)
+        )
 
-    def rule_commit(self, st_pick, st_miner, st_flag):
+    def rule_submit(self, st_pick, st_miner, st_frac):
         b = self._pick_bounty(st_pick)
         if b is None:
             return
         miner = self.miners[st_miner]
+        base = b.latest_version + 1 if st_frac % 16 == 0 else st_frac % (b.latest_version + 1)
         t = latest()
         self.n += 1
-        n = self.n
-        c = commitment(b.bid, miner, n)
         value = b.stake if b.token == ZERO_ADDRESS else 0
-        if b.status != 1 or t > b.deadline:
+        args = (b.bid, digest_for(self.n), 0x55, base, {"from": miner, "value": value})
+        if b.status != OPEN or t > b.deadline or base > b.latest_version:
             with brownie.reverts():
-                self.sonar.commit(b.bid, c, {"from": miner, "value": value})
+                self.sonar.submit(*args)
             return
         if t + MARGIN > b.deadline:
             return  # might land either side of the deadline
-        tx = self.sonar.commit(b.bid, c, {"from": miner, "value": value})
-        assert tx.events["UpdateCommitted"]["index"] == len(b.subs)
-        b.subs.append({"miner": miner, "at": tx.timestamp, "status": 1, "n": n})
+        tx = self.sonar.submit(*args)
+        assert tx.events["UpdateSubmitted"]["index"] == len(b.subs)
+        b.subs.append({"miner": miner, "at": tx.timestamp, "status": SUBMITTED})
+        done("submit")
         b.pending += 1
-        b.last_due = tx.timestamp + 2 * b.window
-        if st_flag:  # reveal in the next block, as the `mine` client does
-            self.sonar.reveal(b.bid, len(b.subs) - 1, digest_for(n), 0x55, 0, salt_for(n), {"from": miner})
-            b.subs[-1]["status"] = 2
 
-    def _pick_sub(self, b, pick, status, anyone):
-        """Index of a submission of `b`: mostly one in `status`, any one if `anyone`."""
-        candidates = [i for i, s in enumerate(b.subs) if anyone or s["status"] == status]
-        return candidates[pick % len(candidates)] if candidates else None
-
-    def rule_reveal(self, st_pick, st_frac, st_flag):
-        b = self._pick_bounty(st_pick)
-        if b is None or not b.subs:
-            return
-        i = self._pick_sub(b, st_frac, 1, anyone=st_frac % 4 == 0)
-        if i is None:
-            return
-        s = b.subs[i]
-        t = latest()
-        salt = salt_for(s["n"]) if st_flag or st_frac % 5 else salt_for(10**9)  # 1 in 10: wrong salt
-        args = (b.bid, i, digest_for(s["n"]), 0x55, 0, salt)
-        if s["status"] != 1 or t > s["at"] + b.window or salt != salt_for(s["n"]):
-            with brownie.reverts():
-                self.sonar.reveal(*args, {"from": s["miner"]})
-            return
-        if t + MARGIN > s["at"] + b.window:
-            return
-        self.sonar.reveal(*args, {"from": s["miner"]})
-        s["status"] = 2
-
-    def _head(self, b):
-        return b.subs[b.next_eval] if b.next_eval < len(b.subs) else None
-
-    def rule_accept(self, st_pick, st_frac):
+    def rule_settle(self, st_pick, st_bits, st_frac):
         b = self._pick_bounty(st_pick)
         if b is None:
             return
-        head = self._head(b)
-        i = b.next_eval
+        queued = len(b.subs) - b.next_eval
+        count = 1 + st_bits % max(1, min(queued, MAX_ROUND_HERE))
+        verdicts = verdicts_from(st_bits >> 4, count)
         span = abs(b.target - b.initial)
         step = span * st_frac // 200  # 0 (no improvement) .. 1.27 × span (past the target)
         score = b.best + step if b.higher else max(b.best - step, 0)
         model = (b"\x05" * 31) + bytes([st_frac])
-        if b.status == 3 or head is None or head["status"] != 2 or not b.improves(score):
-            with brownie.reverts():
-                self.sonar.accept(b.bid, i, score, model, 0, {"from": b.owner})
-            return
-        reward, reached = b.reward_for(score)
-        tx = self.sonar.accept(b.bid, i, score, model, 0, {"from": b.owner})
-        assert tx.events["UpdateAccepted"]["reward"] == reward
-        assert ("TargetReached" in tx.events) == reached
-        b.escrow -= reward
-        b.paid += reward
-        b.best = score
-        b.next_eval += 1
-        b.pending -= 1
-        head["status"] = 3
-        if reached:
-            b.status = 2
-        self._credit(self._tkn(b), head["miner"], reward + b.stake)
-
-    def rule_reject(self, st_pick):
-        b = self._pick_bounty(st_pick)
-        if b is None:
-            return
+        args = (b.bid, verdicts, score, model, 0x70, {"from": b.owner})
         head = self._head(b)
-        i = b.next_eval
-        if b.status == 3 or head is None or head["status"] != 2:
+        t = latest()
+        accepted = [v for v in verdicts if v[0] > 0]
+        invalid = (
+            b.status == CLOSED
+            or head is None
+            or count > queued
+            or t > head["at"] + b.window
+            or (accepted and (sum(v[0] for v in accepted) != BPS or not b.improves(score)))
+        )
+        if invalid:
             with brownie.reverts():
-                self.sonar.reject(b.bid, i, 0, 2, {"from": b.owner})
+                self.sonar.settle(*args)
             return
-        self.sonar.reject(b.bid, i, 0, 2, {"from": b.owner})
-        b.escrow += b.stake
-        b.forfeited += b.stake
-        b.next_eval += 1
-        b.pending -= 1
-        head["status"] = 4
+        if t + MARGIN > head["at"] + b.window:
+            return  # might land either side of the end of the head's window
+        items = b.subs[b.next_eval : b.next_eval + count]
+        assert all(s["status"] == SUBMITTED for s in items)  # the head in its window: all of them
+
+        forfeits = sum(1 for v in verdicts if v[0] == 0 and not v[2])
+        pool = b.pool + forfeits * b.stake
+        pot = cap = 0
+        reached = False
+        if accepted:
+            r, reached = b.round_reward(score)
+            pot = r + pool
+            cap = 2**256 if reached and len(accepted) == 1 else b.reward * CAP_BPS // BPS
+        tx = self.sonar.settle(*args)
+        done("settle")
+        tkn = self._tkn(b)
+        rewards = []
+        for v, s in zip(verdicts, items):
+            if v[0] > 0:
+                amount = min(pot * v[0] // BPS, cap)
+                rewards.append(amount)
+                s["status"] = ACCEPTED
+                self._credit(tkn, s["miner"], b.stake + amount)
+            else:
+                s["status"] = REJECTED
+                if v[2]:
+                    self._credit(tkn, s["miner"], b.stake)
+        paid = sum(rewards)
+        assert [e["reward"] for e in tx.events["UpdateAccepted"]] == rewards if rewards else "UpdateAccepted" not in tx.events
+        assert tx.events["RoundSettled"]["paid"] == paid
+        assert ("TargetReached" in tx.events) == (reached and b.status == OPEN)
+        from_pool = min(paid, pool)
+        b.forfeited += forfeits * b.stake
+        b.pool = pool - from_pool
+        b.escrow -= paid - from_pool
+        b.paid += paid
+        b.next_eval += count
+        b.pending -= count
+        if accepted:
+            b.best = score
+            b.latest_version += 1
+            if reached and b.status == OPEN:
+                b.status = COMPLETED
 
     def rule_reclaim(self, st_pick, st_frac):
         b = self._pick_bounty(st_pick)
         if b is None or not b.subs:
             return
-        i = self._pick_sub(b, st_frac, 2, anyone=st_frac % 4 == 0)
-        if i is None:
+        anyone = st_frac % 4 == 0
+        candidates = [i for i, s in enumerate(b.subs) if anyone or s["status"] == SUBMITTED]
+        if not candidates:
             return
+        i = candidates[st_frac % len(candidates)]
         s = b.subs[i]
         t = latest()
-        due = s["at"] + 2 * b.window
-        if s["status"] != 2 or t + MARGIN <= due:
+        due = s["at"] + b.window
+        if s["status"] != SUBMITTED or t + MARGIN <= due:
             with brownie.reverts():
                 self.sonar.reclaimStake(b.bid, i, {"from": s["miner"]})
             return
         if t <= due:
             return  # might land either side of the due time
         self.sonar.reclaimStake(b.bid, i, {"from": s["miner"]})
-        s["status"] = 5
+        s["status"] = RECLAIMED
+        done("reclaim")
         b.pending -= 1
         if b.next_eval == i:
             b.next_eval += 1
@@ -253,53 +278,48 @@ class StateMachine:
         caller = self.miners[st_miner]
         head = self._head(b)
         t = latest()
-        if head is not None and head["status"] == 5:
+        if head is not None and head["status"] == RECLAIMED:
             tx = self.sonar.skip(b.bid, {"from": caller})
-            assert "Skipped" in tx.events
+            assert "StakeReclaimed" not in tx.events
             b.next_eval += 1
             return
-        if head is not None and head["status"] == 2:
-            due = head["at"] + 2 * b.window
-            if t + MARGIN <= due:
-                with brownie.reverts():
-                    self.sonar.skip(b.bid, {"from": caller})
-                return
-            if t <= due:
-                return  # might land either side of the end of the evaluation window
-            tx = self.sonar.skip(b.bid, {"from": caller})
-            assert tx.events["StakeReclaimed"]["miner"] == head["miner"]
-            head["status"] = 5
-            b.next_eval += 1
-            b.pending -= 1
-            self._credit(self._tkn(b), head["miner"], b.stake)
-            return
-        if head is None or head["status"] != 1 or t + MARGIN <= head["at"] + b.window:
+        if head is None or t + MARGIN <= head["at"] + b.window:
             with brownie.reverts():
                 self.sonar.skip(b.bid, {"from": caller})
             return
         if t <= head["at"] + b.window:
-            return  # might land either side of the end of the reveal window
+            return  # might land either side of the end of the window
         tx = self.sonar.skip(b.bid, {"from": caller})
-        assert tx.events["UpdateExpired"]["stake"] == b.stake
-        head["status"] = 6
+        assert tx.events["StakeReclaimed"]["miner"] == head["miner"]
+        done("skip")
+        head["status"] = RECLAIMED
         b.next_eval += 1
         b.pending -= 1
-        b.forfeited += b.stake
-        if b.status == 3:
-            self._credit(self._tkn(b), b.owner, b.stake)
-            b.refunded += b.stake
-        else:
-            b.escrow += b.stake
+        self._credit(self._tkn(b), head["miner"], b.stake)
+
+    def rule_reveal_audit(self, st_pick, st_flag):
+        b = self._pick_bounty(st_pick)
+        if b is None:
+            return
+        digest = VALIDATION if st_flag else b"\x07" * 32
+        if b.revealed or not st_flag:
+            with brownie.reverts():
+                self.sonar.revealAudit(b.bid, digest, 0x55, {"from": b.owner})
+            return
+        self.sonar.revealAudit(b.bid, digest, 0x55, {"from": b.owner})
+        b.revealed = True
+        done("revealAudit")
 
     def rule_close(self, st_pick):
         b = self._pick_bounty(st_pick)
         if b is None:
             return
         t = latest()
-        ends = [b.deadline] if b.status == 1 else []
+        early_ok = b.status == COMPLETED and b.pending == 0
+        ends = [] if early_ok else [b.deadline]
         if b.pending:
-            ends.append(b.last_due)
-        if b.status == 3 or any(t + MARGIN <= e for e in ends):
+            ends.append(b.subs[-1]["at"] + b.window)
+        if b.status == CLOSED or (b.auditable and not b.revealed) or any(t + MARGIN <= e for e in ends):
             with brownie.reverts():
                 self.sonar.close(b.bid, {"from": b.owner})
             return
@@ -307,11 +327,13 @@ class StateMachine:
             return  # might land either side of the deadline or the last due time
         tx = self.sonar.close(b.bid, {"from": b.owner})
         ev = tx.events["BountyClosed"]
-        assert (ev["paid"], ev["refunded"]) == (b.paid, b.escrow)
+        assert (ev["paid"], ev["refunded"], ev["burned"]) == (b.paid, b.escrow, b.pool)
         self._credit(self._tkn(b), b.owner, b.escrow)
-        b.refunded += b.escrow
-        b.escrow = 0
-        b.status = 3
+        self._credit(self._tkn(b), BURN, b.pool)
+        b.refunded, b.burned = b.escrow, b.pool
+        b.escrow = b.pool = 0
+        b.status = CLOSED
+        done("close")
 
     def rule_withdraw(self, st_pick, st_erc20):
         account = self.accounts[st_pick % len(self.accounts)]
@@ -328,6 +350,7 @@ class StateMachine:
         else:
             assert self.token.balanceOf(account) == before + amount
         self.credits[(tkn, str(account))] = 0
+        done("withdraw")
 
     def rule_sleep(self, st_seconds):
         chain.sleep(st_seconds)
@@ -336,20 +359,27 @@ class StateMachine:
     # -- invariants --------------------------------------------------------------------------------
 
     def invariant_contract_holds_exactly_what_it_owes(self):
+        STEPS["n"] += 1
         owed = {ZERO_ADDRESS: 0, self.token.address: 0}
         for b in self.bounties:
             onchain = fast_call(self.sonar.getBounty, b.bid)
-            owed[self._tkn(b)] += onchain["escrow"] + onchain["pending"] * onchain["stake"]
+            owed[self._tkn(b)] += onchain["escrow"] + onchain["forfeitPool"] + onchain["pending"] * onchain["stake"]
             # per bounty: nothing paid that was not deposited, nothing created or lost
             deposited = b.reward + b.forfeited
             assert onchain["paid"] <= deposited
-            assert onchain["paid"] + onchain["escrow"] + b.refunded == deposited
+            assert (
+                onchain["paid"] + onchain["escrow"] + onchain["forfeitPool"] + onchain["burned"] + b.refunded
+                == deposited
+            )
             # and the model agrees with the contract
-            assert (onchain["escrow"], onchain["paid"], onchain["status"]) == (b.escrow, b.paid, b.status)
-            assert (onchain["pending"], onchain["nextEval"], onchain["bestScore"]) == (b.pending, b.next_eval, b.best)
+            assert (onchain["escrow"], onchain["forfeitPool"], onchain["paid"], onchain["burned"]) == (
+                b.escrow, b.pool, b.paid, b.burned
+            )
+            assert (onchain["status"], onchain["pending"], onchain["nextEval"]) == (b.status, b.pending, b.next_eval)
+            assert (onchain["bestScore"], onchain["latestVersion"]) == (b.best, b.latest_version)
             assert onchain["submissions"] == len(b.subs)
         for tkn in owed:
-            for account in self.accounts:
+            for account in self.accounts + [BURN]:
                 onchain = fast_call(self.sonar.credits, tkn, account)
                 assert onchain == self.credits.get((tkn, str(account)), 0)
                 owed[tkn] += onchain
@@ -360,4 +390,14 @@ class StateMachine:
 def test_random_action_sequences_keep_the_books_balanced(
     state_machine, sonar, token, owner, owner2, miner, miner2, miner3
 ):
-    state_machine(StateMachine, sonar, token, [owner, owner2], [miner, miner2, miner3], settings=SETTINGS)
+    args = (StateMachine, sonar, token, [owner, owner2], [miner, miner2, miner3])
+    STEPS["n"] = 0
+    if not FUZZ_STEPS:
+        state_machine(*args, settings=SETTINGS)
+        assert STEPS["n"] > 0
+        return
+    runs = 0
+    while STEPS["n"] < FUZZ_STEPS:
+        state_machine(*args, settings={**SETTINGS, **FUZZ_SETTINGS})
+        runs += 1
+    print(f"\nstateful fuzz: {STEPS['n']} steps checked in {runs} run(s); transactions that succeeded: {DONE}")

@@ -21,9 +21,10 @@ from rich.console import Console
 from bench import gas as gas_bench
 from bench.run import SECTIONS, main, run_all
 
-GAS_KEYS = {"post_eth", "post_erc20", "commit", "reveal", "evaluate_accept", "evaluate_reject", "withdraw", "close",
-            "commit_1st", "commit_1000th", "evaluate_1st", "evaluate_1000th", "reveal_1st", "reveal_1000th",
-            "sonar2017_submit", "sonar2017_evaluate"}
+GAS_KEYS = {"post_eth", "post_erc20", "submit", "submit_erc20", "settle_accept", "settle_refund", "settle_forfeit",
+            "settle_per_update_1", "settle_per_update_8", "settle_per_update_32", "withdraw", "withdraw_erc20",
+            "close", "reveal_audit", "skip", "reclaim_stake", "submit_1st", "submit_1000th", "settle_1st",
+            "settle_1000th", "sonar2017_submit", "sonar2017_evaluate"}
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +71,11 @@ def test_gas_is_deterministic_and_flat(quick: tuple[dict[str, Any], str, Path]) 
     for key in GAS_KEYS:
         assert 21_000 < g[key] < 500_000, key
     # nothing loops over submissions: the execution gas of the n-th equals that of the 1st
-    assert g["reveal_1000th_exec"] == g["reveal_1st_exec"]
-    assert g["evaluate_1000th_exec"] == g["evaluate_1st_exec"]
-    assert g["commit_1000th_exec"] == g["commit_1st_exec"]
-    assert g["commit_1000th"] == g["commit"]
+    assert g["submit_1000th_exec"] == g["submit_1st_exec"]
+    assert g["settle_1000th_exec"] == g["settle_1st_exec"]
+    assert g["submit_1000th"] == g["submit"]
+    # a round shares its fixed cost: per update, 32 cost less than 8, and 8 less than 1
+    assert g["settle_per_update_32"] < g["settle_per_update_8"] < g["settle_per_update_1"]
     assert g["scale"]["nth_index"] == g["scale"]["submissions"] - 1
 
 
