@@ -106,6 +106,7 @@ def market(rpc_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[M
                            data.target_name)
         m.run(home, dev, "init", "--rpc", rpc_url, "--sonar", sonar.address)
         m.run(home, dev, "vault", "add", "private", str(shard_path), "--target", data.target_name)
+        m.run(home, dev, "vault", "budget", "private", "--set", "100")  # room for every DP update of this module
         write_rules(home)
     yield m
 
@@ -280,4 +281,17 @@ def test_a_bounty_that_stopped_accepting_gets_no_more_stakes(market: Market) -> 
     state_path.write_text(json.dumps(state))
     result = m.run(home, MINER_B, "watch", "--once")
     assert f"bounty {bounty}: skipped, stopped submitting: its last 3 round(s) made no new version" in result.output
+    assert m.sonar.bounty(bounty).submissions == 0
+
+
+def test_a_dataset_without_privacy_budget_left_is_not_trained_on(market: Market) -> None:
+    m = market
+    home = m.miner_homes[MINER_B]
+    m.run(home, MINER_B, "vault", "budget", "private", "--set", "0.001")
+    try:
+        bounty = m.post()
+        result = m.run(home, MINER_B, "watch", "--once")
+    finally:
+        m.run(home, MINER_B, "vault", "budget", "private", "--set", "100")
+    assert re.search(rf"bounty {bounty}: skipped, .*budget", result.output), result.output
     assert m.sonar.bounty(bounty).submissions == 0
