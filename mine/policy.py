@@ -691,7 +691,8 @@ class RoundPolicy:
     * ``clip_norm_factor`` — each delta is clipped to ``median(round norms) * factor``;
     * ``loss_tolerance``, ``min_alignment`` — an update whose leave-one-out contribution is below
       ``-loss_tolerance`` is rejected (code 8): forfeited if its cosine with the rest of the round
-      is below ``min_alignment`` (it points away: harmful), refunded if aligned (honest, unhelpful);
+      is below ``min_alignment`` (default -0.1: it clearly points away — harmful; DP noise keeps
+      honest cosines near 0), refunded otherwise (honest, unhelpful);
     * ``subgroup_tolerance`` — largest allowed worsening of any subgroup by the aggregate (code 3;
       the update whose removal helps that subgroup most goes, forfeited only if it points away);
     * ``min_improvement`` — margin the aggregate must improve the score by (code 2, refunded);
@@ -704,7 +705,7 @@ class RoundPolicy:
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
     outlier_factor: float = 4.0
-    min_alignment: float = 0.0
+    min_alignment: float = -0.1
     min_history: int = 3
     history_window: int = 40
     clip_norm_factor: float = 1.0
