@@ -14,9 +14,16 @@ FUZZ_STEPS := 10000
 export PATH := $(ANVIL_BIN):$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 
-.PHONY: setup test test-contracts test-ganache test-mine lint fuzz demo bench gas clean
+.PHONY: setup chromium test test-contracts test-ganache test-mine lint fuzz demo bench gas clean
 
-setup: $(VENV)/.installed node_modules/.installed .solcx/solc-v$(SOLC_VERSION) build/.compiled
+setup: $(VENV)/.installed node_modules/.installed .solcx/solc-v$(SOLC_VERSION) build/.compiled chromium
+
+# Debian's chromium for the page's browser tests and demo-out/ui.png (Playwright drives it; no browser download)
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "error: chromium is missing; install it as root: apt-get install -y chromium (needed by the page tests and demo-out/ui.png)" >&2; exit 1; fi
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)

@@ -299,6 +299,12 @@ def render(results: dict[str, Any], console: Console) -> None:
         console.print(f"FedAvg: {f.get('implementation') or f.get('error') or f.get('skipped')}")
     if "privacy" in results:
         console.print(privacy_table(results["privacy"]))
+    w = results.get("watch")
+    if w and "error" not in w:
+        console.print(f"mine watch: idle CPU {w['idle_cpu_percent']:.2f}% of one core over {w['idle_seconds']:.0f} s "
+                      f"(block every {w['block_time_s']:g} s, interval {w['interval_s']:g} s); bounty posted → first "
+                      f"submission mined {w['post_to_submit_s']:.1f} s (training {w['train_s']:.1f} s, the rest "
+                      f"{w['overhead_s']:.1f} s)")
     console.print(goals_table(goals))
     sections = results.get("seconds", {})
     if sections:

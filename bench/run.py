@@ -1,6 +1,6 @@
 """Run the benchmarks: ``python -m bench.run [--quick] [--out bench/results.json] [--only gas,train]``.
 
-Sections run in order — gas, chain, store, train, demo, flower, privacy — each on its own anvil / temp dirs.
+Sections run in order — cli, gas, chain, store, train, demo, flower, privacy, watch — each on its own anvil / temp dirs.
 A section that fails is recorded as ``{"error": ...}`` and the others still run; results.json is
 rewritten after every section, so an interrupted run keeps what it measured. Exit status: 0 when
 every section ran (goals met or not: they are reported, not enforced), 1 when one failed.
@@ -20,7 +20,7 @@ from rich.console import Console
 
 from bench import report
 
-SECTIONS = ("cli", "gas", "chain", "store", "train", "demo", "flower", "privacy")
+SECTIONS = ("cli", "gas", "chain", "store", "train", "demo", "flower", "privacy", "watch")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 # what each section's goals are called, to mark them missed when the section could not run
 GOAL_NAMES = {
@@ -33,6 +33,7 @@ GOAL_NAMES = {
     "flower": (),
     "privacy": ("privacy_labels_at_chance", "privacy_reidentification_at_chance",
                 "privacy_reconstruction_below_class_mean", "privacy_membership_within_bound"),
+    "watch": ("watch_idle_cpu", "watch_post_to_submit"),
 }
 
 
@@ -79,6 +80,11 @@ def _section(name: str, results: dict[str, Any], *, quick: bool, rpc_url: str | 
 
         r = privacy.run(quick=quick)
         return r, privacy.goals(r)
+    if name == "watch":
+        from bench import watch
+
+        r = watch.run(quick=quick)
+        return r, watch.goals(r)
     raise ValueError(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
 
 

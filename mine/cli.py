@@ -175,8 +175,8 @@ def cli(ctx: click.Context, home_dir: Path | None, rpc: str | None, sonar: str |
     """mine — keep your data in a local mine, train bounty models on it, get paid for improvements.
 
     \b
-    Data owner:   init, account, vault, bounties, train, privacy check, submit, status, withdraw
-    Model owner:  model template, bounty create|close, evaluate, audit
+    Data owner:   init, account, vault, bounties, train, privacy check, submit, status, withdraw, watch, ui
+    Model owner:  model template|import, bounty create|reveal|close, evaluate [--watch --all], audit
     Content:      ipfs add|cat|export
     Everything:   demo
     """
@@ -376,57 +376,20 @@ def vault_budget(obj: Ctx, name: str, set_to: float | None) -> None:
 @pass_ctx
 def bounties(obj: Ctx, show_all: bool) -> None:
     """Bounties with reward left, stake, eval window, auditability, the owner's record, and which datasets fit."""
-    from mine.amounts import format_amount, token_meta
-    from mine.chain import BountyStatus
-    from mine.errors import ChainError, StoreError
-    from mine.scores import score_from_chain
-    from mine.home import read_json
-    from mine.store import cid_from_chain
-    from mine.vault import Vault, fits
-    from mine.versions import fetch_manifest, fetch_record
+    from mine.overview import list_bounties
 
     client = obj.client(with_account=False)
-    store = obj.store()
-    home = obj.home()
-    datasets = Vault(home).list() if home.exists() else []
-    now = client.now()
-    all_bounties = [client.bounty(bid) for bid in range(1, client.bounty_count() + 1)]
-    # the owner's history: bounties closed, audit bundles revealed (chain), mismatches found (my audits)
-    history: dict[str, dict[str, int]] = {}
-    for b in all_bounties:
-        h = history.setdefault(b.owner, {"closed": 0, "revealed": 0, "audited": 0, "mismatches": 0})
-        h["closed"] += b.status == BountyStatus.CLOSED
-        h["revealed"] += bool(b.audit_revealed)
-    audits = home.root / "audits"
-    for path in sorted(audits.glob(f"{client.address}-*.json")) if audits.exists() else []:
-        result = read_json(path, {})
-        h = history.setdefault(result.get("owner", ""), {"closed": 0, "revealed": 0, "audited": 0, "mismatches": 0})
-        h["audited"] += 1
-        h["mismatches"] += len(result.get("mismatches", []))
     table = Table("id", "status", "escrow left", "stake", "window", "audit", "deadline", "best → target", "model",
                   "owner", "fits")
     owners_shown: list[str] = []
-    for b in all_bounties:
-        if b.status != BountyStatus.OPEN and not show_all:
-            continue
-        mv = client.model_version(b.id, b.latest_version)
-        try:
-            manifest = fetch_manifest(store, fetch_record(store, cid_from_chain(mv.digest, mv.codec)))
-            model = f"{manifest.name} v{b.latest_version}"
-            fit = ", ".join(d.name for d in datasets if fits(d, list(manifest.features)) is None) or "-"
-        except (StoreError, ValidationError) as exc:
-            model, fit = f"unavailable ({type(exc).__name__})", "?"
-        try:
-            decimals, symbol = token_meta(client.w3, b.token)
-        except ChainError:
-            decimals, symbol = 18, b.token[:10] + "?"
-        left = max(0, b.deadline - now)
+    history: dict[str, dict[str, int]] = {}
+    for b in list_bounties(client, obj.store(), obj.home(), show_all=show_all):
         if b.owner not in owners_shown:
             owners_shown.append(b.owner)
-        table.add_row(str(b.id), b.status.name.lower(), format_amount(b.escrow, decimals, symbol),
-                      format_amount(b.stake, decimals, symbol), f"{b.eval_window // 60} min",
-                      ("revealed" if b.audit_revealed else "yes") if b.auditable else "no", f"{left // 60} min",
-                      f"{score_from_chain(b.best_score):.4f} → {score_from_chain(b.target_score):.4f}", model,
+            history[b.owner] = b.owner_history
+        fit = (", ".join(b.fits) or "-") if b.features is not None else "?"
+        table.add_row(str(b.id), b.status, b.amount(b.escrow), b.amount(b.stake), f"{b.eval_window // 60} min",
+                      b.auditable, f"{b.deadline_in // 60} min", f"{b.best:.4f} → {b.target:.4f}", b.model,
                       f"{b.owner[:8]}…", fit)
     out_console.print(table)
     owners = Table("owner", "bounties closed", "audits revealed", "audited mismatches (my audits)", title="Owners")
@@ -546,11 +509,9 @@ def submit(obj: Ctx, bounty_id: int, update: Path | None) -> None:
 @cli.command()
 @pass_ctx
 def status(obj: Ctx) -> None:
-    """My submissions and their states (finishes interrupted submissions first)."""
-    from mine.amounts import format_amount
-    from mine.chain import SubmissionStatus
-    from mine.miner import Journal, resume_all
-    from mine.reasons import REASONS
+    """My submissions and their states, with why each was paid what it was (finishes interrupted submissions first)."""
+    from mine.miner import resume_all
+    from mine.overview import my_submissions
 
     home = obj.home()
     home.load_config()
@@ -558,31 +519,12 @@ def status(obj: Ctx) -> None:
     _, problems = resume_all(home, client, obj.store())
     for problem in problems:
         err_console.print(f"warning: could not finish {problem}", style="yellow", markup=False)
-    me = client.account.address
-    rejected, accepted = {}, {}
-    for log in client.events("UpdateRejected", miner=me):
-        code = int(log["args"]["reason"])
-        rejected[(log["args"]["bountyId"], log["args"]["index"])] = (
-            f"{REASONS.get(code, str(code))}; stake {'returned' if log['args']['refunded'] else 'forfeited'}")
-    for log in client.events("UpdateAccepted", miner=me):
-        accepted[(log["args"]["bountyId"], log["args"]["index"])] = (
-            f"share {log['args']['shareBps'] / 100:.2f}% of the round, reward {format_amount(log['args']['reward'], 18)}")
     table = Table("bounty", "#", "cid", "state", "detail")
-    for entry in Journal(home).entries():
-        if entry.miner != me:
-            continue
-        detail, state = "", entry.state
-        if entry.index is not None:
-            sub = client.submission(entry.bounty, entry.index)
-            state = sub.status.name.lower()
-            key = (entry.bounty, entry.index)
-            if sub.status == SubmissionStatus.REJECTED:
-                detail = rejected.get(key, "")
-            elif sub.status == SubmissionStatus.ACCEPTED:
-                detail = accepted.get(key, "")
-        table.add_row(str(entry.bounty), str(entry.index), entry.cid, state, detail)
+    for row in my_submissions(client, home):
+        detail = row.why if row.state in ("accepted", "rejected", "reclaimed", "abandoned") else ""
+        table.add_row(str(row.bounty), str(row.index), row.cid, row.state, detail)
     out_console.print(table)
-    out_console.print(f"withdrawable: {fmt_eth(client.credits(me))}")
+    out_console.print(f"withdrawable: {fmt_eth(client.credits(client.account.address))}")
 
 
 @cli.command()
@@ -590,17 +532,16 @@ def status(obj: Ctx) -> None:
 @pass_ctx
 def withdraw(obj: Ctx, token: str | None) -> None:
     """Withdraw everything credited to this account (rewards, stakes, refunds)."""
+    from mine.amounts import format_amount, token_meta
     from mine.chain import ZERO_ADDRESS
+    from mine.overview import withdraw_credits
 
     client = obj.client()
     token = token or ZERO_ADDRESS
-    amount = client.credits(client.account.address, token)
+    amount = withdraw_credits(client, token)
     if amount == 0:
         out_console.print("nothing to withdraw")
         return
-    from mine.amounts import format_amount, token_meta
-
-    client.withdraw(token)
     decimals, symbol = token_meta(client.w3, token)
     out_console.print(f"withdrew {format_amount(amount, decimals, symbol)}")
 
@@ -714,29 +655,43 @@ def bounty_close(obj: Ctx, bounty_id: int) -> None:
 
 
 @cli.command("evaluate")
-@click.argument("bounty_id", type=int)
-@click.option("--watch", is_flag=True, help="Keep settling rounds as updates arrive (Ctrl-C to stop).")
+@click.argument("bounty_id", type=int, required=False)
+@click.option("--watch", is_flag=True, help="Keep settling rounds as updates arrive (Ctrl-C to stop; one per mine home).")
+@click.option("--all", "serve_all", is_flag=True, help="Serve every open bounty this mine owns (new ones too).")
 @click.option("--min-round", type=click.IntRange(1, 32), default=4, show_default=True,
               help="With --watch: settle when this many submissions are queued ...")
 @click.option("--max-wait", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="... or when the oldest has waited this fraction of its window.")
 @click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between polls with --watch.")
+@click.option("--json", "as_json", is_flag=True, help="With --watch: log JSON lines.")
 @pass_ctx
-def evaluate_cmd(obj: Ctx, bounty_id: int, watch: bool, min_round: int, max_wait: float, interval: float) -> None:
+def evaluate_cmd(obj: Ctx, bounty_id: int | None, watch: bool, serve_all: bool, min_round: int, max_wait: float,
+                 interval: float, as_json: bool) -> None:
     """Settle the queued submissions in rounds: judge each round's updates together, one transaction per round."""
-    from mine.owner import pending_items, settle_round
+    if (bounty_id is None) == (not serve_all):
+        raise click.UsageError("give a BOUNTY_ID or --all")
+    if watch or serve_all:
+        from mine.watch import WatchLog, evaluate_loop, home_lock
+
+        home = obj.home()
+        home.load_config()
+        client = obj.client()
+        stop = _stop_on_signals()
+        with home_lock(home, "evaluate"):
+            log = WatchLog(home, as_json=as_json, name="evaluate")
+            ok, total = evaluate_loop(client, obj.store(), home, None if serve_all else [bounty_id], log,
+                                      min_round=min_round, max_wait=max_wait, interval=interval, once=not watch,
+                                      stop=stop)
+        out_console.print(f"accepted {ok} of {total} updates")
+        return
+    from mine.owner import settle_round
 
     owned, client, store, current, val = _owner_validation(obj, bounty_id)
     home = obj.home()
     accepted = total = 0
     started = time.perf_counter()
     while True:
-        queued, oldest = pending_items(client, bounty_id)
-        ready = queued > 0 and (not watch or queued >= min_round or (
-            oldest is not None and client.now() - oldest >= max_wait * client.bounty(bounty_id).eval_window))
-        result = None
-        if ready:
-            result, current = settle_round(client, store, home, owned, val, current=current)
+        result, current = settle_round(client, store, home, owned, val, current=current)
         if result is not None and result.count:
             for v in result.verdicts:
                 verdict = (f"accepted, share {v['share_bps'] / 100:.2f}%" if v["share_bps"] else
@@ -747,14 +702,11 @@ def evaluate_cmd(obj: Ctx, bounty_id: int, watch: bool, min_round: int, max_wait
                               + (f", version {result.version}" if result.version else ", no new version"))
             accepted += sum(1 for v in result.verdicts if v["share_bps"])
             total += result.count
+            continue  # more may be queued behind a full round
         if result is not None and result.waiting:
             err_console.print(f"warning: {result.waiting} submission(s) could not be fetched from the store; they wait "
                               "for the next try (never rejected for an outage)", style="yellow", markup=False)
-        if result is not None and result.count:
-            continue  # more may be queued behind a full round
-        if not watch:
-            break
-        time.sleep(interval)
+        break
     out_console.print(f"accepted {accepted} of {total} updates in {time.perf_counter() - started:.1f} s")
     _print_group_scores(current, val)
 
@@ -769,6 +721,56 @@ def _print_group_scores(current: Any, val: Any) -> None:
     groups = ", ".join(f"{k} {v:.4f}" for k, v in sorted(per_group.items()))
     out_console.print(f"version {current.version} ({current.manifest.metric} {score:.4f}) per group: {groups}",
                       markup=False, highlight=False)
+
+
+def _stop_on_signals() -> Any:
+    """A stop() for daemons: true after SIGTERM or SIGINT (the current step finishes first)."""
+    import signal
+
+    stopped = {"flag": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        stopped["flag"] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return lambda: stopped["flag"]
+
+
+@cli.command("watch")
+@click.option("--once", is_flag=True, help="Run one pass and exit (tests, cron).")
+@click.option("--json", "as_json", is_flag=True, help="Log JSON lines instead of text.")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between passes.")
+@click.option("--seed", type=int, default=None, help="Training seed (default: derived from the account).")
+@pass_ctx
+def watch_cmd(obj: Ctx, once: bool, as_json: bool, interval: float, seed: int | None) -> None:
+    """Earn unattended: discover bounties, decide under config.json's `watch` rules, train, submit, follow, withdraw."""
+    from mine.watch import Watcher, WatchLog, home_lock
+
+    home = obj.home()
+    home.load_config()
+    client = obj.client()
+    stop = _stop_on_signals()
+    with home_lock(home, "watch"):
+        log = WatchLog(home, as_json=as_json)
+        watcher = Watcher(home, client, obj.store(), log, seed=seed)
+        log("start", f"watching for {client.account.address} on {client.address} (home {home.root})")
+        watcher.run(interval=interval, once=once, stop=stop)
+        log("stop", f"stopped after {watcher.passes} pass(es)")
+
+
+@cli.command("ui")
+@click.option("--port", type=int, default=8765, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface (keep the default: the page can withdraw).")
+@pass_ctx
+def ui_cmd(obj: Ctx, port: int, host: str) -> None:
+    """Serve this mine's page on http://127.0.0.1:PORT (datasets, bounties, submissions, earnings, withdraw)."""
+    from mine.ui import serve
+
+    home = obj.home()
+    home.load_config()
+    out_console.print(f"mine ui on http://{host}:{port}/ (Ctrl-C to stop)")
+    serve(obj, host=host, port=port)
 
 
 @cli.command()

@@ -283,6 +283,12 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
         timings["chain"] = owner_client.chain_seconds + sum(m.client.chain_seconds for m in miners)
         timings["store"] = store.seconds
 
+        # --- the page: a screenshot of an honest miner's `mine ui` at the end (demo-out/ui.png) ----
+        from mine.ui.shot import try_demo_screenshot
+
+        shown = next((m for m in miners if m.honest), miners[0])
+        console.print(try_demo_screenshot(shown.home, shown.client, store, out / "ui.png"))
+
     # --- reference and summary ---------------------------------------------------------------
     union = np.concatenate(shards)
     epochs = int(manifest.training["epochs"]) * settings.rounds

@@ -1,0 +1,263 @@
+"""What a mine sees of the market: bounties with fit, my submissions with outcome and reason, earnings.
+
+The CLI (`mine bounties`, `mine status`, `mine withdraw`), the `mine watch` daemon and the `mine ui`
+page all read the market through these functions, so the three never disagree. Nothing here
+imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mine.amounts import format_amount, token_meta
+from mine.chain import ZERO_ADDRESS, BountyStatus, SonarClient, SubmissionStatus
+from mine.errors import ChainError, StoreError, ValidationError
+from mine.home import MineHome, read_json
+from mine.store import Store, cid_from_chain
+
+
+
+@dataclass
+class BountyRow:
+    """One bounty as a data owner sees it (no validation data, nothing private)."""
+
+    id: int
+    status: str
+    owner: str
+    token: str
+    symbol: str
+    decimals: int
+    escrow: int
+    stake: int
+    reward: int
+    eval_window: int
+    deadline_in: int
+    auditable: str
+    best: float
+    target: float
+    latest_version: int
+    model: str  # name and latest version
+    model_detail: str  # name, task, feature count
+    features: list[str] | None
+    fits: list[str]
+    owner_record: str
+    owner_history: dict[str, int]  # closed, revealed (chain); audited, mismatches (this mine's audits)
+    expected_reward: int
+
+    def amount(self, units: int) -> str:
+        return format_amount(units, self.decimals, self.symbol)
+
+
+def _owner_history(home: MineHome, client: SonarClient, bounties: list[Any]) -> dict[str, dict[str, int]]:
+    history: dict[str, dict[str, int]] = {}
+    for b in bounties:
+        h = history.setdefault(b.owner, {"closed": 0, "revealed": 0, "audited": 0, "mismatches": 0})
+        h["closed"] += b.status == BountyStatus.CLOSED
+        h["revealed"] += bool(b.audit_revealed)
+    audits = home.root / "audits"
+    for path in sorted(audits.glob(f"{client.address}-*.json")) if audits.exists() else []:
+        result = read_json(path, {})
+        h = history.setdefault(result.get("owner", ""), {"closed": 0, "revealed": 0, "audited": 0, "mismatches": 0})
+        h["audited"] += 1
+        h["mismatches"] += len(result.get("mismatches", []))
+    return history
+
+
+def expected_reward(client: SonarClient, bounty: Any, *, accepted_rewards: list[int] | None = None) -> int:
+    """What one accepted submission may expect to earn on top of its stake, in the bounty's units.
+
+    With accepted updates already paid on this bounty: their mean reward (what the owner's rounds
+    actually pay). Before any: the most one update may get (MAX_SHARE_BPS of the reward), bounded by
+    the escrow left. A guide for the miner's rules, not a promise.
+    """
+    from mine.chain import BPS, MAX_SHARE_BPS
+
+    if accepted_rewards is None:
+        accepted_rewards = [int(e["args"]["reward"]) for e in client.events("UpdateAccepted", bountyId=bounty.id)]
+    cap = min(bounty.escrow + bounty.forfeit_pool, bounty.reward * MAX_SHARE_BPS // BPS)
+    if accepted_rewards:
+        return min(cap, sum(accepted_rewards) // len(accepted_rewards))
+    return cap
+
+
+def list_bounties(client: SonarClient, store: Store, home: MineHome, *, show_all: bool = False) -> list[BountyRow]:
+    """Bounties (open ones unless `show_all`) with model, fit to this mine's datasets and the owner's record."""
+    from mine.scores import score_from_chain
+    from mine.vault import Vault, fits
+    from mine.versions import fetch_manifest, fetch_record
+
+    datasets = Vault(home).list() if home.exists() else []
+    now = client.now()
+    everything = [client.bounty(bid) for bid in range(1, client.bounty_count() + 1)]
+    history = _owner_history(home, client, everything)
+    rows = []
+    for b in everything:
+        if b.status != BountyStatus.OPEN and not show_all:
+            continue
+        mv = client.model_version(b.id, b.latest_version)
+        features: list[str] | None = None
+        try:
+            manifest = fetch_manifest(store, fetch_record(store, cid_from_chain(mv.digest, mv.codec)))
+            features = list(manifest.features)
+            model = f"{manifest.name} v{b.latest_version}"
+            detail = f"{manifest.name} ({manifest.task}, {len(manifest.features)} features, v{b.latest_version})"
+            fit = [d.name for d in datasets if fits(d, features) is None]
+        except (StoreError, ValidationError) as exc:
+            model, fit = f"unavailable ({type(exc).__name__})", []
+            detail = model
+        try:
+            decimals, symbol = token_meta(client.w3, b.token)
+        except ChainError:
+            decimals, symbol = 18, b.token[:10] + "?"
+        h = history[b.owner]
+        audited = f"{h['mismatches']} in {h['audited']} audits" if h["audited"] else "not audited"
+        rows.append(BountyRow(
+            id=b.id, status=b.status.name.lower(), owner=b.owner, token=b.token, symbol=symbol, decimals=decimals,
+            escrow=b.escrow, stake=b.stake, reward=b.reward, eval_window=b.eval_window,
+            deadline_in=max(0, b.deadline - now),
+            auditable=("revealed" if b.audit_revealed else "yes") if b.auditable else "no",
+            best=score_from_chain(b.best_score), target=score_from_chain(b.target_score),
+            latest_version=b.latest_version, model=model, model_detail=detail, features=features, fits=fit,
+            owner_record=f"{h['closed']} closed, {h['revealed']} revealed, {audited}", owner_history=dict(h),
+            expected_reward=expected_reward(client, b),
+        ))
+    return rows
+
+
+@dataclass
+class SubmissionRow:
+    """One of my submissions and why it earned what it earned."""
+
+    bounty: int
+    index: int | None
+    cid: str
+    state: str  # prepared / abandoned / submitted / accepted / rejected / reclaimed
+    base_version: int
+    stake: int = 0
+    reward: int = 0  # credited on top of the returned stake
+    share_bps: int = 0
+    reason: str = ""
+    stake_returned: bool | None = None  # None while pending
+    score_before: float | None = None
+    score_after: float | None = None
+    settled_at: int | None = None  # block timestamp
+    symbol: str = "ETH"
+    decimals: int = 18
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def why(self) -> str:
+        """One sentence: why this submission was paid what it was paid."""
+        amt = lambda units: format_amount(units, self.decimals, self.symbol)  # noqa: E731
+        scores = ""
+        if self.score_before is not None and self.score_after is not None:
+            scores = (f"; model score {self.score_before:.4f} → {self.score_after:.4f}"
+                      if self.score_after != self.score_before else f"; model unchanged at {self.score_before:.4f}")
+        if self.state == "accepted":
+            return (f"accepted with {self.share_bps / 100:.2f}% of the round's pot: paid {amt(self.reward)} "
+                    f"and the stake {amt(self.stake)} returned{scores}")
+        if self.state == "rejected":
+            back = "returned" if self.stake_returned else "forfeited"
+            return f"rejected: {self.reason}; stake {amt(self.stake)} {back}{scores}"
+        if self.state == "reclaimed":
+            return f"not judged within the evaluation window; stake {amt(self.stake)} reclaimed"
+        if self.state == "submitted":
+            return "waiting for the owner's next round"
+        if self.state == "abandoned":
+            return "never submitted (the bounty stopped taking updates); no stake paid"
+        return "stored, not yet submitted (the journal finishes it)"
+
+
+def _block_time(client: SonarClient, block: int, cache: dict[int, int]) -> int:
+    if block not in cache:
+        cache[block] = int(client.w3.eth.get_block(block)["timestamp"])
+    return cache[block]
+
+
+def my_submissions(client: SonarClient, home: MineHome, miner: str | None = None) -> list[SubmissionRow]:
+    """Every submission in this mine's journal for `miner` (default: the client's account), with outcome."""
+    from mine.scores import score_from_chain
+    from mine.miner import Journal
+    from mine.reasons import REASONS
+
+    me = miner or (client.account.address if client.account else "")
+    outcome: dict[tuple[int, int], dict[str, Any]] = {}
+    for log in client.events("UpdateRejected", miner=me):
+        code = int(log["args"]["reason"])
+        outcome[(log["args"]["bountyId"], log["args"]["index"])] = {
+            "reason": f"[{code}] {REASONS.get(code, 'unknown')}", "stake_returned": bool(log["args"]["refunded"]),
+            "block": log["blockNumber"], "tx": log["transactionHash"]}
+    for log in client.events("UpdateAccepted", miner=me):
+        outcome[(log["args"]["bountyId"], log["args"]["index"])] = {
+            "share_bps": int(log["args"]["shareBps"]), "reward": int(log["args"]["reward"]), "stake_returned": True,
+            "block": log["blockNumber"], "tx": log["transactionHash"]}
+    rounds: dict[Any, dict[str, Any]] = {}
+    bounties: dict[int, Any] = {}
+    times: dict[int, int] = {}
+    rows = []
+    for entry in Journal(home).entries():
+        if entry.miner != me:
+            continue
+        b = bounties.get(entry.bounty) or bounties.setdefault(entry.bounty, client.bounty(entry.bounty))
+        try:
+            decimals, symbol = token_meta(client.w3, b.token)
+        except ChainError:
+            decimals, symbol = 18, "?"
+        row = SubmissionRow(entry.bounty, entry.index, entry.cid, entry.state, entry.base_version, b.stake,
+                            symbol=symbol, decimals=decimals)
+        if entry.index is not None:
+            sub = client.submission(entry.bounty, entry.index)
+            row.state = sub.status.name.lower()
+            found = outcome.get((entry.bounty, entry.index))
+            if found is not None:
+                row.reward = found.get("reward", 0)
+                row.share_bps = found.get("share_bps", 0)
+                row.reason = found.get("reason", "")
+                row.stake_returned = found["stake_returned"]
+                row.settled_at = _block_time(client, found["block"], times)
+                tx = found["tx"]
+                if tx not in rounds:
+                    settled = [e for e in client.receipt_events(client.w3.eth.get_transaction_receipt(tx), "RoundSettled")]
+                    rounds[tx] = dict(settled[0]["args"]) if settled else {}
+                rs = rounds[tx]
+                if rs:
+                    row.score_before = score_from_chain(client.model_version(entry.bounty, entry.base_version).score)
+                    # a round that made no version leaves the model as it was
+                    row.score_after = (score_from_chain(int(rs["score"])) if int(rs["version"])
+                                       else row.score_before)
+                    row.details = {"round_first": int(rs["firstIndex"]), "round_count": int(rs["count"]),
+                                   "version": int(rs["version"])}
+            elif sub.status == SubmissionStatus.RECLAIMED:
+                row.stake_returned = True
+        rows.append(row)
+    return rows
+
+
+def earnings(client: SonarClient, miner: str) -> list[tuple[int, int]]:
+    """(block timestamp, cumulative rewards credited in wei) after each accepted update of `miner`."""
+    times: dict[int, int] = {}
+    points, total = [], 0
+    for log in sorted(client.events("UpdateAccepted", miner=miner), key=lambda e: (e["blockNumber"], e["logIndex"])):
+        total += int(log["args"]["reward"])
+        points.append((_block_time(client, log["blockNumber"], times), total))
+    return points
+
+
+def withdrawn(client: SonarClient, account: str) -> int:
+    """Everything `account` has withdrawn (ETH), from the Withdrawn events."""
+    return sum(int(e["args"]["amount"]) for e in client.events("Withdrawn", account=account, token=ZERO_ADDRESS))
+
+
+def withdraw_credits(client: SonarClient, token: str = ZERO_ADDRESS, *, threshold: int = 0) -> int:
+    """Withdraw this account's credits in `token` if they reach `threshold` (and are > 0); returns the amount.
+
+    Safe to repeat after a crash: a withdrawal that was mined left zero credits behind.
+    """
+    if client.account is None:
+        raise ChainError("withdrawing needs an account")
+    amount = client.credits(client.account.address, token)
+    if amount == 0 or amount < threshold:
+        return 0
+    client.withdraw(token)
+    return amount

@@ -1,0 +1,188 @@
+"""`mine ui` in a real headless browser (Debian chromium + Playwright) against a real anvil and store.
+
+A miner earns on a bounty (one update accepted, one rejected); its page, served by the real `mine ui`
+command in its own process, shows the bounty row, the rejection reason and the earnings, and a click
+on withdraw moves the balance. The owner's page shows the model lineage. Screenshots go to demo-out/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from mine import attacks, datasets
+from mine.chain import PROJECT_ROOT, SonarClient, connect
+from mine.cli import cli
+from mine.devnet import dev_account, free_port
+from mine.model import default_manifest, with_normalization
+
+OWNER, MINER = 0, 5
+SHOTS = PROJECT_ROOT / "demo-out"
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+class Mines:
+    def __init__(self, rpc: str, sonar: SonarClient, tmp: Path) -> None:
+        self.rpc, self.sonar, self.tmp = rpc, sonar, tmp
+        self.store = f"embedded:{tmp / 'blocks'}"
+        self.owner_home, self.miner_home = tmp / "owner", tmp / "miner"
+
+    def base(self, home: Path, dev: int) -> list[str]:
+        return ["--home", str(home), "--rpc", self.rpc, "--sonar", self.sonar.address, "--store", self.store,
+                "--dev-account", str(dev)]
+
+    def run(self, home: Path, dev: int, *args: str) -> Result:
+        result = CliRunner().invoke(cli, [*self.base(home, dev), *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result
+
+    def ui(self, home: Path, dev: int) -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "mine.cli", *self.base(home, dev), "ui", "--port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/api/state", timeout=2).read()
+                return proc, url
+            except OSError:
+                assert proc.poll() is None, f"mine ui exited with {proc.returncode}"
+                assert time.monotonic() < deadline, "mine ui did not answer"
+                time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def mines(rpc_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mines]:
+    tmp = tmp_path_factory.mktemp("ui")
+    m = Mines(rpc_url, SonarClient.deploy(connect(rpc_url), dev_account(OWNER)), tmp)
+    data = datasets.load("digits")
+    split = datasets.train_validation_split(data.X, data.y, validation_fraction=0.25, seed=0, task=data.task)
+    shard = datasets.dirichlet_shards(split.y_train, 4, alpha=100.0, seed=0, task=data.task)[0]
+    val, honest, flipped, model = (tmp / "validation.csv", tmp / "shard.csv", tmp / "flipped.csv", tmp / "digits.json")
+    datasets.write_csv(val, split.X_val, split.y_val, data.feature_names, data.target_name)
+    datasets.write_csv(honest, split.X_train[shard], split.y_train[shard], data.feature_names, data.target_name)
+    datasets.write_csv(flipped, split.X_train[shard], attacks.label_flip(split.y_train[shard], num_classes=10, seed=0),
+                       data.feature_names, data.target_name)
+    model.write_bytes(with_normalization(default_manifest("digits"), split.X_val).to_json())
+    for home, dev in ((m.owner_home, OWNER), (m.miner_home, MINER)):
+        m.run(home, dev, "init", "--rpc", rpc_url, "--sonar", m.sonar.address)
+    m.run(m.owner_home, OWNER, "vault", "add", "validation", str(val), "--target", "digit")
+    m.run(m.miner_home, MINER, "vault", "add", "private", str(honest), "--target", "digit")
+    m.run(m.miner_home, MINER, "vault", "add", "flipped", str(flipped), "--target", "digit")
+    posted = m.run(m.owner_home, OWNER, "bounty", "create", "--model", str(model), "--validation", "validation",
+                   "--reward", "1ether", "--target", "0.99", "--deadline", "2h", "--eval-window", "30m",
+                   "--stake", "0.01ether", "--setting", "subgroup_tolerance=0.2")
+    m.bounty = int(re.search(r"bounty (\d+) posted", posted.output).group(1))  # type: ignore[union-attr,attr-defined]
+    for dataset, seed in (("private", "1"), ("flipped", "5")):
+        m.run(m.miner_home, MINER, "train", str(m.bounty), "--dataset", dataset, "--epochs", "3", "--seed", seed)  # type: ignore[attr-defined]
+        m.run(m.miner_home, MINER, "submit", str(m.bounty))  # type: ignore[attr-defined]
+        m.run(m.owner_home, OWNER, "evaluate", str(m.bounty))  # type: ignore[attr-defined]
+    yield m
+
+
+def test_miner_page_shows_bounty_rejection_and_earnings_and_withdraws(mines: Mines) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from mine.ui.shot import chromium_path
+
+    me = dev_account(MINER).address
+    # a second bounty, still open, so the page lists one
+    proc, url = mines.ui(mines.miner_home, MINER)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url + "/")
+            row = page.locator("#bounties tbody tr").filter(has_text="digits-mlp").first
+            assert row.inner_text().split()[0] == str(mines.bounty)  # type: ignore[attr-defined]
+            assert "private" in row.inner_text()  # the dataset that fits
+            rejected = page.locator("#submissions tr.state-rejected").first.inner_text()
+            assert re.search(r"rejected: \[\d\] .+; stake 0\.01 ETH (returned|forfeited)", rejected), rejected
+            accepted = page.locator("#submissions tr.state-accepted").first.inner_text()
+            assert "% of the round's pot: paid" in accepted and "score" in accepted
+            earned = page.locator("#earned").inner_text()
+            assert re.fullmatch(r"0\.\d+ ETH", earned) and earned != "0 ETH", earned
+            assert page.locator("svg.chart").count() >= 1
+            credits = mines.sonar.credits(me)
+            assert credits > 0 and page.locator("#withdrawable").inner_text() != "0 ETH"
+            page.click("#withdraw")
+            page.wait_for_selector("#message")
+            assert page.locator("#message").inner_text().startswith("withdrew 0.")
+            assert page.locator("#withdrawable").inner_text() == "0 ETH"
+            assert page.locator("#withdrawn").inner_text() == page.locator("#message").inner_text().removeprefix("withdrew ")
+            assert mines.sonar.credits(me) == 0
+            SHOTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(SHOTS / "ui-miner.png"), full_page=True)
+            owner_proc, owner_url = mines.ui(mines.owner_home, OWNER)
+            try:
+                page.goto(owner_url + "/")
+                owned = page.locator("section.owned").first.inner_text()
+                assert f"My bounty {mines.bounty}" in owned and "validation score per model version" in owned  # type: ignore[attr-defined]
+                page.screenshot(path=str(SHOTS / "ui-owner.png"), full_page=True)
+            finally:
+                owner_proc.terminate()
+                owner_proc.wait(10)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert (SHOTS / "ui-miner.png").stat().st_size > 10_000
+
+
+def test_withdraw_without_the_session_token_is_refused(mines: Mines) -> None:
+    proc, url = mines.ui(mines.miner_home, MINER)
+    try:
+        for body, cookie in ((b"", ""), (b"csrf=forged", "mine_session=abc")):
+            request = urllib.request.Request(url + "/withdraw", data=body, method="POST", headers={"Cookie": cookie})
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(request, timeout=10)
+            assert err.value.code == 403
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_page_listens_on_loopback_only(mines: Mines) -> None:
+    proc, url = mines.ui(mines.miner_home, MINER)
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        listening = []  # /proc/net/tcp{,6}: local address as hex ip:port, state 0A = LISTEN
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    listening.append(local.rsplit(":", 1)[0])
+        assert listening == ["0100007F"], listening  # 127.0.0.1 only
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_page_refreshes_itself_while_mine_watch_runs(mines: Mines) -> None:
+    from mine.home import MineHome
+    from mine.watch import home_lock
+
+    proc, url = mines.ui(mines.miner_home, MINER)
+    try:
+        idle = urllib.request.urlopen(url + "/", timeout=30).read().decode()
+        assert "mine watch not running" in idle and "/api/state" not in idle
+        with home_lock(MineHome(mines.miner_home)):  # what a running `mine watch` holds
+            live = urllib.request.urlopen(url + "/", timeout=30).read().decode()
+            state = urllib.request.urlopen(url + "/api/state", timeout=30).read().decode()
+        assert f"mine watch running (pid {os.getpid()})" in live and 'fetch("/api/state")' in live
+        assert f'"watch_pid":{os.getpid()}' in state.replace(" ", "")
+    finally:
+        proc.terminate()
+        proc.wait(10)
