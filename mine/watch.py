@@ -347,7 +347,7 @@ class Watcher:
                          f"reward {self._amount(args['reward'], self.client.bounty(bid).token)} (+ stake back)",
                          bounty=bid, index=int(args["index"]), reward=int(args["reward"]))
             elif args.get("miner") == self.me and name == "UpdateRejected":
-                from mine.policy import REASONS
+                from mine.reasons import REASONS
 
                 memory.mine_rejected_in_a_row += 1
                 code = int(args["reason"])

@@ -44,7 +44,7 @@ def gather(view: MineView) -> dict[str, Any]:
     """Everything the page shows, from the library functions the CLI uses."""
     from mine.amounts import format_amount
     from mine.chain import BountyStatus
-    from mine.evaluate import score_from_chain
+    from mine.scores import score_from_chain
     from mine.overview import earnings, list_bounties, my_submissions, withdrawn
     from mine.owner import OwnedBounty, audit_results
     from mine.vault import Vault
