@@ -196,6 +196,8 @@ interface ISonar {
     function close(uint256 bountyId) external returns (uint256 refunded);
     function withdraw(address token) external returns (uint256 amount);
 
+    // the getters of Sonar's public constants: UPPER_CASE like the constants they read
+    // slither-disable-start naming-convention
     function SCORE_SCALE() external view returns (uint64);
     function MIN_EVAL_WINDOW() external view returns (uint32);
     function MAX_EVAL_WINDOW() external view returns (uint32);
@@ -204,6 +206,7 @@ interface ISonar {
     function MAX_SHARE_BPS() external view returns (uint256);
     function BPS() external view returns (uint256);
     function BURN_ADDRESS() external view returns (address);
+    // slither-disable-end naming-convention
 
     function bountyCount() external view returns (uint256);
     function getBounty(uint256 bountyId) external view returns (Bounty memory);
