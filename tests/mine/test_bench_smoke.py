@@ -79,7 +79,9 @@ def test_results_layout(quick: tuple[dict[str, Any], str, Path]) -> None:
 def test_gas_is_deterministic_and_flat(quick: tuple[dict[str, Any], str, Path]) -> None:
     g = quick[0]["gas"]
     for key in GAS_KEYS:
-        assert 21_000 < g[key] < 500_000, key
+        # a whole transaction costs at least the 21k intrinsic gas; a round's share per update may cost less
+        low = 5_000 if key.startswith("settle_per_update") else 21_000
+        assert low < g[key] < 500_000, key
     # nothing loops over submissions: the execution gas of the n-th equals that of the 1st
     assert g["submit_1000th_exec"] == g["submit_1st_exec"]
     assert g["settle_1000th_exec"] == g["settle_1st_exec"]
