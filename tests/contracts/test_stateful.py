@@ -398,6 +398,9 @@ def test_random_action_sequences_keep_the_books_balanced(
         return
     runs = 0
     while STEPS["n"] < FUZZ_STEPS:
+        if runs:
+            chain.revert()  # to the snapshot the previous run took: its last example's state is left
         state_machine(*args, settings={**SETTINGS, **FUZZ_SETTINGS})
         runs += 1
+        print(f"\nstateful fuzz: run {runs}: {STEPS['n']} steps checked so far")
     print(f"\nstateful fuzz: {STEPS['n']} steps checked in {runs} run(s); transactions that succeeded: {DONE}")
