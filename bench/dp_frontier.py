@@ -7,7 +7,9 @@ miners, min 10 rows each), all miners honest, 5 rounds. Every round each miner t
 current model version on its shard (``mine.dp.train_dp`` with the candidate settings, or
 ``mine.train.train`` for the non-private reference), the owner clips every delta to the round's
 median norm, averages them and applies the mean with a server learning rate (DP-FedAvg: averaging
-k updates divides the noise by √k), then scores the new version on the validation split. A row is
+k updates divides the noise by √k), then scores the new version on the validation split (with ``--step-search``, like the round
+policy of ``mine.policy``: the aggregate at 1, 0.5, 2 and 0.25 times the server lr, the best
+validation score kept, no new version if none improves). A row is
 the final validation accuracy, mean ± std over seeds, next to the per-update ε (δ = 1e-5) and the
 time of one miner's local training relative to plain training.
 """
@@ -49,10 +51,23 @@ def world(seed: int, dataset: str = "digits") -> dict[str, Any]:
     return {"split": split, "shards": shards, "manifest": manifest, "initial": state}
 
 
-def run_market(w: dict[str, Any], seed: int, settings: dp.DPSettings | None, *, server_lr: float) -> dict[str, Any]:
-    """Final validation accuracy of 5 rounds of the market with these local settings."""
+def _score(manifest: Any, state: dict[str, torch.Tensor], split: Any) -> float:
+    net = build_model(manifest)
+    net.load_state_dict(state)
+    return evaluate(net, split.X_val, split.y_val, manifest).score
+
+
+def run_market(w: dict[str, Any], seed: int, settings: dp.DPSettings | None, *, server_lr: float,
+               step_search: tuple[float, ...] = ()) -> dict[str, Any]:
+    """Final validation accuracy of 5 rounds of the market with these local settings.
+
+    ``step_search`` (the round policy's): try the aggregate at these multiples of ``server_lr``, keep
+    the best validation score, and publish no version if none improves.
+    """
     manifest, split = w["manifest"], w["split"]
     state = {k: v.clone() for k, v in w["initial"].items()}
+    current = _score(manifest, state, split)
+    better = (lambda a, b: a > b) if manifest.higher_is_better else (lambda a, b: a < b)
     seconds, eps = 0.0, 0.0
     curve = []
     for rnd in range(ROUNDS):
@@ -76,10 +91,18 @@ def run_market(w: dict[str, Any], seed: int, settings: dp.DPSettings | None, *, 
             f = min(1.0, median / max(update_norm(d), 1e-12))
             clipped.append({k: v * f for k, v in d.items()})
         mean = {k: torch.stack([d[k] for d in clipped]).mean(0) for k in state}
-        state = apply_update(state, mean, scale=server_lr)
-        net = build_model(manifest)
-        net.load_state_dict(state)
-        curve.append(evaluate(net, split.X_val, split.y_val, manifest).score)
+        if not step_search:
+            state = apply_update(state, mean, scale=server_lr)
+            current = _score(manifest, state, split)
+        else:
+            best_state, best = state, current
+            for mult in step_search:
+                candidate = apply_update(state, mean, scale=server_lr * mult)
+                score = _score(manifest, candidate, split)
+                if better(score, best):
+                    best_state, best = candidate, score
+            state, current = best_state, best
+        curve.append(current)
     return {"accuracy": curve[-1], "curve": curve, "train_seconds": seconds, "epsilon": eps}
 
 
@@ -103,6 +126,8 @@ def main() -> None:
     ap.add_argument("--grid", default="quick")
     ap.add_argument("--config", action="append", default=[],
                     help="JSON of DPSettings plus server_lr (repeatable); replaces the grid")
+    ap.add_argument("--step-search", action="store_true",
+                    help="the round policy's step search (x1, 0.5, 2, 0.25 of server_lr; no version without a gain)")
     ap.add_argument("--out", type=Path, default=Path("bench/dp_frontier.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -118,10 +143,11 @@ def main() -> None:
     results = []
     for settings, slr in rows:
         t0 = time.perf_counter()
-        runs = [run_market(worlds[s], s, settings, server_lr=slr) for s in worlds]
+        search = (1.0, 0.5, 2.0, 0.25) if args.step_search else ()
+        runs = [run_market(worlds[s], s, settings, server_lr=slr, step_search=search) for s in worlds]
         accs = [r["accuracy"] for r in runs]
         row = {
-            "dp": None if settings is None else settings.to_dict(), "server_lr": slr,
+            "dp": None if settings is None else settings.to_dict(), "server_lr": slr, "step_search": list(search),
             "epsilon": max(r["epsilon"] for r in runs), "accuracy": statistics.mean(accs),
             "accuracy_std": statistics.pstdev(accs), "curve": [statistics.mean(c) for c in zip(*(r["curve"] for r in runs))],
             "train_seconds": statistics.mean(r["train_seconds"] for r in runs), "wall": time.perf_counter() - t0,

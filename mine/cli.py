@@ -426,7 +426,7 @@ def train_cmd(obj: Ctx, bounty_id: int, dataset: str, epochs: int | None, lr: fl
 
     The update's (ε, δ) is charged to the dataset's privacy budget (`mine vault budget NAME`).
     """
-    from mine.dp import DEFAULT_DP, DPSettings
+    from mine.dp import default_settings
     from mine.miner import train_update
     from mine.vault import Vault
     from mine.versions import load_version
@@ -447,9 +447,7 @@ def train_cmd(obj: Ctx, bounty_id: int, dataset: str, epochs: int | None, lr: fl
     settings = None
     base = load_version(client, store, bounty_id)
     if overrides:
-        training = base.manifest.training
-        settings = DPSettings.from_dict(training["dp"]) if "dp" in training else DEFAULT_DP
-        settings = settings.replace(**overrides)
+        settings = default_settings(base.manifest).replace(**overrides)
     with progress("training", None) as advance:
         upd = train_update(home, client, store, bounty_id, X, y, columns, epochs=epochs, lr=lr,
                            batch_size=batch_size, seed=seed, on_batch=lambda done, total: advance(done, total),

@@ -8,8 +8,8 @@ divergences per order, then converts once to (ε, δ)), which is much tighter �
 composed ε with the new update against the dataset's budget and refuses past it.
 
 Default budget :data:`DEFAULT_BUDGET` = 10 at δ = min(1e-5, 1/n): large enough for a data owner
-to join a handful of bounties or rounds at the default per-update ε (see ``mine.dp.DEFAULT_DP``),
-small enough that the whole lifetime of the data stays in the range where DP-SGD measurably stops
+to join four bounties or rounds at the default per-update ε = 4 (``mine.dp.DEFAULT_DP``; four
+compose to ε ≈ 9), small enough that the whole lifetime of the data stays in the range where DP-SGD measurably stops
 reconstruction, label and re-identification attacks (ε ≤ 8–10 is the range the literature and
 deployed systems use; Apple's per-day budgets are 2–16, the 2020 US census spent about 17 in total).
 

@@ -72,7 +72,8 @@ def train_update(
 ) -> TrainedUpdate:
     """Train the bounty's latest model on (X, y) with DP-SGD and write the update to the outbox.
 
-    DP settings: ``dp_settings``, else the manifest's ``training.dp``, else :data:`mine.dp.DEFAULT_DP`;
+    DP settings: ``dp_settings``, else :func:`mine.dp.default_settings` (the manifest's ``training.dp``
+    or the defaults for its task);
     ``epochs``/``lr`` override them. ``no_dp=True`` trains plainly (``epochs``, ``lr``,
     ``batch_size``) and says so in the update (``dp = "off"``). With ``dataset`` (a vault name) the
     update is charged to that dataset's privacy ledger first, and refused past its budget.
@@ -83,7 +84,7 @@ def train_update(
     No local loss or metric. `transform` may rewrite the delta before it is written (the demo's
     simulated attacks use it).
     """
-    from mine.dp import DEFAULT_DP, examples_bucket, train_dp
+    from mine.dp import default_settings, examples_bucket, train_dp
     from mine.ledger import PrivacyLedger
 
     bounty = client.bounty(bounty_id)
@@ -115,7 +116,7 @@ def train_update(
     else:
         if batch_size is not None:
             raise ValidationError("with DP the batch is Poisson-sampled: set the sample rate instead of a batch size")
-        settings = dp_settings or (DPSettings.from_dict(defaults["dp"]) if "dp" in defaults else DEFAULT_DP)
+        settings = dp_settings or default_settings(manifest)
         if epochs is not None:
             settings = settings.replace(epochs=epochs, steps=None)
         if lr is not None:

@@ -113,3 +113,20 @@ def test_composition_is_tighter_than_adding_epsilons() -> None:
     assert one < two < 2 * one
     assert two == pytest.approx(dp.epsilon_for(1.5, 0.5, 20, 1e-5), rel=1e-9)
     assert math.isinf(dp.composed_epsilon([(0.0, 1.0, 1)], 1e-5))
+
+
+def test_default_settings_come_from_the_manifest_or_the_task() -> None:
+    digits = M.default_manifest("digits")
+    assert dp.default_settings(digits) == dp.DEFAULT_DP
+    assert dp.default_settings(M.default_manifest("diabetes")) == dp.DEFAULT_DP_REGRESSION
+    custom = M.Manifest.from_dict({**digits.to_dict(), "training": {**digits.training,
+                                                                    "dp": {"target_epsilon": 2.0, "steps": 5}}})
+    assert M.Manifest.from_json(custom.to_json()) == custom
+    assert dp.default_settings(custom) == dp.DEFAULT_DP.replace(target_epsilon=2.0, steps=5)
+    fixed = M.Manifest.from_dict({**digits.to_dict(), "training": {**digits.training, "dp": {"noise_multiplier": 3.0}}})
+    assert dp.default_settings(fixed).noise_multiplier == 3.0 and dp.default_settings(fixed).target_epsilon is None
+    odd = M.Manifest.from_dict({**digits.to_dict(), "training": {**digits.training, "dp": {"clip": 1.0}}})
+    with pytest.raises(ValidationError, match="unknown DP setting"):
+        dp.default_settings(odd)
+    with pytest.raises(ValidationError, match="training.dp"):
+        M.Manifest.from_dict({**digits.to_dict(), "training": {**digits.training, "dp": [1]}})

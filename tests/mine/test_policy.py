@@ -284,18 +284,18 @@ def test_norm_bounding_blunts_a_backdoor(world) -> None:
 
 def test_check_epsilon_recomputes_and_rejects_above_the_bounty_maximum() -> None:
     from mine import dp
-    from mine.policy import EPSILON_ABOVE_MAX, check_epsilon
+    from mine.policy import EPSILON_TOO_HIGH, check_epsilon
 
     record = dp.DPSettings(target_epsilon=3.0, sample_rate=1.0, steps=10).resolve(200)
     assert check_epsilon(record.to_json(), max_epsilon=None) is None
     assert check_epsilon("off", max_epsilon=None) is None
     assert check_epsilon(record.to_json(), max_epsilon=3.0) is None
     rej = check_epsilon(record.to_json(), max_epsilon=2.0)
-    assert rej is not None and rej.code == EPSILON_ABOVE_MAX and "above the bounty's maximum 2" in rej.reason
+    assert rej is not None and rej.code == EPSILON_TOO_HIGH and "above the bounty's maximum 2" in rej.reason
     # a miner understating its epsilon is caught: the accountant recomputes it from the mechanism
     lie = dataclasses.replace(record, epsilon=0.5)
-    assert check_epsilon(lie.to_json(), max_epsilon=2.0).code == EPSILON_ABOVE_MAX
+    assert check_epsilon(lie.to_json(), max_epsilon=2.0).code == EPSILON_TOO_HIGH
     for bad in ("off", None, '{"epsilon": 1}'):
-        assert check_epsilon(bad, max_epsilon=8.0).code == EPSILON_ABOVE_MAX
+        assert check_epsilon(bad, max_epsilon=8.0).code == EPSILON_TOO_HIGH
     loose = dataclasses.replace(record, delta=0.01)
     assert "delta" in check_epsilon(loose.to_json(), max_epsilon=8.0).reason
