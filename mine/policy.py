@@ -478,8 +478,8 @@ def round_outliers(norms: Sequence[float], history: Sequence[float], *, factor: 
 
     A norm is an outlier if it exceeds the robust limit of the *round's own* norms
     (``median + factor * max(1.4826 * MAD, 0.25 * median)``; a reference from the very first
-    round), or, with at least ``min_history`` accepted norms from earlier rounds, the same limit
-    over that history. Non-finite norms are always outliers; small norms never are.
+    round), or, with at least ``min_history`` accepted norms from earlier rounds, the limit with
+    ``2 * factor`` over that history. Non-finite norms are always outliers; small norms never are.
     """
     if not (factor > 0 and math.isfinite(factor)):
         raise ValidationError(f"factor must be a finite number > 0, got {factor!r}")
@@ -489,7 +489,9 @@ def round_outliers(norms: Sequence[float], history: Sequence[float], *, factor: 
         limits.append(_robust_limit(finite, factor)[0])
     hist = [float(x) for x in history if math.isfinite(x)]
     if len(hist) >= max(int(min_history), 1):
-        limits.append(_robust_limit(hist, factor)[0])
+        # looser than the round's own limit: honest norms drift between rounds (DP noise, shard
+        # sizes); the history only has to stop a round made entirely of boosted updates
+        limits.append(_robust_limit(hist, 2 * factor)[0])
     return [not (math.isfinite(n) and n >= 0) or any(n > lim for lim in limits) for n in norms]
 
 
