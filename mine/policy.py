@@ -68,7 +68,11 @@ __all__ = [
     "check_structure",
     "check_subgroups",
     "make_policy",
+    "noise_alignment",
     "norm_bound",
+    "pairwise_similarity",
+    "similarity_outliers",
+    "standalone_harm",
 ]
 
 #: Floor of the robust spread in :func:`check_outlier`, relative to the median norm.
@@ -547,6 +551,71 @@ def loo_contributions(loss_all: float, loss_without: Sequence[float]) -> list[fl
     return [float(lw) - float(loss_all) for lw in loss_without]
 
 
+def noise_alignment(dim: int, *, sigmas: float = 3.0) -> float:
+    """The cosine below which an update "points away" from its round: ``-sigmas / sqrt(dim)``.
+
+    Two independent random directions in ``dim`` dimensions have a cosine of mean 0 and standard
+    deviation ``1 / sqrt(dim)``; a DP update is mostly noise, so its cosine with the rest of its round
+    is near 0 either side (0.01–0.14 measured on the digits MLP). Only a cosine ``sigmas`` standard
+    deviations below 0 is evidence of pointing away (digits MLP, d = 2,410: -0.061).
+    """
+    if dim < 1:
+        raise ValidationError(f"dim must be a positive integer, got {dim!r}")
+    return -float(sigmas) / math.sqrt(dim)
+
+
+def standalone_harm(harms: Sequence[float], *, factor: float) -> list[bool]:
+    """Which updates hurt when applied alone, beyond the round's own noise level.
+
+    ``harms[i]`` is the change of the validation loss when update ``i`` alone (clipped, times the
+    server learning rate) is applied to the current model (positive = worse). Update ``i`` is
+    flagged iff ``harms[i] > 0`` and ``harms[i] > median + factor * max(1.4826 * MAD, 0.25 * |median|)``
+    over the round (needs three updates: with fewer there is no noise level to compare with). Honest
+    DP updates scatter around the round's median; a label-flipping one raises the loss on its own.
+    Non-finite harms are flagged.
+    """
+    if not (factor > 0 and math.isfinite(factor)):
+        raise ValidationError(f"factor must be a finite number > 0, got {factor!r}")
+    finite = [float(h) for h in harms if math.isfinite(h)]
+    if len(finite) < 3:
+        return [not math.isfinite(h) for h in harms]
+    med = statistics.median(finite)
+    mad = statistics.median(abs(h - med) for h in finite)
+    limit = med + factor * max(MAD_TO_SIGMA * mad, MIN_RELATIVE_SPREAD * abs(med))
+    return [not math.isfinite(h) or (h > 0 and h > limit) for h in harms]
+
+
+def pairwise_similarity(deltas: Sequence[Mapping[str, torch.Tensor]]) -> list[float]:
+    """Each delta's largest cosine with any *other* delta of the round (0 for a one-update round).
+
+    FoolsGold (Fung et al. 2018): sybils pursuing the same poisoning objective are unusually similar
+    to each other, more than honest miners on different data (and far more than DP noise allows).
+    """
+    if len(deltas) < 2:
+        return [0.0] * len(deltas)
+    flat = torch.stack([torch.cat([d[k].detach().to(torch.float64).ravel() for k in sorted(d)]) for d in deltas])
+    norms = torch.linalg.vector_norm(flat, dim=1).clamp_min(1e-300)
+    unit = flat / norms[:, None]
+    cos = unit @ unit.T
+    cos.fill_diagonal_(-math.inf)
+    return [float(v) for v in cos.max(dim=1).values]
+
+
+def similarity_outliers(similarities: Sequence[float], *, factor: float, min_similarity: float) -> list[bool]:
+    """Updates far more similar to another one than the round's norm (colluding sybils, FoolsGold).
+
+    Flag ``i`` iff ``similarities[i] >= min_similarity`` and ``similarities[i] > median +
+    factor * max(1.4826 * MAD, 0.05)`` over the round. Needs three updates.
+    """
+    if len(similarities) < 3:
+        return [False] * len(similarities)
+    sims = [float(x) for x in similarities]
+    med = statistics.median(sims)
+    mad = statistics.median(abs(x - med) for x in sims)
+    limit = med + factor * max(MAD_TO_SIGMA * mad, 0.05)
+    return [x >= min_similarity and x > limit for x in sims]
+
+
 def shares_bps(contributions: Sequence[float], *, floor: float) -> list[int]:
     """Basis-point shares of a round's pot, summing to exactly 10000 (empty input: empty list).
 
@@ -642,6 +711,8 @@ class ItemVerdict:
     norm: float = math.nan
     contribution: float = math.nan
     alignment: float = math.nan
+    harm: float = math.nan  # validation loss change of the update applied alone (positive = worse)
+    similarity: float = math.nan  # largest cosine with another update of the round (FoolsGold's signal)
 
     @property
     def accepted(self) -> bool:
@@ -681,10 +752,19 @@ class RoundPolicy:
     * ``outlier_factor``, ``min_history``, ``history_window`` — norm outliers (code 4) against the
       round's median and the recent accepted norms;
     * ``clip_norm_factor`` — each delta is clipped to ``median(round norms) * factor``;
-    * ``loss_tolerance``, ``min_alignment`` — an update whose leave-one-out contribution is below
-      ``-loss_tolerance`` is rejected (code 8): forfeited if its cosine with the rest of the round
-      is below ``min_alignment`` (default -0.1: it clearly points away — harmful; DP noise keeps
-      honest cosines near 0), refunded otherwise (honest, unhelpful);
+    * ``harm_factor`` — an update that raises the validation loss when applied alone, beyond the
+      round's noise level (:func:`standalone_harm`), is rejected and forfeited (code 8; label flips
+      do); ``None`` turns the check off;
+    * ``collusion_factor``, ``min_similarity`` — updates unusually similar to another of the round
+      (:func:`similarity_outliers`, FoolsGold) are rejected and forfeited (code 8); ``None``: off;
+    * ``loss_tolerance``, ``min_alignment``, ``keep_aligned`` — an update whose leave-one-out
+      contribution is below ``-loss_tolerance`` and whose cosine with the rest of the round is below
+      ``min_alignment`` points away: rejected and forfeited (code 8). ``min_alignment`` ``None`` (the
+      default) is the noise level :func:`noise_alignment` (``-3/sqrt(d)``): a DP update is mostly
+      noise, its cosine with honest work is near 0. An update with a negative contribution that
+      points with its round stays in the average with ``keep_aligned`` (the default: averaging k DP
+      updates divides their noise by sqrt(k), so every honest one helps the mean even when it does
+      not help alone; it earns the floor share), else it is rejected with its stake returned;
     * ``subgroup_tolerance`` — largest allowed worsening of any subgroup by the aggregate (code 3;
       the update whose removal helps that subgroup most goes, forfeited only if it points away);
     * ``min_improvement`` — margin the aggregate must improve the score by (code 2, refunded);
@@ -697,7 +777,11 @@ class RoundPolicy:
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
     outlier_factor: float = 4.0
-    min_alignment: float = -0.1
+    min_alignment: float | None = None
+    keep_aligned: bool = True
+    harm_factor: float | None = 3.0
+    collusion_factor: float | None = None
+    min_similarity: float = 0.5
     min_history: int = 3
     history_window: int = 40
     clip_norm_factor: float = 1.0
@@ -721,7 +805,13 @@ class RoundPolicy:
             v = getattr(self, field)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValidationError(f"{field} must be a positive integer, got {v!r}")
-        if not -1.0 <= self.min_alignment <= 1.0:
+        for field in ("harm_factor", "collusion_factor"):
+            v = getattr(self, field)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise ValidationError(f"{field} must be a finite number > 0 or None, got {v!r}")
+        if not -1.0 <= self.min_similarity <= 1.0:
+            raise ValidationError(f"min_similarity must be between -1 and 1, got {self.min_similarity!r}")
+        if self.min_alignment is not None and not -1.0 <= self.min_alignment <= 1.0:
             raise ValidationError(f"min_alignment must be between -1 and 1, got {self.min_alignment!r}")
         if not 0.0 <= self.share_floor <= 1.0:
             raise ValidationError(f"share_floor must be between 0 and 1, got {self.share_floor!r}")
@@ -781,6 +871,9 @@ class RoundPolicy:
         bound = statistics.median([norms[i] for i in live]) * self.clip_norm_factor if live else None
         scales = dict(zip(live, clip_scales([norms[i] for i in live], bound)))
         cosines = dict(zip(live, alignments([deltas[i] for i in live], [scales[i] for i in live])))
+        dim = sum(t.numel() for t in current_state.values())
+        min_alignment = noise_alignment(dim) if self.min_alignment is None else self.min_alignment
+        similar = dict(zip(live, pairwise_similarity([deltas[i] for i in live])))
 
         def state_of(members: Sequence[int], mult: float = 1.0, n: int | None = None) -> dict[str, torch.Tensor]:
             if not members:
@@ -792,21 +885,50 @@ class RoundPolicy:
         def loss_of(members: Sequence[int], n: int) -> float:
             return validation_loss(manifest, state_of(members, n=n), X, y) if members else loss_before
 
+        harms: dict[int, float] = {}
+        if self.harm_factor is not None and live:
+            # each update applied alone: a label flip raises the loss, honest DP noise scatters
+            harms = {i: validation_loss(manifest, state_of([i]), X, y) - loss_before for i in live}
+            flags = standalone_harm([harms[i] for i in live], factor=self.harm_factor)
+            med_harm = statistics.median([harms[i] for i in live])
+            for i, bad in zip(list(live), flags):
+                if bad:
+                    reject(by_index[i], NEGATIVE_CONTRIBUTION,
+                           f"applied alone it raises the validation loss by {harms[i]:.4g}, beyond the round's "
+                           f"noise (median change {med_harm:.4g})", norm=norms[i], alignment=cosines[i],
+                           harm=harms[i], similarity=similar[i])
+                    live.remove(i)
+        if self.collusion_factor is not None and live:
+            flags = similarity_outliers([similar[i] for i in live], factor=self.collusion_factor,
+                                        min_similarity=self.min_similarity)
+            for i, bad in zip(list(live), flags):
+                if bad:
+                    reject(by_index[i], NEGATIVE_CONTRIBUTION,
+                           f"it is unusually similar to another update of its round (cosine {similar[i]:.2f}): "
+                           "colluding updates", norm=norms[i], alignment=cosines[i], harm=harms.get(i, math.nan),
+                           similarity=similar[i])
+                    live.remove(i)
+
+        def diag(i: int) -> dict[str, float]:
+            return {"harm": harms.get(i, math.nan), "similarity": similar[i]}
+
         contributions: dict[int, float] = {}
         while live:
             # leave-one-out: the round's mean without update i against the mean with it
             loss_all = loss_of(live, len(live))
             contrib = loo_contributions(loss_all, [loss_of([j for j in live if j != i], len(live) - 1) for i in live])
             contributions = dict(zip(live, contrib))
-            worst = min(live, key=lambda i: (contributions[i], i))
-            if contributions[worst] < -self.loss_tolerance:
-                aligned = cosines[worst] >= self.min_alignment
+            # with keep_aligned only an update pointing away can go; the others stay in the mean
+            candidates = [i for i in live if not (self.keep_aligned and cosines[i] >= min_alignment)]
+            worst = min(candidates, key=lambda i: (contributions[i], i)) if candidates else None
+            if worst is not None and contributions[worst] < -self.loss_tolerance:
+                aligned = cosines[worst] >= min_alignment
                 verdicts[worst] = ItemVerdict(
                     worst, by_index[worst].submitter, 0, NEGATIVE_CONTRIBUTION,
                     f"leaving it out lowers the validation loss by {-contributions[worst]:.4g}; "
                     + ("it points with its round (stake returned)" if aligned else
                        f"it points away from its round (cosine {cosines[worst]:.2f})"),
-                    aligned, norms[worst], contributions[worst], cosines[worst])
+                    aligned, norms[worst], contributions[worst], cosines[worst], **diag(worst))
                 live.remove(worst)
                 continue
             after = _score(manifest, state_of(live), X, y, groups)
@@ -820,12 +942,12 @@ class RoundPolicy:
                 s = _score(manifest, state_of([j for j in live if j != i]), X, y, groups).per_group.get(group, math.nan)
                 return s if hib else -s
             culprit = max(live, key=lambda i: (group_score(i), -i))
-            aligned = cosines[culprit] >= self.min_alignment  # honest but unhelpful: the stake comes back
+            aligned = cosines[culprit] >= min_alignment  # honest but unhelpful: the stake comes back
             verdicts[culprit] = ItemVerdict(
                 culprit, by_index[culprit].submitter, 0, SUBGROUP_REGRESSION,
                 rej.reason + ("; it points with its round (stake returned)" if aligned else
                               f"; it points away from its round (cosine {cosines[culprit]:.2f})"),
-                aligned, norms[culprit], contributions.get(culprit, math.nan), cosines[culprit])
+                aligned, norms[culprit], contributions.get(culprit, math.nan), cosines[culprit], **diag(culprit))
             live.remove(culprit)
 
         if not live:
@@ -851,13 +973,14 @@ class RoundPolicy:
         rej = check_improvement(before.score, after.score, higher_is_better=hib, min_improvement=self.min_improvement)
         if rej is not None:
             for i in live:
-                reject(by_index[i], NO_IMPROVEMENT, rej.reason, norm=norms[i], contribution=contributions[i])
+                reject(by_index[i], NO_IMPROVEMENT, rej.reason, norm=norms[i], contribution=contributions[i],
+                       alignment=cosines[i], **diag(i))
             return RoundDecision([verdicts[it.index] for it in items], before.score, after.score, None, loss_before,
                                  loss_after, dict(before.per_group), dict(after.per_group))
         shares = shares_bps([contributions[i] for i in live], floor=self.share_floor)
         for i, bps in zip(live, shares):
             verdicts[i] = ItemVerdict(i, by_index[i].submitter, bps, ACCEPTED, "accepted", False, norms[i],
-                                      contributions[i], cosines[i])
+                                      contributions[i], cosines[i], **diag(i))
         return RoundDecision([verdicts[it.index] for it in items], before.score, after.score, new_state, loss_before,
                              loss_after, dict(before.per_group), dict(after.per_group))
 
