@@ -71,6 +71,7 @@ __all__ = [
     "noise_alignment",
     "norm_bound",
     "pairwise_similarity",
+    "precision_weights",
     "similarity_outliers",
     "standalone_harm",
 ]
@@ -564,6 +565,22 @@ def noise_alignment(dim: int, *, sigmas: float = 3.0) -> float:
     return -float(sigmas) / math.sqrt(dim)
 
 
+def precision_weights(norms: Sequence[float]) -> list[float]:
+    """Inverse-variance weights of DP updates, ``1 / norm_i**2`` scaled to mean 1.
+
+    A DP update is its signal (the clipped mean gradient, about the same for every honest miner)
+    plus Gaussian noise whose norm grows as 1/(its row count) and dominates the update's norm; the
+    minimum-variance mean of such estimates weighs each by the inverse of its noise variance. With
+    equal weights the few small, noisy shards set the noise of the round; by precision the
+    large ones do. A zero or non-finite norm gets weight 0 (all such: equal weights).
+    """
+    inv = [1.0 / (n * n) if math.isfinite(n) and n > 0 else 0.0 for n in norms]
+    total = sum(inv)
+    if total <= 0:
+        return [1.0] * len(norms)
+    return [len(norms) * v / total for v in inv]
+
+
 def standalone_harm(harms: Sequence[float], *, factor: float) -> list[bool]:
     """Which updates hurt when applied alone, beyond the round's own noise level.
 
@@ -779,9 +796,10 @@ class RoundPolicy:
     outlier_factor: float = 4.0
     min_alignment: float | None = None
     keep_aligned: bool = True
-    harm_factor: float | None = 3.0
+    harm_factor: float | None = 4.0
     collusion_factor: float | None = None
     min_similarity: float = 0.5
+    precision_weighting: bool = False
     min_history: int = 3
     history_window: int = 40
     clip_norm_factor: float = 1.0
@@ -837,6 +855,7 @@ class RoundPolicy:
         verdicts: dict[int, ItemVerdict] = {}
         deltas: dict[int, dict[str, torch.Tensor]] = {}
         norms: dict[int, float] = {}
+        private: dict[int, bool] = {}
         by_index = {it.index: it for it in items}
 
         def reject(it: RoundItem, code: int, reason: str, **kw: float) -> None:
@@ -858,6 +877,7 @@ class RoundPolicy:
                 reject(it, rej.code, rej.reason)  # type: ignore[union-attr]
                 continue
             deltas[it.index], norms[it.index] = tensors, update_norm(tensors)
+            private[it.index] = meta.get("dp", "off") != "off"
 
         live = list(deltas)
         flags = round_outliers([norms[i] for i in live], list(history)[-self.history_window:],
@@ -875,11 +895,16 @@ class RoundPolicy:
         min_alignment = noise_alignment(dim) if self.min_alignment is None else self.min_alignment
         similar = dict(zip(live, pairwise_similarity([deltas[i] for i in live])))
 
+        # a round of DP updates is averaged by precision (inverse noise variance), a plain one equally
+        dp_round = self.precision_weighting and bool(live) and all(private[i] for i in live)
+        precision = dict(zip(live, precision_weights([norms[i] for i in live]) if dp_round else [1.0] * len(live)))
+
         def state_of(members: Sequence[int], mult: float = 1.0, n: int | None = None) -> dict[str, torch.Tensor]:
             if not members:
                 return {k: v.clone() for k, v in current_state.items()}
-            w = self.server_lr * mult / (n or len(members))
-            agg = aggregate([deltas[i] for i in members], [w * scales[i] for i in members])
+            total = sum(precision[i] for i in members)
+            w = self.server_lr * mult / total
+            agg = aggregate([deltas[i] for i in members], [w * precision[i] * scales[i] for i in members])
             return {k: (current_state[k].detach().to(torch.float64) + agg[k]).to(torch.float32) for k in current_state}
 
         def loss_of(members: Sequence[int], n: int) -> float:
