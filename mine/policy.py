@@ -603,7 +603,8 @@ def standalone_harm(harms: Sequence[float], *, factor: float) -> list[bool]:
 
 
 def pairwise_similarity(deltas: Sequence[Mapping[str, torch.Tensor]]) -> list[float]:
-    """Each delta's largest cosine with any *other* delta of the round (0 for a one-update round).
+    """Each delta's largest cosine with any *other* delta of the round, after taking out the round's
+    mean direction (0 for a one-update round).
 
     FoolsGold (Fung et al. 2018): sybils pursuing the same poisoning objective are unusually similar
     to each other, more than honest miners on different data (and far more than DP noise allows).
@@ -611,9 +612,12 @@ def pairwise_similarity(deltas: Sequence[Mapping[str, torch.Tensor]]) -> list[fl
     if len(deltas) < 2:
         return [0.0] * len(deltas)
     flat = torch.stack([torch.cat([d[k].detach().to(torch.float64).ravel() for k in sorted(d)]) for d in deltas])
-    norms = torch.linalg.vector_norm(flat, dim=1).clamp_min(1e-300)
-    unit = flat / norms[:, None]
-    cos = unit @ unit.T
+    unit = flat / torch.linalg.vector_norm(flat, dim=1).clamp_min(1e-300)[:, None]
+    # what the round has in common (the shared learning signal) is no evidence of collusion: compare
+    # what is left of each update once the round's mean direction is taken out
+    resid = unit - unit.mean(dim=0, keepdim=True)
+    resid = resid / torch.linalg.vector_norm(resid, dim=1).clamp_min(1e-300)[:, None]
+    cos = resid @ resid.T
     cos.fill_diagonal_(-math.inf)
     return [float(v) for v in cos.max(dim=1).values]
 
