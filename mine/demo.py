@@ -245,7 +245,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
 
         console.print(
             f"[bold]Sonar demo[/]: {settings.dataset}, {settings.miners} miners ({settings.malicious} malicious: "
-            f"{settings.attack}), {settings.rounds} rounds, {'DP-SGD' if settings.dp else 'no DP'}; bounty {bounty_id} with {settings.reward_wei / ETHER:g} ETH, "
+            f"{settings.attack}), {settings.rounds} rounds, {_privacy_label(manifest) if settings.dp else 'no DP'}; bounty {bounty_id} with {settings.reward_wei / ETHER:g} ETH, "
             f"model {model_cid}, initial score {initial_score:.4f}"
         )
         if settings.dp:
@@ -378,6 +378,13 @@ def _budget_for(manifest: Any, rows: int, rounds: int) -> float:
 
     record = default_settings(manifest).resolve(rows)
     return math.ceil(composed_epsilon([record.history] * rounds, record.delta) * 100 + 1) / 100
+
+
+def _privacy_label(manifest: Any) -> str:
+    from mine.dp import default_settings
+
+    dp = default_settings(manifest)
+    return f"DP-SGD (ε {dp.target_epsilon:g} per update)" if dp.target_epsilon is not None else "DP-SGD"
 
 
 def _epsilon_spent(home: MineHome) -> float:
