@@ -222,3 +222,27 @@ def test_round_judgement_is_deterministic(world) -> None:
     b = P.RoundPolicy().judge(world["manifest"], world["state"], items, val, bounty_id=1, current_version=0)
     assert [v.share_bps for v in a.verdicts] == [v.share_bps for v in b.verdicts]
     assert M.state_to_bytes(a.new_state) == M.state_to_bytes(b.new_state)
+
+
+def test_noisy_honest_updates_stay_in_the_mean_and_a_flip_is_forfeited(world) -> None:
+    # DP-like updates: each honest delta plus Gaussian noise of twice its norm, so cosines with the
+    # round are small and some leave-one-out values negative; none points away beyond -3/sqrt(d)
+    s, shards, upd = world["split"], world["shards"], world["update"]
+
+    def noisy(i: int):
+        return lambda d: {k: d[k] + v for k, v in A.noise_update(d, 2.0, seed=100 + i).items()}
+
+    items = [P.RoundItem(i, f"0x{i + 1:040x}", 0, upd(s.X_train[shards[i]], s.y_train[shards[i]], i,
+                                                       f"0x{i + 1:040x}", transform=noisy(i))) for i in range(5)]
+    X, y = s.X_train[shards[5]], A.label_flip(s.y_train[shards[5]], num_classes=10, seed=5)
+    items.append(P.RoundItem(5, "0x" + "f" * 40, 0, upd(X, y, 5, "0x" + "f" * 40)))
+    val = (s.X_val, s.y_val)
+    d = P.RoundPolicy().judge(world["manifest"], world["state"], items, val, bounty_id=1, current_version=0)
+    by = {v.index: v for v in d.verdicts}
+    assert all(by[i].accepted for i in range(5)), [by[i] for i in range(5)]
+    assert (by[5].reason_code, by[5].refund) == (8, False) and by[5].harm > 0
+    assert sum(v.share_bps for v in d.accepted) == 10_000
+    # the old rule (drop every negative leave-one-out value) keeps fewer of them
+    strict = P.RoundPolicy(keep_aligned=False).judge(world["manifest"], world["state"], items, val, bounty_id=1,
+                                                     current_version=0)
+    assert len(strict.accepted) <= len(d.accepted)
