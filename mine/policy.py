@@ -15,16 +15,21 @@ code  rule                   meaning
 5     (client)                 unreadable: decryption / CID / parse failure
 6     :func:`check_origin`      not the submitter's update (inner miner or bounty differ)
 7     :func:`check_epsilon`     the update's DP ε (recomputed) is above the bounty's maximum, or no DP
-8     :class:`RoundPolicy`      negative marginal value (leave-one-out validation loss)
+8     :class:`RoundPolicy`      harmful: hurts alone beyond the round's noise (:func:`standalone_harm`),
+                               colludes (:func:`similarity_outliers`, off by default), or has a
+                               negative leave-one-out value while pointing away (:func:`noise_alignment`)
 ====  =====================  ==============================================================
 
 :class:`RoundPolicy` (the owner's policy since Sonar v2) judges a *round*: every update trained
 from the same version is checked alone (1, 5, 6, 7), then against the round's own median norm and
-the history (4), clipped, aggregated (mean of clipped deltas times ``server_lr``), and each one's
-marginal value is measured by leaving it out (8); the aggregate must not hurt a subgroup (3) and
+the history (4), clipped; an update that raises the validation loss when applied alone, beyond the
+round's own noise level, is forfeited (8); the rest are aggregated (mean of clipped deltas times
+``server_lr``) and each one's marginal value is measured by leaving it out — under DP every update
+that does not point away stays in the mean (8); the aggregate must not hurt a subgroup (3) and
 must improve the score (2). Shares of the round's pot follow the positive contributions with a
 floor (:func:`shares_bps`). The arithmetic is pure functions (:func:`round_outliers`,
-:func:`aggregate`, :func:`loo_contributions`, :func:`shares_bps`).
+:func:`aggregate`, :func:`standalone_harm`, :func:`noise_alignment`, :func:`pairwise_similarity`,
+:func:`loo_contributions`, :func:`shares_bps`).
 
 :class:`DefaultPolicy` applies an update to the *current* model (whatever version it was trained
 from), scaled by a server learning rate and clipped to a norm bound derived from the norms of
