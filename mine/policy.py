@@ -85,6 +85,8 @@ __all__ = [
 MIN_RELATIVE_SPREAD = 0.25
 #: Consistency constant that makes the MAD estimate a standard deviation for normal data.
 MAD_TO_SIGMA = 1.4826
+#: Fewest updates in a round for :func:`standalone_harm` to estimate the round's noise level.
+MIN_HARM_SAMPLES = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -592,14 +594,15 @@ def standalone_harm(harms: Sequence[float], *, factor: float) -> list[bool]:
     ``harms[i]`` is the change of the validation loss when update ``i`` alone (clipped, times the
     server learning rate) is applied to the current model (positive = worse). Update ``i`` is
     flagged iff ``harms[i] > 0`` and ``harms[i] > median + factor * max(1.4826 * MAD, 0.25 * |median|)``
-    over the round (needs three updates: with fewer there is no noise level to compare with). Honest
+    over the round (needs :data:`MIN_HARM_SAMPLES` updates: the median absolute deviation of fewer is
+    no noise level — with four, one honest update from a skewed shard stands out). Honest
     DP updates scatter around the round's median; a label-flipping one raises the loss on its own.
     Non-finite harms are flagged.
     """
     if not (factor > 0 and math.isfinite(factor)):
         raise ValidationError(f"factor must be a finite number > 0, got {factor!r}")
     finite = [float(h) for h in harms if math.isfinite(h)]
-    if len(finite) < 3:
+    if len(finite) < MIN_HARM_SAMPLES:
         return [not math.isfinite(h) for h in harms]
     med = statistics.median(finite)
     mad = statistics.median(abs(h - med) for h in finite)
