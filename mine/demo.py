@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from mine.chain import SonarClient, connect, recorded_deployment
 from mine.devnet import anvil, dev_account
 from mine.evaluate import evaluate, score_from_chain
 from mine.home import Config, MineHome
+from mine.ledger import PrivacyLedger
 from mine.miner import submit, train_update
 from mine.model import build_model, default_manifest, with_normalization
 from mine.owner import RoundResult, Validation, audit, create_bounty, fetch_audit_bundle, reveal_audit, settle_round
@@ -49,6 +51,8 @@ TRAINING: dict[str, dict[str, Any]] = {"diabetes": {"epochs": 20, "lr": 0.02, "b
 SHORT_REASONS = {1: "structure", 2: "no gain", 3: "subgroup", 4: "outlier", 5: "unreadable", 6: "not theirs",
                  7: "epsilon", 8: "negative"}
 TARGETS = {"digits": 0.99, "breast_cancer": 0.995, "diabetes": 2600.0}
+#: The per-update ε of the demo's bounties (see :attr:`DemoSettings.epsilon`).
+DEMO_EPSILON = 8.0
 POLICY_SETTINGS: dict[str, dict[str, Any]] = {
     "digits": {"subgroup_tolerance": 0.2},
     "breast_cancer": {"subgroup_tolerance": 0.2},
@@ -72,6 +76,10 @@ class DemoSettings:
     reward_wei: int = 10 * ETHER
     stake_wei: int = ETHER // 100
     dp: bool = True  # miners train with DP-SGD (settings: the manifest's training.dp, else mine.dp's default)
+    #: per-update ε the demo's bounty asks for in its manifest (``training.dp``); ``None``: mine.dp's
+    #: default (4). 8 (δ = min(1e-5, 1/n)) is the literature's bar against reconstruction; at 4 the
+    #: market ends 6–7 points below the non-private run, at 8 within 5 (README, "What it costs").
+    epsilon: float | None = DEMO_EPSILON
 
 
 class TimedStore:
@@ -173,6 +181,10 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
     manifest = with_normalization(default_manifest(settings.dataset, settings.model), split.X_val)
     if settings.dataset in TRAINING:
         manifest = dataclasses.replace(manifest, training=TRAINING[settings.dataset])
+    if settings.dp and settings.epsilon is not None:
+        # the owner's bounty asks for this ε per update (miners may always choose less)
+        manifest = dataclasses.replace(manifest, training={**manifest.training,
+                                                           "dp": {"target_epsilon": settings.epsilon}})
     num_classes = manifest.num_classes
     trigger = attacks.make_trigger(split.X_train) if settings.attack == "backdoor" else None
     target_label = 0
@@ -224,14 +236,24 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
             path = home.root / "data.csv"
             datasets.write_csv(path, X_m, y_m, data.feature_names, data.target_name)
             Vault(home).add("private", path, target=data.target_name)
+            if settings.dp:
+                # the miner's budget is set to exactly what its rounds need (announced below)
+                PrivacyLedger(home).set_budget("private", _budget_for(manifest, len(X_m), settings.rounds),
+                                               rows=len(X_m))
             client = SonarClient(w3, owner_client.address, dev_account(i + 1))
             miners.append(MinerState(f"miner{i}", i not in malicious, home, client))
 
         console.print(
             f"[bold]Sonar demo[/]: {settings.dataset}, {settings.miners} miners ({settings.malicious} malicious: "
-            f"{settings.attack}), {settings.rounds} rounds, {'DP-SGD' if settings.dp else 'no DP'}; bounty {bounty_id} with {settings.reward_wei / ETHER:g} ETH, "
+            f"{settings.attack}), {settings.rounds} rounds, {_privacy_label(manifest) if settings.dp else 'no DP'}; bounty {bounty_id} with {settings.reward_wei / ETHER:g} ETH, "
             f"model {model_cid}, initial score {initial_score:.4f}"
         )
+        if settings.dp:
+            budgets = [PrivacyLedger(m.home).status("private").budget for m in miners]
+            console.print(f"privacy: each miner trains through its vault's privacy ledger; its budget is set to what "
+                          f"{settings.rounds} DP updates compose to (ε {min(budgets):.2f}–{max(budgets):.2f}, "
+                          f"RDP accountant)")
+        epsilons: dict[tuple[str, int], float | None] = {}
         current = load_version(owner_client, store, bounty_id)
         all_rounds: list[tuple[int, RoundResult]] = []
         by_address = {m.client.account.address: m for m in miners}
@@ -250,7 +272,8 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                     transform = _attack_transform(settings.attack, settings.seed + 1000 * rnd + i) if not m.honest else None
                     update = train_update(m.home, m.client, store, bounty_id, X_m, y_m, cols_m,
                                           seed=settings.seed + 1000 * rnd + i, transform=transform, base=base,
-                                          no_dp=not settings.dp)
+                                          no_dp=not settings.dp, dataset="private")
+                    epsilons[(m.name, rnd + 1)] = update.dp.epsilon if update.dp is not None else None
                     timings["train"] += time.perf_counter() - t0
                     submit(m.home, m.client, store, bounty_id, update.path)
                     bar.advance(task)
@@ -309,6 +332,8 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                 "version": result.version if accepted else None,
                 "reward_wei": int(v["reward"]), "stake_wei": settings.stake_wei, "stake_returned": returned,
                 "norm": v["norm"], "contribution": v["contribution"], "alignment": v.get("alignment"),
+                "harm": v.get("harm"), "similarity": v.get("similarity"),
+                "epsilon": epsilons.get((m.name, rnd)),
             })
     per_miner: dict[str, dict[str, Any]] = {}
     for m in miners:
@@ -317,7 +342,8 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
         forfeited = sum(s["stake_wei"] for s in mine_subs if not s["stake_returned"])
         per_miner[m.name] = {"honest": m.honest, "submitted": len(mine_subs),
                              "accepted": sum(s["accepted"] for s in mine_subs), "reward_wei": reward,
-                             "forfeited_wei": forfeited, "net_wei": reward - forfeited}
+                             "forfeited_wei": forfeited, "net_wei": reward - forfeited,
+                             "epsilon_spent": _epsilon_spent(m.home) if settings.dp else None}
     paid = int(final_bounty.paid)
     timings["total"] = time.perf_counter() - t_start
     summary: dict[str, Any] = {
@@ -346,6 +372,26 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
     return summary
 
 
+def _budget_for(manifest: Any, rows: int, rounds: int) -> float:
+    """The ε that ``rounds`` default DP updates on ``rows`` examples compose to (RDP), rounded up a little."""
+    from mine.dp import composed_epsilon, default_settings
+
+    record = default_settings(manifest).resolve(rows)
+    return math.ceil(composed_epsilon([record.history] * rounds, record.delta) * 100 + 1) / 100
+
+
+def _privacy_label(manifest: Any) -> str:
+    from mine.dp import default_settings
+
+    dp = default_settings(manifest)
+    return f"DP-SGD (ε {dp.target_epsilon:g} per update)" if dp.target_epsilon is not None else "DP-SGD"
+
+
+def _epsilon_spent(home: MineHome) -> float:
+    """The miner's dataset ε as its privacy ledger composes it over every update trained on it."""
+    return PrivacyLedger(home).status("private").spent
+
+
 def _print_tables(summary: dict[str, Any], console: Console) -> None:
     rejected: dict[str, dict[str, int]] = {}
     for s in summary["submissions"]:
@@ -354,14 +400,15 @@ def _print_tables(summary: dict[str, Any], console: Console) -> None:
             reason += "" if s["stake_returned"] else " (forfeit)"
             rejected.setdefault(s["miner"], {})[reason] = rejected.setdefault(s["miner"], {}).get(reason, 0) + 1
     table = Table("miner", "honest", "submitted", "accepted", "rejected (reasons)", "reward (ETH)", "forfeited (ETH)",
-                  "net (ETH)", title="Miners")
+                  "net (ETH)", "ε spent", title="Miners")
     for name in sorted(summary["miners_summary"], key=lambda n: int(n[5:])):
         row = summary["miners_summary"][name]
         reasons = ", ".join(f"{k} ×{v}" for k, v in rejected.get(name, {}).items()) or "-"
         net = row["net_wei"] / ETHER
         table.add_row(name, "yes" if row["honest"] else "[red]no[/]", str(row["submitted"]), str(row["accepted"]),
                       f"{row['submitted'] - row['accepted']} ({reasons})", f"{row['reward_wei'] / ETHER:.4f}",
-                      f"{row['forfeited_wei'] / ETHER:.4f}", f"[{'green' if net >= 0 else 'red'}]{net:+.4f}[/]")
+                      f"{row['forfeited_wei'] / ETHER:.4f}", f"[{'green' if net >= 0 else 'red'}]{net:+.4f}[/]",
+                      "off" if row.get("epsilon_spent") is None else f"{row['epsilon_spent']:.2f}")
     console.print(table)
     versions = Table("version", "score", "cid", title=f"Model versions ({summary['metric']})")
     for v in summary["model_versions"]:

@@ -335,7 +335,7 @@ def settle_round(
 
 def _verdict_dict(v: Any) -> dict[str, Any]:
     d = asdict(v)
-    for key in ("norm", "contribution", "alignment"):
+    for key in ("norm", "contribution", "alignment", "harm", "similarity"):
         if d[key] != d[key]:  # NaN is not JSON
             d[key] = None
     return d

@@ -15,16 +15,21 @@ code  rule                   meaning
 5     (client)                 unreadable: decryption / CID / parse failure
 6     :func:`check_origin`      not the submitter's update (inner miner or bounty differ)
 7     :func:`check_epsilon`     the update's DP ε (recomputed) is above the bounty's maximum, or no DP
-8     :class:`RoundPolicy`      negative marginal value (leave-one-out validation loss)
+8     :class:`RoundPolicy`      harmful: hurts alone beyond the round's noise (:func:`standalone_harm`),
+                               colludes (:func:`similarity_outliers`, off by default), or has a
+                               negative leave-one-out value while pointing away (:func:`noise_alignment`)
 ====  =====================  ==============================================================
 
 :class:`RoundPolicy` (the owner's policy since Sonar v2) judges a *round*: every update trained
 from the same version is checked alone (1, 5, 6, 7), then against the round's own median norm and
-the history (4), clipped, aggregated (mean of clipped deltas times ``server_lr``), and each one's
-marginal value is measured by leaving it out (8); the aggregate must not hurt a subgroup (3) and
+the history (4), clipped; an update that raises the validation loss when applied alone, beyond the
+round's own noise level, is forfeited (8); the rest are aggregated (mean of clipped deltas times
+``server_lr``) and each one's marginal value is measured by leaving it out — under DP every update
+that does not point away stays in the mean (8); the aggregate must not hurt a subgroup (3) and
 must improve the score (2). Shares of the round's pot follow the positive contributions with a
 floor (:func:`shares_bps`). The arithmetic is pure functions (:func:`round_outliers`,
-:func:`aggregate`, :func:`loo_contributions`, :func:`shares_bps`).
+:func:`aggregate`, :func:`standalone_harm`, :func:`noise_alignment`, :func:`pairwise_similarity`,
+:func:`loo_contributions`, :func:`shares_bps`).
 
 :class:`DefaultPolicy` applies an update to the *current* model (whatever version it was trained
 from), scaled by a server learning rate and clipped to a norm bound derived from the norms of
@@ -68,13 +73,20 @@ __all__ = [
     "check_structure",
     "check_subgroups",
     "make_policy",
+    "noise_alignment",
     "norm_bound",
+    "pairwise_similarity",
+    "precision_weights",
+    "similarity_outliers",
+    "standalone_harm",
 ]
 
 #: Floor of the robust spread in :func:`check_outlier`, relative to the median norm.
 MIN_RELATIVE_SPREAD = 0.25
 #: Consistency constant that makes the MAD estimate a standard deviation for normal data.
 MAD_TO_SIGMA = 1.4826
+#: Fewest updates in a round for :func:`standalone_harm` to estimate the round's noise level.
+MIN_HARM_SAMPLES = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -547,6 +559,92 @@ def loo_contributions(loss_all: float, loss_without: Sequence[float]) -> list[fl
     return [float(lw) - float(loss_all) for lw in loss_without]
 
 
+def noise_alignment(dim: int, *, sigmas: float = 3.0) -> float:
+    """The cosine below which an update "points away" from its round: ``-sigmas / sqrt(dim)``.
+
+    Two independent random directions in ``dim`` dimensions have a cosine of mean 0 and standard
+    deviation ``1 / sqrt(dim)``; a DP update is mostly noise, so its cosine with the rest of its round
+    is near 0 either side (0.01–0.14 measured on the digits MLP). Only a cosine ``sigmas`` standard
+    deviations below 0 is evidence of pointing away (digits MLP, d = 2,410: -0.061).
+    """
+    if dim < 1:
+        raise ValidationError(f"dim must be a positive integer, got {dim!r}")
+    return -float(sigmas) / math.sqrt(dim)
+
+
+def precision_weights(norms: Sequence[float]) -> list[float]:
+    """Inverse-variance weights of DP updates, ``1 / norm_i**2`` scaled to mean 1.
+
+    A DP update is its signal (the clipped mean gradient, about the same for every honest miner)
+    plus Gaussian noise whose norm grows as 1/(its row count) and dominates the update's norm; the
+    minimum-variance mean of such estimates weighs each by the inverse of its noise variance. With
+    equal weights the few small, noisy shards set the noise of the round; by precision the
+    large ones do. A zero or non-finite norm gets weight 0 (all such: equal weights).
+    """
+    inv = [1.0 / (n * n) if math.isfinite(n) and n > 0 else 0.0 for n in norms]
+    total = sum(inv)
+    if total <= 0:
+        return [1.0] * len(norms)
+    return [len(norms) * v / total for v in inv]
+
+
+def standalone_harm(harms: Sequence[float], *, factor: float) -> list[bool]:
+    """Which updates hurt when applied alone, beyond the round's own noise level.
+
+    ``harms[i]`` is the change of the validation loss when update ``i`` alone (clipped, times the
+    server learning rate) is applied to the current model (positive = worse). Update ``i`` is
+    flagged iff ``harms[i] > 0`` and ``harms[i] > median + factor * max(1.4826 * MAD, 0.25 * |median|)``
+    over the round (needs :data:`MIN_HARM_SAMPLES` updates: the median absolute deviation of fewer is
+    no noise level — with four, one honest update from a skewed shard stands out). Honest
+    DP updates scatter around the round's median; a label-flipping one raises the loss on its own.
+    Non-finite harms are flagged.
+    """
+    if not (factor > 0 and math.isfinite(factor)):
+        raise ValidationError(f"factor must be a finite number > 0, got {factor!r}")
+    finite = [float(h) for h in harms if math.isfinite(h)]
+    if len(finite) < MIN_HARM_SAMPLES:
+        return [not math.isfinite(h) for h in harms]
+    med = statistics.median(finite)
+    mad = statistics.median(abs(h - med) for h in finite)
+    limit = med + factor * max(MAD_TO_SIGMA * mad, MIN_RELATIVE_SPREAD * abs(med))
+    return [not math.isfinite(h) or (h > 0 and h > limit) for h in harms]
+
+
+def pairwise_similarity(deltas: Sequence[Mapping[str, torch.Tensor]]) -> list[float]:
+    """Each delta's largest cosine with any *other* delta of the round, after taking out the round's
+    mean direction (0 for a one-update round).
+
+    FoolsGold (Fung et al. 2018): sybils pursuing the same poisoning objective are unusually similar
+    to each other, more than honest miners on different data (and far more than DP noise allows).
+    """
+    if len(deltas) < 2:
+        return [0.0] * len(deltas)
+    flat = torch.stack([torch.cat([d[k].detach().to(torch.float64).ravel() for k in sorted(d)]) for d in deltas])
+    unit = flat / torch.linalg.vector_norm(flat, dim=1).clamp_min(1e-300)[:, None]
+    # what the round has in common (the shared learning signal) is no evidence of collusion: compare
+    # what is left of each update once the round's mean direction is taken out
+    resid = unit - unit.mean(dim=0, keepdim=True)
+    resid = resid / torch.linalg.vector_norm(resid, dim=1).clamp_min(1e-300)[:, None]
+    cos = resid @ resid.T
+    cos.fill_diagonal_(-math.inf)
+    return [float(v) for v in cos.max(dim=1).values]
+
+
+def similarity_outliers(similarities: Sequence[float], *, factor: float, min_similarity: float) -> list[bool]:
+    """Updates far more similar to another one than the round's norm (colluding sybils, FoolsGold).
+
+    Flag ``i`` iff ``similarities[i] >= min_similarity`` and ``similarities[i] > median +
+    factor * max(1.4826 * MAD, 0.05)`` over the round. Needs three updates.
+    """
+    if len(similarities) < 3:
+        return [False] * len(similarities)
+    sims = [float(x) for x in similarities]
+    med = statistics.median(sims)
+    mad = statistics.median(abs(x - med) for x in sims)
+    limit = med + factor * max(MAD_TO_SIGMA * mad, 0.05)
+    return [x >= min_similarity and x > limit for x in sims]
+
+
 def shares_bps(contributions: Sequence[float], *, floor: float) -> list[int]:
     """Basis-point shares of a round's pot, summing to exactly 10000 (empty input: empty list).
 
@@ -642,6 +740,8 @@ class ItemVerdict:
     norm: float = math.nan
     contribution: float = math.nan
     alignment: float = math.nan
+    harm: float = math.nan  # validation loss change of the update applied alone (positive = worse)
+    similarity: float = math.nan  # largest cosine with another update of the round (FoolsGold's signal)
 
     @property
     def accepted(self) -> bool:
@@ -681,10 +781,19 @@ class RoundPolicy:
     * ``outlier_factor``, ``min_history``, ``history_window`` — norm outliers (code 4) against the
       round's median and the recent accepted norms;
     * ``clip_norm_factor`` — each delta is clipped to ``median(round norms) * factor``;
-    * ``loss_tolerance``, ``min_alignment`` — an update whose leave-one-out contribution is below
-      ``-loss_tolerance`` is rejected (code 8): forfeited if its cosine with the rest of the round
-      is below ``min_alignment`` (default -0.1: it clearly points away — harmful; DP noise keeps
-      honest cosines near 0), refunded otherwise (honest, unhelpful);
+    * ``harm_factor`` — an update that raises the validation loss when applied alone, beyond the
+      round's noise level (:func:`standalone_harm`), is rejected and forfeited (code 8; label flips
+      do); ``None`` turns the check off;
+    * ``collusion_factor``, ``min_similarity`` — updates unusually similar to another of the round
+      (:func:`similarity_outliers`, FoolsGold) are rejected and forfeited (code 8); ``None``: off;
+    * ``loss_tolerance``, ``min_alignment``, ``keep_aligned`` — an update whose leave-one-out
+      contribution is below ``-loss_tolerance`` and whose cosine with the rest of the round is below
+      ``min_alignment`` points away: rejected and forfeited (code 8). ``min_alignment`` ``None`` (the
+      default) is the noise level :func:`noise_alignment` (``-3/sqrt(d)``): a DP update is mostly
+      noise, its cosine with honest work is near 0. An update with a negative contribution that
+      points with its round stays in the average with ``keep_aligned`` (the default: averaging k DP
+      updates divides their noise by sqrt(k), so every honest one helps the mean even when it does
+      not help alone; it earns the floor share), else it is rejected with its stake returned;
     * ``subgroup_tolerance`` — largest allowed worsening of any subgroup by the aggregate (code 3;
       the update whose removal helps that subgroup most goes, forfeited only if it points away);
     * ``min_improvement`` — margin the aggregate must improve the score by (code 2, refunded);
@@ -697,7 +806,12 @@ class RoundPolicy:
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
     outlier_factor: float = 4.0
-    min_alignment: float = -0.1
+    min_alignment: float | None = None
+    keep_aligned: bool = True
+    harm_factor: float | None = 4.0
+    collusion_factor: float | None = None
+    min_similarity: float = 0.5
+    precision_weighting: bool = False
     min_history: int = 3
     history_window: int = 40
     clip_norm_factor: float = 1.0
@@ -721,7 +835,13 @@ class RoundPolicy:
             v = getattr(self, field)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValidationError(f"{field} must be a positive integer, got {v!r}")
-        if not -1.0 <= self.min_alignment <= 1.0:
+        for field in ("harm_factor", "collusion_factor"):
+            v = getattr(self, field)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise ValidationError(f"{field} must be a finite number > 0 or None, got {v!r}")
+        if not -1.0 <= self.min_similarity <= 1.0:
+            raise ValidationError(f"min_similarity must be between -1 and 1, got {self.min_similarity!r}")
+        if self.min_alignment is not None and not -1.0 <= self.min_alignment <= 1.0:
             raise ValidationError(f"min_alignment must be between -1 and 1, got {self.min_alignment!r}")
         if not 0.0 <= self.share_floor <= 1.0:
             raise ValidationError(f"share_floor must be between 0 and 1, got {self.share_floor!r}")
@@ -747,6 +867,7 @@ class RoundPolicy:
         verdicts: dict[int, ItemVerdict] = {}
         deltas: dict[int, dict[str, torch.Tensor]] = {}
         norms: dict[int, float] = {}
+        private: dict[int, bool] = {}
         by_index = {it.index: it for it in items}
 
         def reject(it: RoundItem, code: int, reason: str, **kw: float) -> None:
@@ -768,6 +889,7 @@ class RoundPolicy:
                 reject(it, rej.code, rej.reason)  # type: ignore[union-attr]
                 continue
             deltas[it.index], norms[it.index] = tensors, update_norm(tensors)
+            private[it.index] = meta.get("dp", "off") != "off"
 
         live = list(deltas)
         flags = round_outliers([norms[i] for i in live], list(history)[-self.history_window:],
@@ -781,16 +903,51 @@ class RoundPolicy:
         bound = statistics.median([norms[i] for i in live]) * self.clip_norm_factor if live else None
         scales = dict(zip(live, clip_scales([norms[i] for i in live], bound)))
         cosines = dict(zip(live, alignments([deltas[i] for i in live], [scales[i] for i in live])))
+        dim = sum(t.numel() for t in current_state.values())
+        min_alignment = noise_alignment(dim) if self.min_alignment is None else self.min_alignment
+        similar = dict(zip(live, pairwise_similarity([deltas[i] for i in live])))
+
+        # a round of DP updates is averaged by precision (inverse noise variance), a plain one equally
+        dp_round = self.precision_weighting and bool(live) and all(private[i] for i in live)
+        precision = dict(zip(live, precision_weights([norms[i] for i in live]) if dp_round else [1.0] * len(live)))
 
         def state_of(members: Sequence[int], mult: float = 1.0, n: int | None = None) -> dict[str, torch.Tensor]:
             if not members:
                 return {k: v.clone() for k, v in current_state.items()}
-            w = self.server_lr * mult / (n or len(members))
-            agg = aggregate([deltas[i] for i in members], [w * scales[i] for i in members])
+            total = sum(precision[i] for i in members)
+            w = self.server_lr * mult / total
+            agg = aggregate([deltas[i] for i in members], [w * precision[i] * scales[i] for i in members])
             return {k: (current_state[k].detach().to(torch.float64) + agg[k]).to(torch.float32) for k in current_state}
 
         def loss_of(members: Sequence[int], n: int) -> float:
             return validation_loss(manifest, state_of(members, n=n), X, y) if members else loss_before
+
+        harms: dict[int, float] = {}
+        if self.harm_factor is not None and live:
+            # each update applied alone: a label flip raises the loss, honest DP noise scatters
+            harms = {i: validation_loss(manifest, state_of([i]), X, y) - loss_before for i in live}
+            flags = standalone_harm([harms[i] for i in live], factor=self.harm_factor)
+            med_harm = statistics.median([harms[i] for i in live])
+            for i, bad in zip(list(live), flags):
+                if bad:
+                    reject(by_index[i], NEGATIVE_CONTRIBUTION,
+                           f"applied alone it raises the validation loss by {harms[i]:.4g}, beyond the round's "
+                           f"noise (median change {med_harm:.4g})", norm=norms[i], alignment=cosines[i],
+                           harm=harms[i], similarity=similar[i])
+                    live.remove(i)
+        if self.collusion_factor is not None and live:
+            flags = similarity_outliers([similar[i] for i in live], factor=self.collusion_factor,
+                                        min_similarity=self.min_similarity)
+            for i, bad in zip(list(live), flags):
+                if bad:
+                    reject(by_index[i], NEGATIVE_CONTRIBUTION,
+                           f"it is unusually similar to another update of its round (cosine {similar[i]:.2f}): "
+                           "colluding updates", norm=norms[i], alignment=cosines[i], harm=harms.get(i, math.nan),
+                           similarity=similar[i])
+                    live.remove(i)
+
+        def diag(i: int) -> dict[str, float]:
+            return {"harm": harms.get(i, math.nan), "similarity": similar[i]}
 
         contributions: dict[int, float] = {}
         while live:
@@ -798,15 +955,17 @@ class RoundPolicy:
             loss_all = loss_of(live, len(live))
             contrib = loo_contributions(loss_all, [loss_of([j for j in live if j != i], len(live) - 1) for i in live])
             contributions = dict(zip(live, contrib))
-            worst = min(live, key=lambda i: (contributions[i], i))
-            if contributions[worst] < -self.loss_tolerance:
-                aligned = cosines[worst] >= self.min_alignment
+            # with keep_aligned only an update pointing away can go; the others stay in the mean
+            candidates = [i for i in live if not (self.keep_aligned and cosines[i] >= min_alignment)]
+            worst = min(candidates, key=lambda i: (contributions[i], i)) if candidates else None
+            if worst is not None and contributions[worst] < -self.loss_tolerance:
+                aligned = cosines[worst] >= min_alignment
                 verdicts[worst] = ItemVerdict(
                     worst, by_index[worst].submitter, 0, NEGATIVE_CONTRIBUTION,
                     f"leaving it out lowers the validation loss by {-contributions[worst]:.4g}; "
                     + ("it points with its round (stake returned)" if aligned else
                        f"it points away from its round (cosine {cosines[worst]:.2f})"),
-                    aligned, norms[worst], contributions[worst], cosines[worst])
+                    aligned, norms[worst], contributions[worst], cosines[worst], **diag(worst))
                 live.remove(worst)
                 continue
             after = _score(manifest, state_of(live), X, y, groups)
@@ -820,12 +979,12 @@ class RoundPolicy:
                 s = _score(manifest, state_of([j for j in live if j != i]), X, y, groups).per_group.get(group, math.nan)
                 return s if hib else -s
             culprit = max(live, key=lambda i: (group_score(i), -i))
-            aligned = cosines[culprit] >= self.min_alignment  # honest but unhelpful: the stake comes back
+            aligned = cosines[culprit] >= min_alignment  # honest but unhelpful: the stake comes back
             verdicts[culprit] = ItemVerdict(
                 culprit, by_index[culprit].submitter, 0, SUBGROUP_REGRESSION,
                 rej.reason + ("; it points with its round (stake returned)" if aligned else
                               f"; it points away from its round (cosine {cosines[culprit]:.2f})"),
-                aligned, norms[culprit], contributions.get(culprit, math.nan), cosines[culprit])
+                aligned, norms[culprit], contributions.get(culprit, math.nan), cosines[culprit], **diag(culprit))
             live.remove(culprit)
 
         if not live:
@@ -851,13 +1010,14 @@ class RoundPolicy:
         rej = check_improvement(before.score, after.score, higher_is_better=hib, min_improvement=self.min_improvement)
         if rej is not None:
             for i in live:
-                reject(by_index[i], NO_IMPROVEMENT, rej.reason, norm=norms[i], contribution=contributions[i])
+                reject(by_index[i], NO_IMPROVEMENT, rej.reason, norm=norms[i], contribution=contributions[i],
+                       alignment=cosines[i], **diag(i))
             return RoundDecision([verdicts[it.index] for it in items], before.score, after.score, None, loss_before,
                                  loss_after, dict(before.per_group), dict(after.per_group))
         shares = shares_bps([contributions[i] for i in live], floor=self.share_floor)
         for i, bps in zip(live, shares):
             verdicts[i] = ItemVerdict(i, by_index[i].submitter, bps, ACCEPTED, "accepted", False, norms[i],
-                                      contributions[i], cosines[i])
+                                      contributions[i], cosines[i], **diag(i))
         return RoundDecision([verdicts[it.index] for it in items], before.score, after.score, new_state, loss_before,
                              loss_after, dict(before.per_group), dict(after.per_group))
 

@@ -64,6 +64,11 @@ def bar_chart(title: str, labels: list[str], series: list[tuple[str, str, list[f
     return "".join(parts)
 
 
+def _eps(value: float | None) -> str:
+    """An ε for the page: "off" for an update trained without DP (or a run without DP)."""
+    return "off" if value is None else f"{float(value):.2f}"
+
+
 def write_report(summary: dict[str, Any], path: Path) -> None:
     """Write `report.html` for a demo summary (the dict written to summary.json)."""
     versions = summary["model_versions"]
@@ -79,7 +84,7 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
         f"<tr class='{'' if row['honest'] else 'bad'}'><td>{html.escape(name)}</td><td>{'yes' if row['honest'] else 'no'}</td>"
         f"<td>{row['submitted']}</td><td>{row['accepted']}</td><td>{row['reward_wei'] / ETHER:.4f}</td>"
         f"<td>{row['forfeited_wei'] / ETHER:.4f}</td><td class='{'pos' if row['net_wei'] >= 0 else 'neg'}'>"
-        f"{row['net_wei'] / ETHER:+.4f}</td></tr>"
+        f"{row['net_wei'] / ETHER:+.4f}</td><td>{_eps(row.get('epsilon_spent'))}</td></tr>"
         for name, row in sorted(per_miner.items(), key=lambda kv: int(kv[0][5:]))
     )
     rounds = sorted({s["round"] for s in summary["submissions"]})
@@ -91,10 +96,13 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
         f"<tr class='{'' if s['honest'] else 'bad'}'><td>{s['round']}</td><td>{html.escape(s['miner'])}</td>"
         f"<td>{'yes' if s['honest'] else 'no'}</td><td>{'accepted' if s['accepted'] else 'rejected'}</td>"
         f"<td>{html.escape(s['reason'])}</td><td>{s['score_before']:.4f}</td><td>{s['score_after']:.4f}</td>"
-        f"<td>{s['reward_wei'] / ETHER:.4f}</td><td>{'returned' if s.get('stake_returned') else 'forfeited'}</td></tr>"
+        f"<td>{s['reward_wei'] / ETHER:.4f}</td><td>{'returned' if s.get('stake_returned') else 'forfeited'}</td><td>{_eps(s.get('epsilon'))}</td></tr>"
         for s in summary["submissions"]
     )
     t = summary["timings_s"]
+    eps = [float(s["epsilon"]) for s in summary["submissions"] if s.get("epsilon") is not None]
+    privacy = (f"DP-SGD, ε {min(eps):.2f}–{max(eps):.2f} per update (δ ≤ 1e-5); each miner's ε composed by its "
+               "privacy ledger in the table below" if eps else "no DP (updates trained with --no-dp)")
     backdoor = (f"<li>backdoor success on triggered validation inputs: {summary['backdoor_success']:.1%}</li>"
                 if "backdoor_success" in summary else "")
     doc = f"""<!doctype html>
@@ -109,16 +117,17 @@ svg {{ border: 1px solid #eee; background: #fff; font-family: system-ui, sans-se
 <ul>
 <li>{summary['miners']} miners, {summary['malicious']} malicious ({html.escape(summary['attack'])}), {summary['rounds']} rounds, seed {summary['seed']}</li>
 <li>{html.escape(summary['metric'])}: initial {summary['initial_score']:.4f} → final {summary['final_score']:.4f}; centralized reference {summary['centralized_score']:.4f}</li>
+<li>privacy: {privacy}</li>
 <li>malicious updates accepted: {summary['malicious_accepted']} of {summary['malicious_submitted']}</li>{backdoor}
 <li>bounty {summary['bounty_wei'] / ETHER:g} ETH: paid {summary['paid_wei'] / ETHER:.4f}, refunded {summary['refunded_wei'] / ETHER:.4f}</li>
 <li>time {t['total']:.1f} s — training {t['train']:.1f} s, chain {t['chain']:.1f} s, store {t['store']:.1f} s, evaluation {t['evaluate']:.1f} s</li>
 </ul>
 <div class="charts">{score_chart}{reward_chart}{round_chart}</div>
 <h2>Net per miner (rewards − forfeited stakes)</h2>
-<table><tr><th>miner</th><th>honest</th><th>submitted</th><th>accepted</th><th>reward (ETH)</th><th>forfeited (ETH)</th><th>net (ETH)</th></tr>
+<table><tr><th>miner</th><th>honest</th><th>submitted</th><th>accepted</th><th>reward (ETH)</th><th>forfeited (ETH)</th><th>net (ETH)</th><th>ε spent (ledger)</th></tr>
 {net_rows}</table>
 <h2>Submissions</h2>
-<table><tr><th>round</th><th>miner</th><th>honest</th><th>verdict</th><th>reason</th><th>score before</th><th>score after</th><th>reward (ETH)</th><th>stake</th></tr>
+<table><tr><th>round</th><th>miner</th><th>honest</th><th>verdict</th><th>reason</th><th>score before</th><th>score after</th><th>reward (ETH)</th><th>stake</th><th>ε</th></tr>
 {rows}</table>
 </body></html>
 """

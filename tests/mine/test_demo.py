@@ -57,3 +57,16 @@ def test_small_demo_writes_summary_and_report(tmp_path: Path, dataset: str, atta
     assert "<svg" in report and "http" not in report.replace("http://www.w3.org", "")
     assert "Net per miner" in report
     assert "miner0" in result.output and "net (ETH)" in result.output
+    # DP by default: every miner trains through its privacy ledger; each update carries its ε, each
+    # miner the ε its ledger composes (RDP: below the sum), shown in the report and the table
+    assert summary["dp"] is True
+    for s in subs:
+        assert 0 < s["epsilon"] <= 8 + 1e-6
+    for name, row in summary["miners_summary"].items():
+        eps = [s["epsilon"] for s in subs if s["miner"] == name]
+        assert max(eps) <= row["epsilon_spent"] <= sum(eps) + 1e-6
+        ledger = json.loads((out / "homes" / name / "privacy-ledger.json").read_text()) \
+            if (out / "homes" / name / "privacy-ledger.json").exists() else None
+        assert ledger is None or "private" in ledger
+    assert "ε spent" in report and "ε spent" in result.output
+    assert "privacy ledger" in result.output

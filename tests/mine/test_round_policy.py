@@ -94,9 +94,56 @@ def test_origin_and_epsilon_checks() -> None:
 def test_round_policy_settings_are_checked() -> None:
     assert P.make_policy("round").settings()["policy"] == "round"
     for bad in ({"server_lr": 0.0}, {"share_floor": 2.0}, {"step_search": []}, {"max_epsilon": -1.0},
-                {"min_alignment": 3.0}):
+                {"min_alignment": 3.0}, {"harm_factor": 0.0}, {"collusion_factor": -1.0},
+                {"min_similarity": 2.0}):
         with pytest.raises(ValidationError):
             P.RoundPolicy(**bad)
+
+
+def test_noise_alignment_is_three_sigmas_of_a_random_direction() -> None:
+    assert P.noise_alignment(2410) == pytest.approx(-3 / math.sqrt(2410))  # digits MLP: about -0.061
+    assert P.noise_alignment(100, sigmas=2.0) == pytest.approx(-0.2)
+    with pytest.raises(ValidationError):
+        P.noise_alignment(0)
+    # two random directions in d dimensions: cosines within the threshold nearly always
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(200, 2410, generator=g), torch.randn(200, 2410, generator=g)
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=1)
+    assert float((cos < P.noise_alignment(2410)).float().mean()) < 0.02
+
+
+def test_standalone_harm_flags_only_what_hurts_beyond_the_round_noise() -> None:
+    # honest DP updates scatter around the median; two label flips raise the loss on their own
+    harms = [-0.42, -0.74, -0.33, -0.55, -0.44, 2.07, -0.98, 2.29]
+    assert P.standalone_harm(harms, factor=4.0) == [False] * 5 + [True, False, True]
+    # a late round: every update hurts a little alone (noise), none beyond the noise level
+    assert not any(P.standalone_harm([0.40, 0.24, 0.48, 0.05, 0.10, -0.09], factor=4.0))
+    # a loss that improves is never harm, however far from the median
+    assert P.standalone_harm([1.0, 1.1, 0.9, 0.95, -5.0], factor=4.0) == [False] * 5
+    # too few to know the noise: four honest updates of a converged round, one from a skewed shard
+    assert P.standalone_harm([0.076, 0.058, 0.052, 0.196], factor=4.0) == [False] * 4
+    assert P.standalone_harm([math.nan, 0.1], factor=4.0) == [True, False]
+    with pytest.raises(ValidationError):
+        P.standalone_harm([0.1] * 3, factor=0.0)
+
+
+def test_pairwise_similarity_and_collusion() -> None:
+    g = torch.Generator().manual_seed(1)
+    common = torch.randn(500, generator=g)
+    honest = [{"w": torch.randn(500, generator=g)} for _ in range(5)]
+    sybils = [{"w": common + 0.3 * torch.randn(500, generator=g)} for _ in range(3)]
+    sims = P.pairwise_similarity(honest + sybils)
+    assert all(s < 0.3 for s in sims[:5]) and all(s > 0.8 for s in sims[5:])
+    assert P.similarity_outliers(sims, factor=3.0, min_similarity=0.5) == [False] * 5 + [True] * 3
+    assert P.pairwise_similarity([{"w": torch.ones(3)}]) == [0.0]
+    assert P.similarity_outliers([0.9, 0.9], factor=3.0, min_similarity=0.5) == [False, False]
+
+
+def test_precision_weights_are_inverse_variance_with_mean_one() -> None:
+    w = P.precision_weights([1.0, 2.0, 4.0])
+    assert sum(w) == pytest.approx(3.0)
+    assert w[0] / w[1] == pytest.approx(4.0) and w[1] / w[2] == pytest.approx(4.0)
+    assert P.precision_weights([0.0, 0.0]) == [1.0, 1.0]
 
 
 # --------------------------------------------------------------------------- a round on digits
@@ -176,3 +223,27 @@ def test_round_judgement_is_deterministic(world) -> None:
     b = P.RoundPolicy().judge(world["manifest"], world["state"], items, val, bounty_id=1, current_version=0)
     assert [v.share_bps for v in a.verdicts] == [v.share_bps for v in b.verdicts]
     assert M.state_to_bytes(a.new_state) == M.state_to_bytes(b.new_state)
+
+
+def test_noisy_honest_updates_stay_in_the_mean_and_a_flip_is_forfeited(world) -> None:
+    # DP-like updates: each honest delta plus Gaussian noise of twice its norm, so cosines with the
+    # round are small and some leave-one-out values negative; none points away beyond -3/sqrt(d)
+    s, shards, upd = world["split"], world["shards"], world["update"]
+
+    def noisy(i: int):
+        return lambda d: {k: d[k] + v for k, v in A.noise_update(d, 2.0, seed=100 + i).items()}
+
+    items = [P.RoundItem(i, f"0x{i + 1:040x}", 0, upd(s.X_train[shards[i]], s.y_train[shards[i]], i,
+                                                       f"0x{i + 1:040x}", transform=noisy(i))) for i in range(5)]
+    X, y = s.X_train[shards[5]], A.label_flip(s.y_train[shards[5]], num_classes=10, seed=5)
+    items.append(P.RoundItem(5, "0x" + "f" * 40, 0, upd(X, y, 5, "0x" + "f" * 40)))
+    val = (s.X_val, s.y_val)
+    d = P.RoundPolicy().judge(world["manifest"], world["state"], items, val, bounty_id=1, current_version=0)
+    by = {v.index: v for v in d.verdicts}
+    assert all(by[i].accepted for i in range(5)), [by[i] for i in range(5)]
+    assert (by[5].reason_code, by[5].refund) == (8, False) and by[5].harm > 0
+    assert sum(v.share_bps for v in d.accepted) == 10_000
+    # the old rule (drop every negative leave-one-out value) keeps fewer of them
+    strict = P.RoundPolicy(keep_aligned=False).judge(world["manifest"], world["state"], items, val, bounty_id=1,
+                                                     current_version=0)
+    assert len(strict.accepted) <= len(d.accepted)
