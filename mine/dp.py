@@ -43,12 +43,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from mine.errors import ValidationError
-from mine.model import Manifest, prepare_inputs, prepare_targets
-from mine.train import TrainResult, make_optimizer
+from mine.model import Manifest
+from mine.train import TrainResult, make_optimizer, training_tensors
 
 __all__ = [
     "ACCOUNTANT",
@@ -425,15 +424,9 @@ def train_dp(
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValidationError(f"seed must be an integer, got {seed!r}")
-    xt = prepare_inputs(manifest, X)
-    yt = prepare_targets(manifest, y)
+    xt, yt, loss_fn = training_tensors(manifest, X, y)
     n = xt.shape[0]
-    if n == 0 or yt.shape[0] != n:
-        raise ValidationError(f"need the same positive number of rows in X and y, got {n} and {yt.shape[0]}")
     classification = manifest.task == "classification"
-    if not classification:
-        yt = yt.unsqueeze(1)
-    loss_fn = F.cross_entropy if classification else F.mse_loss
     settings = settings or default_settings(manifest)
     record = settings.resolve(n)
     tr = manifest.training

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from mine.errors import ValidationError
 from mine.model import Manifest, prepare_inputs, prepare_targets
 
-__all__ = ["SMALL_MODEL_PARAMS", "TrainResult", "train", "make_optimizer"]
+__all__ = ["SMALL_MODEL_PARAMS", "TrainResult", "make_optimizer", "train", "training_tensors"]
 
 #: Models with at most this many parameters train single-threaded by default (see :func:`train`).
 SMALL_MODEL_PARAMS = 1_000_000
@@ -86,6 +86,23 @@ def _check_positive_int(name: str, value: object) -> int:
     return int(value)
 
 
+
+def training_tensors(manifest: Manifest, X: np.ndarray, y: np.ndarray
+                     ) -> tuple[torch.Tensor, torch.Tensor, Callable[..., torch.Tensor]]:
+    """``(inputs, targets, loss)`` for training on ``(X, y)``: normalised inputs, targets shaped for the
+    manifest's loss (a column for regression), and that loss (cross-entropy or MSE).
+
+    Raises ``ValidationError`` unless X and y have the same positive number of rows.
+    """
+    xt = prepare_inputs(manifest, X)
+    yt = prepare_targets(manifest, y)
+    n = xt.shape[0]
+    if n == 0 or yt.shape[0] != n:
+        raise ValidationError(f"need the same positive number of rows in X and y, got {n} and {yt.shape[0]}")
+    if manifest.task == "classification":
+        return xt, yt, F.cross_entropy
+    return xt, yt.unsqueeze(1), F.mse_loss
+
 def train(
     model: torch.nn.Module,
     X: np.ndarray,
@@ -133,15 +150,9 @@ def train(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValidationError(f"seed must be an integer, got {seed!r}")
 
-    xt = prepare_inputs(manifest, X)
-    yt = prepare_targets(manifest, y)
+    xt, yt, loss_fn = training_tensors(manifest, X, y)
     n = xt.shape[0]
-    if n == 0 or yt.shape[0] != n:
-        raise ValidationError(f"need the same positive number of rows in X and y, got {n} and {yt.shape[0]}")
     classification = manifest.task == "classification"
-    if not classification:
-        yt = yt.unsqueeze(1)
-    loss_fn = F.cross_entropy if classification else F.mse_loss
 
     opt = make_optimizer(optimizer or tr["optimizer"], model.parameters(), lr)
     gen = torch.Generator().manual_seed(int(seed))
