@@ -393,8 +393,8 @@ def fetch_audit_bundle(client: SonarClient, store: Store, bounty_id: int) -> tup
         raise ValidationError(f"bounty {bounty_id} has not revealed its audit bundle yet (`mine bounty reveal`); "
                               "nothing to replay against")
     args = events[-1]["args"]
-    validation_cid, secret_key, group = parse_bundle(store.cat(cid_from_chain(bytes(args["digest"]), int(args["codec"])),
-                                                        max_bytes=MAX_BUNDLE_BYTES))
+    bundle_cid = cid_from_chain(bytes(args["digest"]), int(args["codec"]))
+    validation_cid, secret_key, group = parse_bundle(store.cat(bundle_cid, max_bytes=MAX_BUNDLE_BYTES))
     return store.cat(validation_cid, max_bytes=MAX_VALIDATION_BYTES), secret_key, group
 
 

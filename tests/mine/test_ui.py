@@ -206,7 +206,8 @@ def test_owner_page_shows_per_group_scores_per_version(mines: Mines) -> None:
                        data.target_name)
     for home, dev in ((owner_home, OWNER_GROUPS), (miner_home, MINER_GROUPS)):
         mines.run(home, dev, "init", "--rpc", mines.rpc, "--sonar", mines.sonar.address)
-    mines.run(owner_home, OWNER_GROUPS, "vault", "add", "validation", str(val), "--target", "digit", "--group", "hospital")
+    mines.run(owner_home, OWNER_GROUPS, "vault", "add", "validation", str(val), "--target", "digit",
+              "--group", "hospital")
     mines.run(miner_home, MINER_GROUPS, "vault", "add", "private", str(mines.tmp / "shard.csv"), "--target", "digit")
     posted = mines.run(owner_home, OWNER_GROUPS, "bounty", "create", "--model", str(mines.tmp / "digits.json"),
                        "--validation", "validation", "--reward", "1ether", "--target", "0.99", "--stake", "0.01ether",
