@@ -789,6 +789,9 @@ def audit(obj: Ctx, bounty_id: int, validation_file: Path | None, group_col: str
     store = obj.store()
     manifest = load_version(client, store, bounty_id, 0).manifest
     data, secret_key, bundle_group = fetch_audit_bundle(client, store, bounty_id)
+    if group_col or bundle_group:
+        out_console.print(f"subgroups by column {group_col or bundle_group}"
+                          + (" (named by the audit bundle)" if not group_col else ""), markup=False, highlight=False)
     group_col = group_col or bundle_group
     if validation_file is not None:
         data = validation_file.read_bytes()

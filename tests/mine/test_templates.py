@@ -97,6 +97,7 @@ def test_template_from_an_arbitrary_csv_posts_a_bounty_a_miner_trains_and_the_ow
                                   "audit", str(bounty_id)])  # no --group: the audit bundle names the column
     assert audited.exit_code == 0 and "MISMATCH" not in audited.output, audited.output  # replays with the groups
     assert "0 mismatch(es)" in audited.output, audited.output
+    assert "subgroups by column hospital (named by the audit bundle)" in audited.output, audited.output
     owned = OwnedBounty.load(MineHome(owner_home), bounty_id)
     by_version = dict(owned.group_scores())  # recorded per version: 0 at posting, 1 by the round
     assert sorted(by_version) == [0, 1]
