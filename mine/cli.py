@@ -305,12 +305,8 @@ def _validation_with_groups(vault_: Any, name: str, manifest: Any) -> Any:
     """The owner's validation set ``name`` for ``manifest``, with its subgroup labels if it was added
     with ``--group`` (the group column is not among the model's inputs)."""
     from mine.owner import Validation
-    from mine.vault import load_validation
 
-    data = load_validation(vault_, name, list(manifest.features))
-    val = Validation.from_file(data.path, data.X, data.y, list(manifest.features), manifest)
-    val.groups = data.groups
-    return val
+    return Validation.from_vault(vault_, name, manifest)
 
 
 @vault.command("list")
@@ -777,7 +773,8 @@ def ui_cmd(obj: Ctx, port: int, host: str) -> None:
 @click.argument("bounty_id", type=int)
 @click.option("--validation", "validation_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Use this validation file instead of the one in the revealed audit bundle.")
-@click.option("--group", "group_col", default=None, help="The owner's subgroup column, if the bounty used one.")
+@click.option("--group", "group_col", default=None,
+              help="The owner's subgroup column (default: the one the audit bundle names, if any).")
 @pass_ctx
 def audit(obj: Ctx, bounty_id: int, validation_file: Path | None, group_col: str | None) -> None:
     """Replay every round (verdicts, shares, score, weights) from chain + store + audit bundle; exit 7 on a mismatch."""
@@ -791,7 +788,11 @@ def audit(obj: Ctx, bounty_id: int, validation_file: Path | None, group_col: str
     client = obj.client(with_account=False)
     store = obj.store()
     manifest = load_version(client, store, bounty_id, 0).manifest
-    data, secret_key = fetch_audit_bundle(client, store, bounty_id)
+    data, secret_key, bundle_group = fetch_audit_bundle(client, store, bounty_id)
+    if group_col or bundle_group:
+        out_console.print(f"subgroups by column {group_col or bundle_group}"
+                          + (" (named by the audit bundle)" if not group_col else ""), markup=False, highlight=False)
+    group_col = group_col or bundle_group
     if validation_file is not None:
         data = validation_file.read_bytes()
     with tempfile.TemporaryDirectory() as tmp:

@@ -298,7 +298,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
         versions = [owner_client.model_version(bounty_id, v) for v in range(final_bounty.latest_version + 1)]
         # anyone can now replay the bounty from chain + store + the revealed audit bundle
         t0 = time.perf_counter()
-        _, secret_key = fetch_audit_bundle(owner_client, store, bounty_id)
+        _, secret_key, _ = fetch_audit_bundle(owner_client, store, bounty_id)
         audited, findings = audit(owner_client, store, bounty_id, val, secret_key)
         timings["audit"] = time.perf_counter() - t0
         model_versions = [{"version": v.version, "cid": cid_from_chain(v.digest, v.codec),

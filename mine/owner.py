@@ -50,11 +50,21 @@ class Validation:
     y: np.ndarray
     data: bytes
     groups: np.ndarray | None = None
+    group: str | None = None  # the group column's name (``mine vault add ... --group``), if any
 
     @classmethod
     def from_file(cls, path: Path, X: np.ndarray, y: np.ndarray, columns: list[str], manifest: Manifest) -> Validation:
         """The validation set read from `path` (already parsed into X, y)."""
         return cls(select_features(X, columns, list(manifest.features)), y, path.read_bytes())
+
+    @classmethod
+    def from_vault(cls, vault: Any, name: str, manifest: Manifest) -> Validation:
+        """The owner's vault dataset ``name`` for ``manifest``, with its subgroup labels and group column's
+        name if it was added with ``--group`` (the group column is not among the model's inputs)."""
+        from mine.vault import load_validation
+
+        data = load_validation(vault, name, list(manifest.features))
+        return cls(data.X, data.y, data.path.read_bytes(), data.groups, vault.get(name).group)
 
     @property
     def sha256(self) -> bytes:
@@ -73,6 +83,8 @@ class OwnedBounty:
     salt: str = ""  # hex: the audit bundle's salt
     accepted_norms: list[float] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    group: str | None = None  # the validation set's group column, named in the audit bundle
+    initial_per_group: dict[str, float] = field(default_factory=dict)  # version 0's per-group scores
 
     @classmethod
     def load(cls, home: MineHome, bounty_id: int) -> OwnedBounty:
@@ -85,6 +97,13 @@ class OwnedBounty:
     def save(self, home: MineHome) -> None:
         write_json_atomic(home.owned / f"{self.bounty_id}.json", asdict(self))
 
+    def group_scores(self) -> list[tuple[int, dict[str, float]]]:
+        """``(version, per-group scores)`` for every version this mine recorded them for (version 0 at
+        posting, then each round that made a version); empty without a group column."""
+        out = [(0, self.initial_per_group)] if self.initial_per_group else []
+        out += [(int(r["version"]), r["per_group"]) for r in self.rounds if r.get("version") and r.get("per_group")]
+        return out
+
 
 def score_model(manifest: Manifest, state: dict[str, torch.Tensor], val: Validation) -> tuple[float, dict[str, float]]:
     model = build_model(manifest)
@@ -96,20 +115,21 @@ def score_model(manifest: Manifest, state: dict[str, torch.Tensor], val: Validat
 # ---------------------------------------------------------------------- audit bundle
 
 
-def audit_bundle(validation_cid: str, secret_key: bytes, salt: bytes) -> bytes:
+def audit_bundle(validation_cid: str, secret_key: bytes, salt: bytes, group: str | None = None) -> bytes:
     """The audit bundle's canonical JSON bytes (:func:`mine.sealed.make_audit_bundle`); its CID's digest
-    is the bounty's validation commitment."""
+    is the bounty's validation commitment. ``group``: the validation set's group column, if any."""
     from mine.sealed import make_audit_bundle
 
-    return make_audit_bundle(validation_cid, secret_key, salt)
+    return make_audit_bundle(validation_cid, secret_key, salt, group=group)
 
 
-def parse_bundle(data: bytes) -> tuple[str, bytes]:
-    """``(validation CID, secret key)`` of an audit bundle; ``ValidationError`` if it is not one."""
+def parse_bundle(data: bytes) -> tuple[str, bytes, str | None]:
+    """``(validation CID, secret key, group column or None)`` of an audit bundle; ``ValidationError`` if
+    it is not one."""
     from mine.sealed import parse_audit_bundle
 
     bundle = parse_audit_bundle(data)
-    return bundle.validation, bundle.secret_key
+    return bundle.validation, bundle.secret_key, bundle.group
 
 
 def policy_of(record: VersionRecord) -> RoundPolicy:
@@ -150,11 +170,11 @@ def create_bounty(
     RoundPolicy(**settings, max_epsilon=max_epsilon)  # bad settings fail before anything is posted
     public_key = new_bounty_key(home, label=f"bounty on {client.address}")
     salt = os.urandom(32)
-    bundle = audit_bundle(store.add(val.data, only_hash=True), load_secret_key(home, public_key), salt)
+    bundle = audit_bundle(store.add(val.data, only_hash=True), load_secret_key(home, public_key), salt, val.group)
     commitment, _ = cid_to_chain(store.add(bundle, only_hash=True))
     cid, _ = publish_version(store, manifest, state, policy={"name": RoundPolicy.name, **settings},
                              encryption=encryption_record(public_key), max_epsilon=max_epsilon)
-    initial, _ = score_model(manifest, state, val)
+    initial, per_group = score_model(manifest, state, val)
     digest, codec = cid_to_chain(cid)
     params = BountyParams(
         token=token, reward=reward, stake=stake, deadline=deadline, eval_window=eval_window,
@@ -163,7 +183,8 @@ def create_bounty(
         model_digest=digest, model_codec=codec, auditable=auditable,
     )
     bounty_id, _ = client.post_bounty(params)
-    owned = OwnedBounty(bounty_id, validation_name, RoundPolicy.name, settings, public_key.hex(), salt.hex())
+    owned = OwnedBounty(bounty_id, validation_name, RoundPolicy.name, settings, public_key.hex(), salt.hex(),
+                        group=val.group, initial_per_group=per_group if val.groups is not None else {})
     owned.save(home)
     return owned, cid, initial
 
@@ -172,7 +193,8 @@ def reveal_audit(client: SonarClient, store: Store, home: MineHome, owned: Owned
     """Put the validation file and the audit bundle in the store and reveal the bundle's CID on chain."""
     from mine.sealed import load_secret_key
 
-    bundle = audit_bundle(store.add(val.data), load_secret_key(home, owned.public_key), bytes.fromhex(owned.salt))
+    bundle = audit_bundle(store.add(val.data), load_secret_key(home, owned.public_key), bytes.fromhex(owned.salt),
+                          owned.group)  # the group committed at posting, as in the commitment
     cid = store.add(bundle)
     digest, codec = cid_to_chain(cid)
     if digest != client.bounty(owned.bounty_id).validation_commitment:
@@ -216,6 +238,7 @@ class RoundResult:
     score_after: float
     verdicts: list[dict[str, Any]]  # per item: index, miner, share_bps, reason_code, reason, refund, reward, ...
     waiting: int = 0  # items after the round that the store could not deliver yet
+    per_group: dict[str, float] = field(default_factory=dict)  # the new version's, with a group column
 
 
 def pending_items(client: SonarClient, bounty_id: int) -> tuple[int, int | None]:
@@ -327,7 +350,8 @@ def settle_round(
         owned.accepted_norms.extend(v.norm for v in decision.accepted)
     result = RoundResult(head, len(items), version, decision.score_before,
                          decision.score_after if decision.new_state is not None else decision.score_before,
-                         [{**_verdict_dict(v), "reward": rewards.get(v.index, 0)} for v in decision.verdicts], waiting)
+                         [{**_verdict_dict(v), "reward": rewards.get(v.index, 0)} for v in decision.verdicts], waiting,
+                         dict(decision.per_group_after) if new_version is not None and val.groups is not None else {})
     owned.rounds.append(asdict(result))
     owned.save(home)
     return result, current
@@ -362,16 +386,16 @@ def _verdict_text(share: int, reason: int, refund: bool) -> str:
     return f"rejected [{reason}] ({'stake returned' if refund else 'stake forfeited'})"
 
 
-def fetch_audit_bundle(client: SonarClient, store: Store, bounty_id: int) -> tuple[bytes, bytes]:
-    """The revealed audit bundle of a bounty: ``(validation file bytes, secret key)``."""
+def fetch_audit_bundle(client: SonarClient, store: Store, bounty_id: int) -> tuple[bytes, bytes, str | None]:
+    """The revealed audit bundle of a bounty: ``(validation file bytes, secret key, group column or None)``."""
     events = client.events("AuditRevealed", bountyId=bounty_id)
     if not events:
         raise ValidationError(f"bounty {bounty_id} has not revealed its audit bundle yet (`mine bounty reveal`); "
                               "nothing to replay against")
     args = events[-1]["args"]
-    validation_cid, secret_key = parse_bundle(store.cat(cid_from_chain(bytes(args["digest"]), int(args["codec"])),
-                                                        max_bytes=MAX_BUNDLE_BYTES))
-    return store.cat(validation_cid, max_bytes=MAX_VALIDATION_BYTES), secret_key
+    bundle_cid = cid_from_chain(bytes(args["digest"]), int(args["codec"]))
+    validation_cid, secret_key, group = parse_bundle(store.cat(bundle_cid, max_bytes=MAX_BUNDLE_BYTES))
+    return store.cat(validation_cid, max_bytes=MAX_VALIDATION_BYTES), secret_key, group
 
 
 def audit(client: SonarClient, store: Store, bounty_id: int, val: Validation, secret_key: bytes | None

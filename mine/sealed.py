@@ -220,14 +220,22 @@ class AuditBundle:
     validation: str
     secret_key: bytes
     salt: bytes
+    #: the validation set's group column (``mine vault add ... --group``), if it has one: an auditor
+    #: replays the subgroup rule with it
+    group: str | None = None
 
     @property
     def public_key(self) -> bytes:
         return public_key_of(self.secret_key)
 
 
-def make_audit_bundle(validation_cid: str, secret_key: bytes | str, salt: bytes | None = None) -> bytes:
-    """Canonical JSON bytes of the audit bundle (put them in the store at reveal time; their CID is the commitment)."""
+def make_audit_bundle(validation_cid: str, secret_key: bytes | str, salt: bytes | None = None, *,
+                      group: str | None = None) -> bytes:
+    """Canonical JSON bytes of the audit bundle (put them in the store at reveal time; their CID is the commitment).
+
+    ``group`` names the validation set's group column; without it the bytes are those of a bundle
+    that predates the field.
+    """
     if not isinstance(validation_cid, str) or not validation_cid:
         raise ValidationError("the audit bundle needs the validation file's CID")
     salt = os.urandom(32) if salt is None else bytes(salt)
@@ -235,6 +243,10 @@ def make_audit_bundle(validation_cid: str, secret_key: bytes | str, salt: bytes 
         raise ValidationError("the audit bundle's salt must be 32 bytes")
     data = {"kind": AUDIT_BUNDLE_KIND, "validation": validation_cid,
             "secret_key": _key(secret_key, "secret key").hex(), "salt": salt.hex()}
+    if group is not None:  # absent key: older bundles' bytes (and CIDs) unchanged
+        if not isinstance(group, str) or not group:
+            raise ValidationError("the audit bundle's group column must be a non-empty name")
+        data["group"] = group
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -254,7 +266,10 @@ def parse_audit_bundle(data: bytes, *, public_key: bytes | str | None = None) ->
         salt = bytes.fromhex(raw["salt"])
     except ValueError:
         raise ValidationError("audit bundle salt is not hex") from None
-    bundle = AuditBundle(raw["validation"], _key(raw.get("secret_key"), "audit bundle secret_key"), salt)
+    group = raw.get("group")
+    if group is not None and (not isinstance(group, str) or not group):
+        raise ValidationError("audit bundle 'group' must be a column name")
+    bundle = AuditBundle(raw["validation"], _key(raw.get("secret_key"), "audit bundle secret_key"), salt, group)
     if public_key is not None and bundle.public_key != _key(public_key, "public key"):
         raise ValidationError("the audit bundle's secret key does not belong to the bounty's encryption key")
     return bundle

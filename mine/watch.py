@@ -562,9 +562,7 @@ def evaluate_loop(client: SonarClient, store: Store, home: MineHome, bounty_ids:
                 if bid not in served:
                     owned = OwnedBounty.load(home, bid)
                     current = load_version(client, store, bid)
-                    vault = Vault(home)
-                    X, y, columns = vault.load(owned.validation)
-                    val = Validation.from_file(Path(vault.get(owned.validation).path), X, y, columns, current.manifest)
+                    val = Validation.from_vault(Vault(home), owned.validation, current.manifest)
                     served[bid] = (owned, current, val)
                     log("serving", f"bounty {bid}: serving (validation {owned.validation})", bounty=bid)
                 owned, current, val = served[bid]

@@ -96,7 +96,12 @@ def gather(view: MineView) -> dict[str, Any]:
         lineage = line_chart([(mv.version, score_from_chain(mv.score)) for mv in versions],
                              title="validation score per model version", x_label="version")
         audit = audits.get(b.id)
+        group_scores = ob.group_scores()
+        groups = sorted({g for _, scores in group_scores for g in scores})
         owned.append({
+            "groups": groups,
+            "group_scores": [{"version": v, "scores": [f"{scores[g]:.4f}" if g in scores else "-" for g in groups]}
+                             for v, scores in group_scores],
             "id": b.id, "status": b.status.name.lower(), "versions": len(versions), "lineage": lineage,
             "escrow": eth(b.escrow), "paid": eth(b.paid), "burned": eth(b.burned),
             "pool": eth(b.forfeit_pool), "queued": b.submissions - b.next_eval,

@@ -126,3 +126,14 @@ def test_audit_bundle_reveals_the_key_that_opens_every_update(update_bytes: byte
         sealed.parse_audit_bundle(data, public_key=sealed.generate_keypair()[1])
     with pytest.raises(M.ValidationError, match="not a Sonar audit bundle"):
         sealed.parse_audit_bundle(b'{"kind": "other"}')
+
+
+def test_audit_bundle_names_the_group_column_and_stays_byte_identical_without_one() -> None:
+    sk, _ = sealed.generate_keypair()
+    plain = sealed.make_audit_bundle("bafyvalidation", sk, salt=b"\x01" * 32)
+    grouped = sealed.make_audit_bundle("bafyvalidation", sk, salt=b"\x01" * 32, group="hospital")
+    assert b"group" not in plain and sealed.parse_audit_bundle(plain).group is None
+    assert sealed.parse_audit_bundle(grouped).group == "hospital"
+    assert grouped.replace(b'"group":"hospital",', b"") == plain  # the only difference
+    with pytest.raises(M.ValidationError, match="group"):
+        sealed.parse_audit_bundle(grouped.replace(b'"hospital"', b"3"))

@@ -24,6 +24,7 @@ from mine.cli import cli
 from mine.devnet import dev_account
 from mine.errors import VaultError
 from mine.home import Config, MineHome
+from mine.owner import OwnedBounty
 from mine.policy import SUBGROUP_REGRESSION, DefaultPolicy
 from mine.vault import Vault, load_validation
 
@@ -93,8 +94,15 @@ def test_template_from_an_arbitrary_csv_posts_a_bounty_a_miner_trains_and_the_ow
     if "reveal" in bounty_commands.commands:  # Sonar v2: the audit bundle is revealed before anyone replays
         owner("bounty", "reveal", str(bounty_id))
     audited = runner.invoke(cli, ["--home", str(miner_home), "--rpc", rpc_url, "--sonar", sonar.address, "--store", store,
-                                  "audit", str(bounty_id), "--validation", str(val_csv), "--group", "hospital"])
+                                  "audit", str(bounty_id)])  # no --group: the audit bundle names the column
     assert audited.exit_code == 0 and "MISMATCH" not in audited.output, audited.output  # replays with the groups
+    assert "0 mismatch(es)" in audited.output, audited.output
+    assert "subgroups by column hospital (named by the audit bundle)" in audited.output, audited.output
+    owned = OwnedBounty.load(MineHome(owner_home), bounty_id)
+    by_version = dict(owned.group_scores())  # recorded per version: 0 at posting, 1 by the round
+    assert sorted(by_version) == [0, 1]
+    assert all(sorted(scores) == [f"hospital={h}" for h in range(3)] for scores in by_version.values())
+    assert owned.rounds[-1]["version"] == 1 and owned.rounds[-1]["per_group"] == by_version[1]
     assert sonar.submission(bounty_id, 0).status == SubmissionStatus.ACCEPTED
     assert sonar.bounty(bounty_id).latest_version == 1
 

@@ -2,7 +2,8 @@
 
 A miner earns on a bounty (one update accepted, one rejected); its page, served by the real `mine ui`
 command in its own process, shows the bounty row, the rejection reason and the earnings, and a click
-on withdraw moves the balance. The owner's page shows the model lineage. Screenshots go to demo-out/.
+on withdraw moves the balance. The owner's page shows the model lineage, and per-group scores per
+version when its validation set has a group column. Screenshots go to demo-out/.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
@@ -27,6 +29,7 @@ from mine.devnet import dev_account, free_port
 from mine.model import default_manifest, with_normalization
 
 OWNER, MINER = 0, 5
+OWNER_GROUPS, MINER_GROUPS = 2, 6  # a second owner with a group column, its miner
 SHOTS = PROJECT_ROOT / "demo-out"
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -186,3 +189,50 @@ def test_page_refreshes_itself_while_mine_watch_runs(mines: Mines) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_owner_page_shows_per_group_scores_per_version(mines: Mines) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from mine.ui.shot import chromium_path
+
+    # Prepare: an owner whose validation set has a `hospital` group column, a miner whose update is accepted
+    owner_home, miner_home = mines.tmp / "owner-groups", mines.tmp / "miner-groups"
+    data = datasets.load("digits")
+    split = datasets.train_validation_split(data.X, data.y, validation_fraction=0.25, seed=0, task=data.task)
+    hospital = (np.arange(len(split.y_val)) % 3)[:, None].astype(split.X_val.dtype)  # not a feature
+    val = mines.tmp / "validation-groups.csv"
+    datasets.write_csv(val, np.hstack([split.X_val, hospital]), split.y_val, [*data.feature_names, "hospital"],
+                       data.target_name)
+    for home, dev in ((owner_home, OWNER_GROUPS), (miner_home, MINER_GROUPS)):
+        mines.run(home, dev, "init", "--rpc", mines.rpc, "--sonar", mines.sonar.address)
+    mines.run(owner_home, OWNER_GROUPS, "vault", "add", "validation", str(val), "--target", "digit",
+              "--group", "hospital")
+    mines.run(miner_home, MINER_GROUPS, "vault", "add", "private", str(mines.tmp / "shard.csv"), "--target", "digit")
+    posted = mines.run(owner_home, OWNER_GROUPS, "bounty", "create", "--model", str(mines.tmp / "digits.json"),
+                       "--validation", "validation", "--reward", "1ether", "--target", "0.99", "--stake", "0.01ether",
+                       "--setting", "subgroup_tolerance=0.2")
+    bounty = re.search(r"bounty (\d+) posted", posted.output).group(1)  # type: ignore[union-attr]
+    mines.run(miner_home, MINER_GROUPS, "train", bounty, "--dataset", "private", "--epochs", "3", "--seed", "1")
+    mines.run(miner_home, MINER_GROUPS, "submit", bounty)
+    assert "accepted 1 of 1" in mines.run(owner_home, OWNER_GROUPS, "evaluate", bounty).output
+
+    # Execute: the owner's page in a browser
+    proc, url = mines.ui(owner_home, OWNER_GROUPS)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url + "/")
+            table = page.locator("section.owned table.group-scores").first
+            header = table.locator("thead").inner_text()
+            rows = [r.inner_text().split() for r in table.locator("tbody tr").all()]
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+    # Assert: one column per hospital, one row per model version (0 at posting, 1 from the round)
+    assert all(f"hospital={h}" in header for h in range(3)), header
+    assert [r[0] for r in rows] == ["0", "1"], rows
+    assert all(re.fullmatch(r"\d\.\d{4}", s) for r in rows for s in r[1:]), rows
