@@ -165,7 +165,8 @@ class MineGroup(click.Group):
 @click.option("--rpc", help="JSON-RPC URL of the chain (default: from config).")
 @click.option("--sonar", help="Sonar contract address (default: from config or the recorded deployment).")
 @click.option("--dev-account", type=int, help="Use the local chain's N-th well-known dev key (demos only).")
-@click.option("--store", "store_spec", help="Content store: 'embedded' or an IPFS API multiaddr like /ip4/127.0.0.1/tcp/5001.")
+@click.option("--store", "store_spec", help="Content store: embedded, shared, embedded:DIR, an IPFS API multiaddr "
+              "like /ip4/127.0.0.1/tcp/5001, or https://HOST (remote Kubo RPC; token in MINE_IPFS_AUTH).")
 @click.option("--ipfs-api", "ipfs_api", help="Shorthand for --store MULTIADDR.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="sonar-mine")
