@@ -30,7 +30,6 @@ The privacy unit is one example (row) of the miner's dataset; δ defaults to ``m
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -38,7 +37,7 @@ import math
 import secrets
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,7 @@ from torch.func import functional_call, grad, vmap
 
 from mine.errors import ValidationError
 from mine.model import Manifest
-from mine.train import TrainResult, make_optimizer, training_tensors
+from mine.train import TrainResult, make_optimizer, thread_count, training_tensors
 
 __all__ = [
     "ACCOUNTANT",
@@ -330,18 +329,6 @@ class DPResult:
 # --------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    old = torch.get_num_threads()
-    if n != old:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n != old:
-            torch.set_num_threads(old)
-
-
 def _closed_form_ok(model: torch.nn.Module) -> bool:
     """True if every parameter belongs to a top-level Linear of a Sequential (the closed-form path)."""
     if not isinstance(model, torch.nn.Sequential):
@@ -444,7 +431,7 @@ def train_dp(
     if threads is None:
         threads = 1 if manifest.parameter_count <= 1_000_000 else torch.get_num_threads()
 
-    with _threads(int(threads)), torch.random.fork_rng(devices=[]):
+    with thread_count(int(threads)), torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model.train()
         start = time.perf_counter()
@@ -468,7 +455,7 @@ def train_dp(
         seconds = time.perf_counter() - start
 
     model.eval()
-    with _threads(int(threads)), torch.inference_mode():
+    with thread_count(int(threads)), torch.inference_mode():
         out = model(xt)
         final_loss = float(loss_fn(out, yt))
         metric = int((out.argmax(dim=1) == yt).sum()) / n if classification else final_loss

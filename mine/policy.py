@@ -370,6 +370,22 @@ def _rejected(rej: Rejection, before: EvalResult, *, norm: float, meta: dict[str
                     dict(before.per_group), dict(after.per_group) if after else {}, clip, meta)
 
 
+def _check_settings(policy: Any, *, non_negative: Sequence[str] = (), positive: Sequence[str] = (),
+                    positive_int: Sequence[str] = ()) -> None:
+    """``ValidationError`` naming the first of a policy's settings that is out of its range."""
+    for field in non_negative:
+        v = getattr(policy, field)
+        if not (math.isfinite(v) and v >= 0):
+            raise ValidationError(f"{field} must be a finite number >= 0, got {v!r}")
+    for field in positive:
+        v = getattr(policy, field)
+        if not (math.isfinite(v) and v > 0):
+            raise ValidationError(f"{field} must be a finite number > 0, got {v!r}")
+    for field in positive_int:
+        v = getattr(policy, field)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValidationError(f"{field} must be a positive integer, got {v!r}")
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DefaultPolicy:
     """Structure, outlier-norm, improvement and subgroup checks, with a clipped, scaled update.
@@ -396,18 +412,9 @@ class DefaultPolicy:
     clip_norm_factor: float = 1.0
 
     def __post_init__(self) -> None:
-        for field in ("min_improvement", "subgroup_tolerance"):
-            v = getattr(self, field)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValidationError(f"{field} must be a finite number >= 0, got {v!r}")
-        for field in ("outlier_factor", "server_lr", "clip_norm_factor"):
-            v = getattr(self, field)
-            if not (math.isfinite(v) and v > 0):
-                raise ValidationError(f"{field} must be a finite number > 0, got {v!r}")
-        for field in ("min_history", "history_window"):
-            v = getattr(self, field)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValidationError(f"{field} must be a positive integer, got {v!r}")
+        _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance"),
+                        positive=("outlier_factor", "server_lr", "clip_norm_factor"),
+                        positive_int=("min_history", "history_window"))
 
     def settings(self) -> dict[str, Any]:
         """The settings as a dict (with ``policy`` = the registry name)."""
@@ -823,18 +830,9 @@ class RoundPolicy:
     max_epsilon: float | None = None
 
     def __post_init__(self) -> None:
-        for field in ("min_improvement", "subgroup_tolerance", "loss_tolerance"):
-            v = getattr(self, field)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValidationError(f"{field} must be a finite number >= 0, got {v!r}")
-        for field in ("outlier_factor", "server_lr", "clip_norm_factor"):
-            v = getattr(self, field)
-            if not (math.isfinite(v) and v > 0):
-                raise ValidationError(f"{field} must be a finite number > 0, got {v!r}")
-        for field in ("min_history", "history_window"):
-            v = getattr(self, field)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValidationError(f"{field} must be a positive integer, got {v!r}")
+        _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
+                        positive=("outlier_factor", "server_lr", "clip_norm_factor"),
+                        positive_int=("min_history", "history_window"))
         for field in ("harm_factor", "collusion_factor"):
             v = getattr(self, field)
             if v is not None and not (math.isfinite(v) and v > 0):

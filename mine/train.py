@@ -25,14 +25,15 @@ import torch.nn.functional as F
 from mine.errors import ValidationError
 from mine.model import Manifest, prepare_inputs, prepare_targets
 
-__all__ = ["SMALL_MODEL_PARAMS", "TrainResult", "make_optimizer", "train", "training_tensors"]
+__all__ = ["SMALL_MODEL_PARAMS", "TrainResult", "make_optimizer", "thread_count", "train", "training_tensors"]
 
 #: Models with at most this many parameters train single-threaded by default (see :func:`train`).
 SMALL_MODEL_PARAMS = 1_000_000
 
 
 @contextlib.contextmanager
-def _thread_count(n: int) -> Iterator[None]:
+def thread_count(n: int) -> Iterator[None]:
+    """Run the block with torch's intra-op thread count set to ``n`` (restored afterwards)."""
     old = torch.get_num_threads()
     if n != old:
         torch.set_num_threads(n)
@@ -164,7 +165,7 @@ def train(
         threads = 1 if manifest.parameter_count <= SMALL_MODEL_PARAMS else torch.get_num_threads()
     threads = _check_positive_int("threads", threads)
 
-    with _thread_count(threads), torch.random.fork_rng(devices=[]):
+    with thread_count(threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model.train()
         last = epochs - 1
@@ -194,7 +195,7 @@ def train(
         final_loss = float(loss_sum) / n
         return TrainResult(examples=n, loss=final_loss, metric=int(correct) / n if classification else final_loss,
                            seconds=seconds)
-    with _thread_count(threads), torch.inference_mode():
+    with thread_count(threads), torch.inference_mode():
         out = model(xt)
         final_loss = float(loss_fn(out, yt))
         if classification:
