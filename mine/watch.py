@@ -505,19 +505,14 @@ class Watcher:
             try:
                 self.run_pass(force=once)
                 backoff.reset()
-            except (ChainUnreachableError, StoreError, OSError) as exc:
+            except (MineError, OSError) as exc:
                 if once:
                     raise
                 delay = backoff.next_delay()
-                self.log("backoff", f"{type(exc).__name__}: {exc}; retrying in {delay:.0f} s", delay=delay)
-                self.client.reset_nonce()
-                _sleep(delay, stop)
-                continue
-            except MineError as exc:
-                if once:
-                    raise
-                delay = backoff.next_delay()
-                self.log("error", f"{exc}; retrying in {delay:.0f} s", delay=delay)
+                if isinstance(exc, (ChainUnreachableError, StoreError, OSError)):  # an outage: back off
+                    self.log("backoff", f"{type(exc).__name__}: {exc}; retrying in {delay:.0f} s", delay=delay)
+                else:
+                    self.log("error", f"{exc}; retrying in {delay:.0f} s", delay=delay)
                 self.client.reset_nonce()
                 _sleep(delay, stop)
                 continue
