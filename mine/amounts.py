@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-
-from web3 import Web3
-from web3.exceptions import Web3Exception
+from typing import TYPE_CHECKING
 
 from mine.errors import ChainError, ValidationError
+
+if TYPE_CHECKING:  # web3 is imported where a token is asked over web3 (`mine.views` reads without it)
+    from web3 import Web3
 
 ETH_DECIMALS = 18
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -26,6 +27,9 @@ def is_eth(token: str) -> bool:
 
 @lru_cache(maxsize=256)
 def _token_meta(w3: Web3, token: str) -> tuple[int, str]:
+    from web3 import Web3
+    from web3.exceptions import Web3Exception
+
     contract = w3.eth.contract(address=Web3.to_checksum_address(token), abi=_ERC20_META)
     try:
         decimals = int(contract.functions.decimals().call())
@@ -42,6 +46,8 @@ def token_meta(w3: Web3, token: str) -> tuple[int, str]:
     """``(decimals, symbol)`` of the bounty currency: ``(18, "ETH")`` for ETH, else the ERC-20's."""
     if is_eth(token):
         return ETH_DECIMALS, "ETH"
+    from web3 import Web3
+
     return _token_meta(w3, Web3.to_checksum_address(token))
 
 

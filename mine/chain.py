@@ -1,6 +1,7 @@
 """Access to the Sonar contract over JSON-RPC with web3.py: views, signed transactions, events.
 
-Everything the client does on chain goes through `SonarClient`. Reverts are decoded into the
+Everything the client does on chain goes through `SonarClient`; commands that only read (`mine
+status`, `mine bounties`) use the lighter `mine.views.ChainReader`, which gives the same answers. Reverts are decoded into the
 contract's custom error names (`SonarDeadlinePassed(bountyId=3, deadline=…)`) and raised as
 `ChainError`s; an unreachable node, a wrong chain id and a missing contract each get their own
 error that says what to do.
@@ -8,42 +9,54 @@ error that says what to do.
 
 from __future__ import annotations
 
-import enum
-import json
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.logs import DISCARD
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
-from mine.errors import (
-    ChainError,
-    ChainUnreachableError,
-    ConfigError,
-    InsufficientFundsError,
+# the contract as data (no web3) lives in mine.contract; re-exported here, where callers look for it
+from mine.contract import (  # noqa: F401
+    BPS,
+    BURN_ADDRESS,
+    MAX_EVAL_WINDOW,
+    MAX_REWARD,
+    MAX_ROUND,
+    MAX_SHARE_BPS,
+    MIN_EVAL_WINDOW,
+    PROJECT_ROOT,
+    SCORE_SCALE,
+    ZERO_ADDRESS,
+    Bounty,
+    BountyStatus,
+    ModelVersion,
+    Submission,
+    SubmissionStatus,
+    Verdict,
+    bounty_from_tuple,
+    build_dir,
+    load_artifact,
+    model_version_from_tuple,
+    no_address,
+    no_contract,
+    not_an_address,
+    record_deployment,
+    recorded_deployment,
+    recorded_deployment_block,
+    submission_from_tuple,
+    unreachable,
+    wrong_chain,
 )
+from mine.errors import ChainError, ChainUnreachableError, ConfigError, InsufficientFundsError
 from mine.logs import DEFAULT_MAX_RANGE, read_logs
 from mine.rpc import RetryingHTTPProvider, RetryPolicy
 from mine.tx import PendingTx, Sender, TxSettings
+from mine.views import ErrorDecoder
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
-SCORE_SCALE = 10**6
-# ISonar constants (checked against the contract by tests/mine/test_chain.py)
-BPS = 10_000  # basis points of a whole (shares)
-MIN_EVAL_WINDOW = 600  # seconds
-MAX_EVAL_WINDOW = 30 * 86400
-MAX_REWARD = 2**96 - 1
-MAX_ROUND = 32  # most submissions one settle() may settle
-MAX_SHARE_BPS = 3500  # most of the reward one accepted update earns (unless it alone reaches the target)
-BURN_ADDRESS = "0x000000000000000000000000000000000000dEaD"
 ERC20_ABI = [
     {"type": "function", "name": "approve", "stateMutability": "nonpayable",
      "inputs": [{"name": "spender", "type": "address"}, {"name": "amount", "type": "uint256"}],
@@ -52,93 +65,6 @@ ERC20_ABI = [
      "inputs": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}],
      "outputs": [{"name": "", "type": "uint256"}]},
 ]
-
-
-class BountyStatus(enum.IntEnum):
-    NONE = 0
-    OPEN = 1
-    COMPLETED = 2
-    CLOSED = 3
-
-
-class SubmissionStatus(enum.IntEnum):
-    NONE = 0
-    SUBMITTED = 1
-    ACCEPTED = 2
-    REJECTED = 3
-    RECLAIMED = 4
-
-
-@dataclass(frozen=True)
-class Bounty:
-    id: int
-    owner: str
-    token: str
-    status: BountyStatus
-    higher_is_better: bool
-    auditable: bool
-    audit_revealed: bool
-    deadline: int
-    eval_window: int
-    stake: int
-    reward: int
-    escrow: int  # reward not yet paid (refunded to the owner at close)
-    forfeit_pool: int  # forfeited stakes waiting for later accepted contributors
-    paid: int  # rewards credited to miners (stakes excluded)
-    burned: int  # forfeit pool burned at close
-    initial_score: int
-    target_score: int
-    best_score: int
-    latest_version: int
-    next_eval: int  # queue head: the next submission to settle
-    submissions: int
-    pending: int
-    last_due: int
-    validation_commitment: bytes
-
-
-@dataclass(frozen=True)
-class Submission:
-    """A submission's on-chain state; its update's CID is only in the UpdateSubmitted event."""
-
-    bounty_id: int
-    index: int
-    miner: str
-    base_version: int
-    submitted_at: int
-    status: SubmissionStatus
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The owner's verdict on one submission of a round (ISonar.Verdict).
-
-    share_bps > 0: accepted, its share of the round's pot in basis points (the accepted shares of a
-    round sum to BPS). share_bps == 0: rejected with `reason`; `refund` returns the stake (honest
-    but unhelpful), otherwise it is forfeited to the bounty's pool.
-    """
-
-    share_bps: int = 0
-    reason: int = 0
-    refund: bool = False
-
-    @property
-    def accepted(self) -> bool:
-        return self.share_bps > 0
-
-    def as_tuple(self) -> tuple[int, int, bool]:
-        return (self.share_bps, self.reason, self.refund)
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    bounty_id: int
-    version: int
-    digest: bytes
-    codec: int
-    score: int
-    submission: int  # first submission of the round that produced it (0 for version 0)
-    created_at: int
 
 
 @dataclass(frozen=True)
@@ -164,50 +90,6 @@ class BountyParams:
         )
 
 
-def build_dir() -> Path:
-    """Where brownie writes contract artifacts (override with SONAR_BUILD_DIR)."""
-    return Path(os.environ.get("SONAR_BUILD_DIR", PROJECT_ROOT / "build"))
-
-
-def load_artifact(name: str) -> dict[str, Any]:
-    """ABI and bytecode of a compiled contract from the build directory."""
-    path = build_dir() / "contracts" / f"{name}.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"no build artifact {path}: run `make setup` (compiles the contracts)") from None
-
-
-def recorded_deployment(chain_id: int) -> str | None:
-    """The Sonar address `scripts/deploy.py` recorded for `chain_id`, if any."""
-    path = build_dir() / "deployments" / f"sonar-{chain_id}.json"
-    if not path.exists():
-        return None
-    return str(json.loads(path.read_text())["address"])
-
-
-def recorded_deployment_block(chain_id: int, address: str) -> int:
-    """The block `scripts/deploy.py` recorded for the deployment at `address` (0 if unknown): logs start there."""
-    path = build_dir() / "deployments" / f"sonar-{chain_id}.json"
-    if not path.exists():
-        return 0
-    record = json.loads(path.read_text())
-    if str(record.get("address", "")).lower() != address.lower():
-        return 0
-    return int(record.get("block", 0))
-
-
-def record_deployment(chain_id: int, address: str, block: int | None = None) -> Path:
-    """Remember a Sonar deployment (and its block, where event scans start) so `mine init` can find it."""
-    path = build_dir() / "deployments" / f"sonar-{chain_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {"chain_id": chain_id, "address": address}
-    if block is not None:
-        record["block"] = block
-    path.write_text(json.dumps(record) + "\n")
-    return path
-
-
 def connect(rpc_url: str, *, timeout: float = 30.0, retry: RetryPolicy | None = None,
             headers: dict[str, str] | None = None) -> Web3:
     """A Web3 connected to `rpc_url` (rate limits and outages retried with backoff), or ChainUnreachableError."""
@@ -215,35 +97,11 @@ def connect(rpc_url: str, *, timeout: float = 30.0, retry: RetryPolicy | None = 
     try:
         w3.eth.chain_id
     except (OSError, Web3Exception) as exc:
-        raise ChainUnreachableError(
-            f"no Ethereum node answers at {rpc_url} ({type(exc).__name__}); start one "
-            "(`anvil`, or `make demo` which starts its own) or pass --rpc URL"
-        ) from None
+        raise unreachable(rpc_url, exc) from None
     return w3
 
 
-class _ErrorDecoder:
-    """Turns revert data into `ErrorName(arg=value, …)` using the ABI's custom errors."""
-
-    def __init__(self, abi: list[dict[str, Any]]) -> None:
-        self._errors: dict[bytes, dict[str, Any]] = {}
-        for item in abi:
-            if item.get("type") == "error":
-                types = ",".join(i["type"] for i in item["inputs"])
-                self._errors[keccak(text=f"{item['name']}({types})")[:4]] = item
-
-    def describe(self, data: str | bytes | None) -> str:
-        raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
-        if not raw or len(raw) < 4:
-            return "reverted without a reason"
-        item = self._errors.get(raw[:4])
-        if item is None:
-            return f"reverted with data 0x{raw.hex()}"
-        values = abi_decode([i["type"] for i in item["inputs"]], raw[4:])
-        args = ", ".join(
-            f"{i['name']}={v.hex() if isinstance(v, bytes) else v}" for i, v in zip(item["inputs"], values)
-        )
-        return f"{item['name']}({args})"
+_ErrorDecoder = ErrorDecoder  # one decoder for both clients (mine.views)
 
 
 class SonarClient:
@@ -281,23 +139,14 @@ class SonarClient:
         w3 = connect(rpc_url)
         chain_id = w3.eth.chain_id
         if expected_chain_id is not None and chain_id != expected_chain_id:
-            raise ChainError(
-                f"{rpc_url} is chain {chain_id}, but this mine is configured for chain {expected_chain_id}; "
-                "pass the right --rpc or run `mine init` again"
-            )
+            raise wrong_chain(rpc_url, chain_id, expected_chain_id)
         address = address or recorded_deployment(chain_id)
         if not address:
-            raise ConfigError(
-                f"no Sonar address for chain {chain_id}: deploy with `brownie run scripts/deploy.py` "
-                "or pass --sonar ADDRESS"
-            )
+            raise no_address(chain_id)
         if not Web3.is_address(address):
-            raise ConfigError(f"{address!r} is not an Ethereum address")
+            raise not_an_address(address)
         if w3.eth.get_code(to_checksum_address(address)) in (b"", b"\x00"):
-            raise ChainError(
-                f"no contract at {address} on chain {chain_id}: the chain was probably restarted; "
-                "deploy again (`brownie run scripts/deploy.py`) and run `mine init --sonar NEW_ADDRESS`"
-            )
+            raise no_contract(address, chain_id)
         if start_block is None:
             start_block = recorded_deployment_block(chain_id, address)
         client = cls(w3, address, account, tx=tx, start_block=start_block)
@@ -345,19 +194,13 @@ class SonarClient:
         return int(self._call("bountyCount"))
 
     def bounty(self, bounty_id: int) -> Bounty:
-        t = self._call("getBounty", bounty_id)
-        return Bounty(
-            bounty_id, t[0], t[1], BountyStatus(t[2]), t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11],
-            t[12], t[13], t[14], t[15], t[16], t[17], t[18], t[19], t[20], t[21], bytes(t[22]),
-        )
+        return bounty_from_tuple(bounty_id, self._call("getBounty", bounty_id))
 
     def submission(self, bounty_id: int, index: int) -> Submission:
-        t = self._call("getSubmission", bounty_id, index)
-        return Submission(bounty_id, index, t[0], t[1], t[2], SubmissionStatus(t[3]))
+        return submission_from_tuple(bounty_id, index, self._call("getSubmission", bounty_id, index))
 
     def model_version(self, bounty_id: int, version: int) -> ModelVersion:
-        t = self._call("getModelVersion", bounty_id, version)
-        return ModelVersion(bounty_id, version, bytes(t[0]), t[1], t[2], t[3], t[4])
+        return model_version_from_tuple(bounty_id, version, self._call("getModelVersion", bounty_id, version))
 
     def credits(self, account: str, token: str = ZERO_ADDRESS) -> int:
         return int(self._call("credits", to_checksum_address(token), to_checksum_address(account)))
@@ -368,6 +211,16 @@ class SonarClient:
     def receipt_events(self, receipt: dict[str, Any], name: str) -> list[Any]:
         """Events `name` emitted by this contract in a receipt."""
         return list(getattr(self.contract.events, name)().process_receipt(receipt, errors=DISCARD))
+
+    def tx_events(self, tx_hash: bytes | str, name: str) -> list[Any]:
+        """Events `name` in the receipt of transaction `tx_hash`."""
+        return self.receipt_events(self.w3.eth.get_transaction_receipt(tx_hash), name)
+
+    def token_meta(self, token: str) -> tuple[int, str]:
+        """`(decimals, symbol)` of a bounty's currency (`mine.amounts.token_meta`)."""
+        from mine.amounts import token_meta
+
+        return token_meta(self.w3, token)
 
     def events(self, name: str, *, from_block: int | None = None, to_block: int | None = None,
                **filters: Any) -> list[Any]:
@@ -380,12 +233,16 @@ class SonarClient:
         first = self.start_block if from_block is None else from_block
         return read_logs(
             lambda lo, hi: list(event.get_logs(from_block=lo, to_block=hi, argument_filters=filters or None)),
-            first, last, max_range=self.log_range, what=f"{name} events",
+            first, last, max_range=self.log_range, what=f"{name} events", errors=(OSError, Web3Exception, ValueError),
         )
 
     def now(self) -> int:
         """Timestamp of the latest block."""
         return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def block_time(self, block: int) -> int:
+        """Timestamp of block number `block`."""
+        return int(self.w3.eth.get_block(block)["timestamp"])
 
     # ------------------------------------------------------------------ transactions
 

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class Ctx:
     dev_account: int | None
     store_spec: str | None
     debug: bool
+    _warned: bool = field(default=False, init=False, repr=False)  # the dev-account warning, once
 
     def home(self) -> Any:
         from mine.home import MineHome
@@ -60,30 +61,59 @@ class Ctx:
         gateway = os.environ.get("MINE_IPFS_GATEWAY") or (config.extra.get("gateway") if config else None)
         return open_store(spec, home.root, gateway=gateway)
 
-    def client(self, *, with_account: bool = True) -> Any:
-        from mine.chain import SonarClient
-        from mine.home import Config, resolve_account
-        from mine.tx import TxSettings
+    def _chain(self) -> tuple[Any, Any, dict[str, Any]]:
+        """The home, its config, and where the chain is: `rpc`, `address`, `expected_chain_id`, `start_block`."""
+        from mine.home import Config
 
         home = self.home()
         config = home.load_config() if home.exists() else Config()
+        start = config.extra.get("sonar_block") if not self.sonar or self.sonar == config.sonar else None
+        where = {"rpc": self.rpc or config.rpc, "address": self.sonar or config.sonar,
+                 "expected_chain_id": config.chain_id if not self.rpc else None,
+                 "start_block": start if isinstance(start, int) else None}
+        return home, config, where
+
+    def _warn_dev_account(self) -> None:
+        if self.dev_account is not None and not self._warned:
+            self._warned = True
+            err_console.print(f"[yellow]using dev account {self.dev_account} (public test key: local chains only)[/]")
+
+    def client(self, *, with_account: bool = True) -> Any:
+        """The full web3 client, able to sign (asks for the keystore password)."""
+        from mine.chain import SonarClient
+        from mine.home import resolve_account
+        from mine.tx import TxSettings
+
+        home, config, where = self._chain()
         account = None
         if with_account:
-            if self.dev_account is not None:
-                err_console.print(f"[yellow]using dev account {self.dev_account} (public test key: local chains only)[/]")
+            self._warn_dev_account()
             password = None
             if self.dev_account is None:
                 password = os.environ.get("MINE_PASSWORD")
                 if password is None and sys.stdin.isatty():
                     password = getpass.getpass("keystore password: ")
             account = resolve_account(home, config, dev_index=self.dev_account, password=password)
-        rpc = self.rpc or config.rpc
-        expected = config.chain_id if not self.rpc else None
         # fees, confirmations and the per-account nonce lock (shared with other processes of this mine)
         tx = TxSettings.from_config(config.extra, lock_dir=home.root / "locks" if home.exists() else None)
-        start = config.extra.get("sonar_block") if not self.sonar or self.sonar == config.sonar else None
-        return SonarClient.open(rpc, self.sonar or config.sonar, account, expected_chain_id=expected, tx=tx,
-                                start_block=start if isinstance(start, int) else None)
+        return SonarClient.open(where["rpc"], where["address"], account, expected_chain_id=where["expected_chain_id"],
+                                tx=tx, start_block=where["start_block"])
+
+    def reader(self) -> Any:
+        """A read-only view of the chain without web3 (`mine.views.ChainReader`): fast to start."""
+        from mine.views import ChainReader
+
+        _, _, where = self._chain()
+        return ChainReader.open(where["rpc"], where["address"], expected_chain_id=where["expected_chain_id"],
+                                start_block=where["start_block"])
+
+    def address(self) -> str:
+        """The account's address, without deriving or decrypting its key (no password asked)."""
+        from mine.home import resolve_address
+
+        home, config, _ = self._chain()
+        self._warn_dev_account()
+        return resolve_address(home, config, dev_index=self.dev_account)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -375,7 +405,7 @@ def bounties(obj: Ctx, show_all: bool) -> None:
     """Bounties with reward left, stake, eval window, auditability, the owner's record, and which datasets fit."""
     from mine.overview import list_bounties
 
-    client = obj.client(with_account=False)
+    client = obj.reader()
     table = Table("id", "status", "escrow left", "stake", "window", "audit", "deadline", "best → target", "model",
                   "owner", "fits")
     owners_shown: list[str] = []
@@ -467,9 +497,9 @@ def train_cmd(obj: Ctx, bounty_id: int, dataset: str, epochs: int | None, lr: fl
 def _miner_address(obj: Ctx, home: Any, config: Any) -> str:
     """The address that will submit (named inside the update), without unlocking its keystore."""
     if obj.dev_account is not None:
-        from mine.devnet import dev_account
+        from mine.devnet import dev_address
 
-        return dev_account(obj.dev_account).address
+        return dev_address(obj.dev_account)
     address = config.account or next(iter(home.list_accounts()), None)
     if address is None:
         raise ConfigError("an update names the account that submits it: run `mine account new` first "
@@ -507,21 +537,23 @@ def submit(obj: Ctx, bounty_id: int, update: Path | None) -> None:
 @pass_ctx
 def status(obj: Ctx) -> None:
     """My submissions and their states, with why each was paid what it was (finishes interrupted submissions first)."""
-    from mine.miner import resume_all
+    from mine.miner import resume_all, unfinished
     from mine.overview import my_submissions
 
     home = obj.home()
     home.load_config()
-    client = obj.client()
-    _, problems = resume_all(home, client, obj.store())
-    for problem in problems:
-        err_console.print(f"warning: could not finish {problem}", style="yellow", markup=False)
+    me = obj.address()
+    reader = obj.reader()
+    if unfinished(home, me):  # only finishing a submission signs: then unlock the account
+        _, problems = resume_all(home, obj.client(), obj.store())
+        for problem in problems:
+            err_console.print(f"warning: could not finish {problem}", style="yellow", markup=False)
     table = Table("bounty", "#", "cid", "state", "detail")
-    for row in my_submissions(client, home):
+    for row in my_submissions(reader, home, me):
         detail = row.why if row.state in ("accepted", "rejected", "reclaimed", "abandoned") else ""
         table.add_row(str(row.bounty), str(row.index), row.cid, row.state, detail)
     out_console.print(table)
-    out_console.print(f"withdrawable: {fmt_eth(client.credits(client.account.address))}")
+    out_console.print(f"withdrawable: {fmt_eth(reader.credits(me))}")
 
 
 @cli.command()
@@ -529,17 +561,20 @@ def status(obj: Ctx) -> None:
 @pass_ctx
 def withdraw(obj: Ctx, token: str | None) -> None:
     """Withdraw everything credited to this account (rewards, stakes, refunds)."""
-    from mine.amounts import format_amount, token_meta
-    from mine.chain import ZERO_ADDRESS
+    from mine.amounts import format_amount
+    from mine.contract import ZERO_ADDRESS
     from mine.overview import withdraw_credits
 
-    client = obj.client()
     token = token or ZERO_ADDRESS
+    if obj.reader().credits(obj.address(), token) == 0:  # nothing to sign: answer without web3 or a password
+        out_console.print("nothing to withdraw")
+        return
+    client = obj.client()
     amount = withdraw_credits(client, token)
     if amount == 0:
         out_console.print("nothing to withdraw")
         return
-    decimals, symbol = token_meta(client.w3, token)
+    decimals, symbol = client.token_meta(token)
     out_console.print(f"withdrew {format_amount(amount, decimals, symbol)}")
 
 

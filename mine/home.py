@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
-from mine.devnet import dev_account
+from mine.devnet import dev_account, dev_address
 from mine.errors import ConfigError
 
 if TYPE_CHECKING:  # eth_account is imported where a key is made or read (fast `mine vault`)
@@ -146,15 +146,31 @@ class MineHome:
             return []
         return sorted(p.stem for p in self.keystores.glob("0x*.json"))
 
-    def load_account(self, address: str | None, password: str | None) -> LocalAccount:
-        from eth_account import Account
-
+    def _keystore(self, address: str | None) -> tuple[str, Path]:
+        """The address meant (default: the first keystore's) and its keystore file."""
         address = address or next(iter(self.list_accounts()), None)
         if address is None:
             raise ConfigError("no account in this mine: run `mine account new`, or pass --dev-account N on a local chain")
         path = next((p for p in self.keystores.glob("0x*.json") if p.stem.lower() == address.lower()), None)
         if path is None:
             raise ConfigError(f"no keystore for {address} in {self.keystores}; see `mine account list`")
+        return address, path
+
+    def account_address(self, address: str | None) -> str:
+        """The checksummed address of the keystore `load_account` would unlock, read without decrypting it."""
+        from mine.views import to_checksum_address
+
+        address, path = self._keystore(address)
+        stored = read_json(path, {}).get("address") or path.stem
+        try:
+            return to_checksum_address(str(stored))
+        except ValueError:
+            raise ConfigError(f"{path} names no valid address ({stored!r}); import the key again") from None
+
+    def load_account(self, address: str | None, password: str | None) -> LocalAccount:
+        from eth_account import Account
+
+        address, path = self._keystore(address)
         if password is None:
             raise ConfigError("the keystore is encrypted: set MINE_PASSWORD or run in a terminal to be asked")
         try:
@@ -169,3 +185,10 @@ def resolve_account(home: MineHome, config: Config, *, dev_index: int | None, pa
     if dev_index is not None:
         return dev_account(dev_index)
     return home.load_account(config.account, password)
+
+
+def resolve_address(home: MineHome, config: Config, *, dev_index: int | None) -> str:
+    """The address `resolve_account` would send from, without deriving or decrypting its key."""
+    if dev_index is not None:
+        return dev_address(dev_index)
+    return home.account_address(config.account)

@@ -4,14 +4,13 @@ Public providers refuse `eth_getLogs` over large ranges ("query returned more th
 "block range too large", "limit exceeded") or time out. `read_logs` walks [from_block, to_block] in
 windows of at most `max_range` blocks, halves the window when the provider refuses one, and grows it
 back after successes, so a scan from a contract's deployment block works on any provider.
+Nothing here imports web3 (the light reader of `mine.views` uses it too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
-
-from web3.exceptions import Web3Exception
 
 from mine.errors import ChainError
 
@@ -35,10 +34,12 @@ def block_windows(from_block: int, to_block: int, size: int) -> Iterator[tuple[i
 
 
 def read_logs(fetch: Callable[[int, int], list[Any]], from_block: int, to_block: int, *,
-              max_range: int = DEFAULT_MAX_RANGE, what: str = "logs") -> list[Any]:
+              max_range: int = DEFAULT_MAX_RANGE, what: str = "logs",
+              errors: tuple[type[Exception], ...] = (OSError, ValueError)) -> list[Any]:
     """All logs `fetch(lo, hi)` returns over [from_block, to_block], asked for in bounded windows.
 
-    `fetch` reads one inclusive window (e.g. `event.get_logs(from_block=lo, to_block=hi, ...)`).
+    `fetch` reads one inclusive window (e.g. `event.get_logs(from_block=lo, to_block=hi, ...)`) and
+    raises one of `errors` when the provider refuses or fails (web3 adds its own exception class).
     A window the provider refuses as too large is halved (down to one block) and retried.
     """
     logs: list[Any] = []
@@ -48,7 +49,7 @@ def read_logs(fetch: Callable[[int, int], list[Any]], from_block: int, to_block:
         end = min(to_block, start + size - 1)
         try:
             logs.extend(fetch(start, end))
-        except (OSError, Web3Exception, ValueError) as exc:
+        except errors as exc:
             text = str(exc).lower()
             if size > 1 and any(word in text for word in TOO_MUCH):
                 size = max(1, size // 2)
@@ -65,6 +66,8 @@ def deployment_block(w3: Web3, address: str) -> int:
     Event scans start there instead of at block 0. A node that keeps no old state (not an archive
     node) cannot answer for old blocks: then 0, and scans simply start at the beginning.
     """
+    from web3.exceptions import Web3Exception
+
     try:
         lo, hi = 0, int(w3.eth.block_number)
         if w3.eth.get_code(address, hi) in (b"", b"\x00"):

@@ -19,13 +19,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mine.chain import BountyStatus, SonarClient
+from mine.contract import BountyStatus
 from mine.errors import ChainError, ValidationError
 from mine.home import MineHome, read_json, write_json_atomic
 from mine.store import Store, cid_to_chain
 
-if TYPE_CHECKING:  # torch and numpy are imported by train_update only: `mine status` starts fast
+if TYPE_CHECKING:  # torch and numpy are imported by train_update only, web3 by the client: `mine status` starts fast
     import numpy as np
+
+    from mine.chain import SonarClient
 
     from mine.dp import DPRecord, DPSettings
 
@@ -300,6 +302,16 @@ def resume(journal: Journal, client: SonarClient, store: Store | None, entry: Jo
     return entry
 
 
+def unfinished(home: MineHome, miner: str | None) -> list[JournalEntry]:
+    """Journal entries of `miner` that were prepared but not yet submitted: what `resume_all` finishes.
+
+    Reading them needs no key, so `mine status` unlocks the account only when there are some.
+    """
+    if not miner:
+        return []
+    return [e for e in Journal(home).entries() if e.state == "prepared" and e.miner == miner]
+
+
 def resume_all(home: MineHome, client: SonarClient, store: Store | None = None) -> tuple[list[JournalEntry], list[str]]:
     """Finish every interrupted submission of this account (called by `submit` and `status`).
 
@@ -308,9 +320,7 @@ def resume_all(home: MineHome, client: SonarClient, store: Store | None = None) 
     """
     journal = Journal(home)
     done, problems = [], []
-    for entry in journal.entries():
-        if entry.state != "prepared" or not client.account or entry.miner != client.account.address:
-            continue
+    for entry in unfinished(home, client.account.address if client.account else None):
         try:
             done.append(resume(journal, client, store, entry))
         except (ChainError, OSError) as exc:

@@ -1,21 +1,25 @@
 """What a mine sees of the market: bounties with fit, my submissions with outcome and reason, earnings.
 
 The CLI (`mine bounties`, `mine status`, `mine withdraw`), the `mine watch` daemon and the `mine ui`
-page all read the market through these functions, so the three never disagree. Nothing here
-imports torch.
+page all read the market through these functions, so the three never disagree. They read through a
+`mine.views.ChainView`: the light `ChainReader` (the CLI's read-only commands) or the full
+`mine.chain.SonarClient` (watch, ui). Nothing here imports torch or web3.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mine.amounts import format_amount, token_meta
-from mine.chain import ZERO_ADDRESS, BountyStatus, SonarClient, SubmissionStatus
+from mine.amounts import format_amount
+from mine.contract import ZERO_ADDRESS, BountyStatus, SubmissionStatus
 from mine.errors import ChainError, StoreError, ValidationError
 from mine.home import MineHome, read_json
 from mine.store import Store, cid_from_chain
 
+if TYPE_CHECKING:
+    from mine.chain import SonarClient
+    from mine.views import ChainView
 
 
 @dataclass
@@ -49,7 +53,7 @@ class BountyRow:
         return format_amount(units, self.decimals, self.symbol)
 
 
-def _owner_history(home: MineHome, client: SonarClient, bounties: list[Any]) -> dict[str, dict[str, int]]:
+def _owner_history(home: MineHome, client: ChainView, bounties: list[Any]) -> dict[str, dict[str, int]]:
     history: dict[str, dict[str, int]] = {}
     for b in bounties:
         h = history.setdefault(b.owner, {"closed": 0, "revealed": 0, "audited": 0, "mismatches": 0})
@@ -64,14 +68,14 @@ def _owner_history(home: MineHome, client: SonarClient, bounties: list[Any]) -> 
     return history
 
 
-def expected_reward(client: SonarClient, bounty: Any, *, accepted_rewards: list[int] | None = None) -> int:
+def expected_reward(client: ChainView, bounty: Any, *, accepted_rewards: list[int] | None = None) -> int:
     """What one accepted submission may expect to earn on top of its stake, in the bounty's units.
 
     With accepted updates already paid on this bounty: their mean reward (what the owner's rounds
     actually pay). Before any: the most one update may get (MAX_SHARE_BPS of the reward), bounded by
     the escrow left. A guide for the miner's rules, not a promise.
     """
-    from mine.chain import BPS, MAX_SHARE_BPS
+    from mine.contract import BPS, MAX_SHARE_BPS
 
     if accepted_rewards is None:
         accepted_rewards = [int(e["args"]["reward"]) for e in client.events("UpdateAccepted", bountyId=bounty.id)]
@@ -81,7 +85,7 @@ def expected_reward(client: SonarClient, bounty: Any, *, accepted_rewards: list[
     return cap
 
 
-def list_bounties(client: SonarClient, store: Store, home: MineHome, *, show_all: bool = False) -> list[BountyRow]:
+def list_bounties(client: ChainView, store: Store, home: MineHome, *, show_all: bool = False) -> list[BountyRow]:
     """Bounties (open ones unless `show_all`) with model, fit to this mine's datasets and the owner's record."""
     from mine.scores import score_from_chain
     from mine.vault import Vault, fits
@@ -107,7 +111,7 @@ def list_bounties(client: SonarClient, store: Store, home: MineHome, *, show_all
             model, fit = f"unavailable ({type(exc).__name__})", []
             detail = model
         try:
-            decimals, symbol = token_meta(client.w3, b.token)
+            decimals, symbol = client.token_meta(b.token)
         except ChainError:
             decimals, symbol = 18, b.token[:10] + "?"
         h = history[b.owner]
@@ -169,19 +173,20 @@ class SubmissionRow:
         return "stored, not yet submitted (the journal finishes it)"
 
 
-def _block_time(client: SonarClient, block: int, cache: dict[int, int]) -> int:
+def _block_time(client: ChainView, block: int, cache: dict[int, int]) -> int:
     if block not in cache:
-        cache[block] = int(client.w3.eth.get_block(block)["timestamp"])
+        cache[block] = client.block_time(block)
     return cache[block]
 
 
-def my_submissions(client: SonarClient, home: MineHome, miner: str | None = None) -> list[SubmissionRow]:
+def my_submissions(client: ChainView, home: MineHome, miner: str | None = None) -> list[SubmissionRow]:
     """Every submission in this mine's journal for `miner` (default: the client's account), with outcome."""
     from mine.scores import score_from_chain
     from mine.miner import Journal
     from mine.reasons import REASONS
 
-    me = miner or (client.account.address if client.account else "")
+    account = getattr(client, "account", None)  # a ChainReader has none: pass `miner`
+    me = miner or (account.address if account else "")
     outcome: dict[tuple[int, int], dict[str, Any]] = {}
     for log in client.events("UpdateRejected", miner=me):
         code = int(log["args"]["reason"])
@@ -201,7 +206,7 @@ def my_submissions(client: SonarClient, home: MineHome, miner: str | None = None
             continue
         b = bounties.get(entry.bounty) or bounties.setdefault(entry.bounty, client.bounty(entry.bounty))
         try:
-            decimals, symbol = token_meta(client.w3, b.token)
+            decimals, symbol = client.token_meta(b.token)
         except ChainError:
             decimals, symbol = 18, "?"
         row = SubmissionRow(entry.bounty, entry.index, entry.cid, entry.state, entry.base_version, b.stake,
@@ -218,7 +223,7 @@ def my_submissions(client: SonarClient, home: MineHome, miner: str | None = None
                 row.settled_at = _block_time(client, found["block"], times)
                 tx = found["tx"]
                 if tx not in rounds:
-                    settled = [e for e in client.receipt_events(client.w3.eth.get_transaction_receipt(tx), "RoundSettled")]
+                    settled = client.tx_events(tx, "RoundSettled")
                     rounds[tx] = dict(settled[0]["args"]) if settled else {}
                 rs = rounds[tx]
                 if rs:
@@ -234,7 +239,7 @@ def my_submissions(client: SonarClient, home: MineHome, miner: str | None = None
     return rows
 
 
-def earnings(client: SonarClient, miner: str) -> list[tuple[int, int]]:
+def earnings(client: ChainView, miner: str) -> list[tuple[int, int]]:
     """(block timestamp, cumulative rewards credited in wei) after each accepted update of `miner`."""
     times: dict[int, int] = {}
     points, total = [], 0
@@ -244,7 +249,7 @@ def earnings(client: SonarClient, miner: str) -> list[tuple[int, int]]:
     return points
 
 
-def withdrawn(client: SonarClient, account: str) -> int:
+def withdrawn(client: ChainView, account: str) -> int:
     """Everything `account` has withdrawn (ETH), from the Withdrawn events."""
     return sum(int(e["args"]["amount"]) for e in client.events("Withdrawn", account=account, token=ZERO_ADDRESS))
 

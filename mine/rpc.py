@@ -2,66 +2,42 @@
 
 Hosted RPC endpoints answer HTTP 429 (or a JSON-RPC error such as -32005 "limit exceeded") when a
 client is too fast, and drop or time out requests now and then. `RetryingHTTPProvider` retries those
-with exponential backoff and jitter (honouring `Retry-After`), and gives up after `retries` attempts
+with exponential backoff and jitter (honouring `Retry-After`; the policy is `mine.retry`'s, shared with
+the light reader of `mine.views`), and gives up after `retries` attempts
 with the last error, which `mine.chain` turns into a `ChainUnreachableError` the user can act on.
 Reverts and other answers of the node are never retried: they are results, not outages.
 """
 
 from __future__ import annotations
 
-import random
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 from web3 import HTTPProvider
 from web3.types import RPCEndpoint, RPCResponse
 
-__all__ = ["RetryPolicy", "RetryingHTTPProvider", "is_rate_limited"]
+from mine.retry import (  # noqa: F401 - re-exported
+    RATE_LIMIT_CODES,
+    RATE_LIMIT_WORDS,
+    RETRY_STATUSES,
+    RetryPolicy,
+    is_rate_limited,
+    parse_retry_after,
+)
 
-#: HTTP statuses worth retrying: rate limited, and the gateway errors load balancers answer with.
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-#: JSON-RPC error codes providers use for "slow down" (-32005 limit exceeded, -32090 Alchemy/Infura style).
-RATE_LIMIT_CODES = frozenset({-32005, -32090, 429})
+__all__ = ["RATE_LIMIT_CODES", "RATE_LIMIT_WORDS", "RETRY_STATUSES", "RetryPolicy", "RetryingHTTPProvider",
+           "is_rate_limited"]
+
 #: Answers that never change for one endpoint, cached by web3 (nothing that depends on chain state).
 CACHED_METHODS = {RPCEndpoint("eth_chainId"), RPCEndpoint("net_version"), RPCEndpoint("web3_clientVersion")}
-RATE_LIMIT_WORDS = ("rate limit", "too many requests", "limit exceeded", "exceeded the quota", "try again later")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try: `retries` extra attempts, waits of `base` × 2^attempt (± `jitter`), at most `cap` s."""
-
-    retries: int = 6
-    base: float = 0.25
-    cap: float = 8.0
-    jitter: float = 0.25
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        wait = min(self.cap, self.base * 2**attempt)
-        if retry_after is not None:
-            wait = min(self.cap, max(wait, retry_after))
-        return wait * (1 + random.uniform(-self.jitter, self.jitter))
-
-
-def is_rate_limited(error: Any) -> bool:
-    """Whether a JSON-RPC `error` object says "too many requests"."""
-    if not isinstance(error, dict):
-        return False
-    message = str(error.get("message", "")).lower()
-    return error.get("code") in RATE_LIMIT_CODES or any(word in message for word in RATE_LIMIT_WORDS)
 
 
 def _retry_after(response: requests.Response | None) -> float | None:
     if response is None:
         return None
-    value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 class RetryingHTTPProvider(HTTPProvider):

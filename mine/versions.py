@@ -14,13 +14,14 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mine.chain import SonarClient
 from mine.errors import ValidationError
 from mine.manifest import Manifest
 from mine.store import Store, cid_from_chain, cid_to_chain
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written, not to list bounties
     import torch
+
+    from mine.views import ChainView
 
 RECORD_KIND = "sonar-model-version"
 MAX_RECORD_BYTES = 64 * 1024
@@ -123,7 +124,7 @@ def fetch_manifest(store: Store, record: VersionRecord) -> Manifest:
     return Manifest.from_json(store.cat(record.manifest, max_bytes=MAX_MANIFEST_BYTES))
 
 
-def load_version(client: SonarClient, store: Store, bounty_id: int, version: int | None = None) -> LoadedVersion:
+def load_version(client: ChainView, store: Store, bounty_id: int, version: int | None = None) -> LoadedVersion:
     """Fetch a bounty's model version (default: the latest) and verify every piece against its CID."""
     from mine.model import load_weights
 

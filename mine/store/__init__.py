@@ -24,16 +24,34 @@ import base64
 import os
 import re
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mine.errors import ConfigError, ContentNotFoundError, IntegrityError, StoreError
 from mine.store.car import CarFormatError
 from mine.store.cid import CID, InvalidCIDError, cid_from_chain, cid_to_chain
 from mine.store.dag import ContentTooLargeError, NotAFileError
 from mine.store.embedded import EmbeddedStore
-from mine.store.gateway import GatewayReader, GatewayStore
-from mine.store.ipfs_node import DEFAULT_API, IpfsNodeStore
 from mine.store.unixfs import CHUNK_SIZE, MAX_LINKS, compute_cid, compute_cid_file
+
+if TYPE_CHECKING:
+    from mine.store.gateway import GatewayReader, GatewayStore
+    from mine.store.ipfs_node import DEFAULT_API, IpfsNodeStore
+
+# The network backends import requests / ipfshttpclient (~0.15 s): loaded when first named, so that
+# commands reading an embedded store (`mine bounties`, `mine status`) start fast.
+_LAZY = {"GatewayReader": "mine.store.gateway", "GatewayStore": "mine.store.gateway",
+         "IpfsNodeStore": "mine.store.ipfs_node", "DEFAULT_API": "mine.store.ipfs_node"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "CHUNK_SIZE",
@@ -170,8 +188,12 @@ def open_store(spec: str | None, home: Path, *, timeout: float = 10, gateway: st
         local = EmbeddedStore(Path(text.split(":", 1)[1]).expanduser())
     if local is not None:
         if gateway:
+            from mine.store.gateway import GatewayReader, GatewayStore
+
             return GatewayStore(local, GatewayReader(gateway, timeout=max(timeout, 30.0)))
         return local
+    from mine.store.ipfs_node import DEFAULT_API, IpfsNodeStore
+
     if text.startswith(("/ip4/", "/ip6/", "/dns/", "/dns4/", "/dns6/")):
         return IpfsNodeStore(text, timeout=timeout, headers=auth_headers())
     api = _url_to_api(text)
