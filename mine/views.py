@@ -128,15 +128,9 @@ def to_checksum_address(value: str) -> str:
 
 
 def is_address(value: Any) -> bool:
-    """Like web3's `is_address`: 40 hex digits; a mixed-case one must carry a valid checksum."""
-    if not isinstance(value, str):
-        return False
-    body = _hex_body(value)
-    if body is None:
-        return False
-    if body == body.lower() or body == body.upper():
-        return True
-    return to_checksum_address(body)[2:] == body
+    """Like web3's `is_address` for text: 40 hex digits, with or without 0x, in any case (web3 does not
+    insist on a valid checksum either: it checksums what it is given)."""
+    return isinstance(value, str) and _hex_body(value) is not None
 
 
 # ---------------------------------------------------------------------- ABI codec

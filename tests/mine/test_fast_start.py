@@ -2,7 +2,9 @@
 
 Each command runs in a fresh interpreter against a real anvil; afterwards the interpreter reports
 which heavy modules it imported. torch alone costs ~2.5 s, so one stray module-level import in the
-path of `status`, `bounties`, `withdraw`, `vault`, `account` or `ipfs` shows up here.
+path of `status`, `bounties`, `withdraw`, `vault`, `account` or `ipfs` shows up here. The commands
+that only read the chain (`status`, `bounties`, `withdraw` with nothing to withdraw) go further: no
+web3 either (~0.7 s), nor eth_account, eth_abi, eth_utils or requests (`mine.views` reads instead).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 from mine.chain import SonarClient
 
 HEAVY = ("torch", "numpy", "sklearn", "scipy", "safetensors", "opacus")
+CHAIN = ("web3", "eth_account", "eth_abi", "eth_utils", "eth_keys", "requests", "Crypto")
 
 PROBE = """
 import json, sys
@@ -29,10 +32,11 @@ finally:
 """
 
 
-def _run(home: Path, *args: str) -> list[str]:
-    env = {**os.environ, "MINE_HOME": str(home)}
-    proc = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "--home", str(home), *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+def _run(home: Path, *args: str, watch: tuple[str, ...] = HEAVY) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MINE_PASSWORD"}
+    env["MINE_HOME"] = str(home)
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(heavy=watch), "--home", str(home), *args],
+                          capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("MODULES "))
     return json.loads(line.removeprefix("MODULES "))
@@ -61,9 +65,48 @@ def test_command_starts_without_torch(home: Path, tmp_path: Path, args: tuple[st
     assert imported == [], f"`mine {' '.join(args)}` imported {imported}; import them inside the function that needs them"
 
 
+@pytest.fixture(scope="module")
+def market(home: Path, sonar: SonarClient) -> Path:
+    """The mine of `home` with a keystore account (its password unknown here), and a bounty on chain."""
+    from eth_account import Account
+
+    from mine.chain import BountyParams, ZERO_ADDRESS
+    from mine.home import MineHome
+
+    MineHome(home).import_account(Account.create().key.hex(), "not given to the commands")
+    sonar.post_bounty(BountyParams(
+        token=ZERO_ADDRESS, reward=10**18, stake=10**15, deadline=sonar.now() + 3600, eval_window=600,
+        initial_score=500_000, target_score=900_000, higher_is_better=True,
+        validation_commitment=b"\x11" * 32, model_digest=b"\x22" * 32, model_codec=0x70))
+    return home
+
+
+@pytest.mark.parametrize("args", [
+    ("--dev-account", "1", "status"),
+    ("status",),  # the keystore's address, read without its password
+    ("bounties",),
+    ("bounties", "--all"),
+    ("--dev-account", "1", "withdraw"),
+    ("withdraw",),
+])
+def test_read_only_commands_start_without_web3(market: Path, args: tuple[str, ...]) -> None:
+    imported = _run(market, *args, watch=HEAVY + CHAIN)
+    assert imported == [], (f"`mine {' '.join(args)}` imported {imported}; it only reads the chain: use "
+                            "mine.views.ChainReader, and import web3 where something is signed")
+
+
 def test_modules_of_fast_commands_import_without_torch() -> None:
     modules = ["mine.cli", "mine.chain", "mine.home", "mine.store", "mine.vault", "mine.versions", "mine.miner",
                "mine.manifest", "mine.scores", "mine.reasons"]
     code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.strip() == "[]"
+
+
+def test_modules_of_read_only_commands_import_without_web3() -> None:
+    modules = ["mine.cli", "mine.views", "mine.contract", "mine.overview", "mine.home", "mine.store", "mine.vault",
+               "mine.versions", "mine.miner", "mine.manifest", "mine.scores", "mine.reasons", "mine.amounts",
+               "mine.logs", "mine.retry", "mine.devnet"]
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in {HEAVY + CHAIN!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
     assert out.strip() == "[]"
