@@ -39,6 +39,7 @@ from mine.contract import (  # noqa: F401
     Verdict,
     bounty_from_tuple,
     build_dir,
+    contract_abi,
     load_artifact,
     model_version_from_tuple,
     no_address,
@@ -116,9 +117,9 @@ class SonarClient:
         self._sender: Sender | None = None
         self.address = to_checksum_address(address)
         self.account = account
-        artifact = load_artifact("Sonar")
-        self.contract = w3.eth.contract(address=self.address, abi=artifact["abi"])
-        self._decoder = _ErrorDecoder(artifact["abi"])
+        abi = contract_abi("Sonar")
+        self.contract = w3.eth.contract(address=self.address, abi=abi)
+        self._decoder = _ErrorDecoder(abi)
         self._chain_id: int | None = None
         self.chain_seconds = 0.0  # time spent waiting on the chain, for the demo's timings
 

@@ -161,14 +161,31 @@ def record_deployment(chain_id: int, address: str, block: int | None = None) -> 
     return path
 
 
-@lru_cache(maxsize=4)
-def _abi(build: str, name: str) -> list[dict[str, Any]]:
-    return list(load_artifact(name)["abi"])
+@lru_cache(maxsize=8)
+def _abi(path: str, version: tuple[int, int] = (0, 0)) -> list[dict[str, Any]]:
+    # A brownie artifact is megabytes (AST, source maps) and starts with its ABI: parse only that.
+    with open(path, encoding="utf-8") as f:
+        head = f.read(1 << 18)
+    key = head.find('"abi"')
+    start = head.find("[", key)
+    if key > 0 and head[:key].strip() == "{" and head[key + 5:start].strip() == ":":  # {"abi": [ ... first
+        try:
+            abi, _ = json.JSONDecoder().raw_decode(head, start)
+            if isinstance(abi, list):
+                return abi
+        except json.JSONDecodeError:
+            pass  # an ABI longer than the head: parse the whole file
+    return list(json.loads(Path(path).read_text())["abi"])
 
 
 def contract_abi(name: str = "Sonar") -> list[dict[str, Any]]:
-    """The ABI of a compiled contract (read once per build directory)."""
-    return _abi(str(build_dir()), name)
+    """The ABI of a compiled contract (read once per artifact version; the rest of the artifact is skipped)."""
+    path = build_dir() / "contracts" / f"{name}.json"
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"no build artifact {path}: run `make setup` (compiles the contracts)") from None
+    return _abi(str(path), (stat.st_mtime_ns, stat.st_size))
 
 
 # ---------------------------------------------------------------------- view results from ABI tuples

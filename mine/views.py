@@ -24,8 +24,10 @@ import json
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any, Protocol
 
 from mine.amounts import ETH_DECIMALS, is_eth
@@ -122,7 +124,11 @@ def to_checksum_address(value: str) -> str:
     body = _hex_body(value) if isinstance(value, str) else None
     if body is None:
         raise ValueError(f"{value!r} is not a 20-byte hex address")
-    body = body.lower()
+    return _checksum(body.lower())
+
+
+@lru_cache(maxsize=4096)
+def _checksum(body: str) -> str:  # the same few addresses recur in every log: hash each once
     digest = keccak256(body.encode("ascii")).hex()
     return "0x" + "".join(ch.upper() if int(digest[i], 16) >= 8 else ch for i, ch in enumerate(body))
 
@@ -360,7 +366,8 @@ _CACHED_METHODS = frozenset({"eth_chainId", "net_version", "web3_clientVersion"}
 
 
 class JsonRpc:
-    """JSON-RPC 2.0 over HTTP(S) with urllib (proxies from the environment, like requests).
+    """JSON-RPC 2.0 over HTTP(S), on one kept-alive connection (one TLS handshake per command, as
+    web3's pooled session), or through urllib when the environment names a proxy for the URL.
 
     Rate limits (HTTP 429 and the like, or a JSON-RPC "limit exceeded"), timeouts and dropped
     connections are retried with the backoff of `policy` (honouring `Retry-After`); after the last
@@ -378,6 +385,18 @@ class JsonRpc:
         self._ids = itertools.count(1)
         self._cache: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._conn: http.client.HTTPConnection | None = None
+        self._opener: urllib.request.OpenerDirector | None = None
+        parts = urllib.parse.urlsplit(url)
+        self._parts = parts
+        proxied = bool(urllib.request.getproxies().get(parts.scheme)) and not urllib.request.proxy_bypass(
+            parts.hostname or "")
+        self._direct = parts.scheme in ("http", "https") and bool(parts.hostname) and not proxied
+        if parts.username is not None:  # http://user:password@host, as requests accepts it
+            import base64
+
+            user = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            self.headers.setdefault("Authorization", "Basic " + base64.b64encode(user.encode()).decode())
 
     def request(self, method: str, params: Sequence[Any] = ()) -> Any:
         """The `result` of `method(params)`."""
@@ -410,11 +429,15 @@ class JsonRpc:
             time.sleep(self.policy.delay(attempt, retry_after))
             attempt += 1
 
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
     def _post(self, body: bytes) -> dict[str, Any]:
-        request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
+            raw = self._exchange(body) if self._direct else self._exchange_urllib(body)
         except http.client.HTTPException as exc:  # a half-answer (IncompleteRead, BadStatusLine): an outage
             raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
         try:
@@ -424,6 +447,41 @@ class JsonRpc:
         if not isinstance(answer, dict):
             raise ConnectionError(f"{self.url} answered something that is not JSON-RPC: {raw[:80]!r}")
         return answer
+
+    def _exchange_urllib(self, body: bytes) -> bytes:
+        request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
+        if self._opener is None:  # its own, with the proxies of the environment now (urlopen's is built once)
+            self._opener = urllib.request.build_opener()
+        with self._opener.open(request, timeout=self.timeout) as response:
+            return bytes(response.read())
+
+    def _exchange(self, body: bytes) -> bytes:
+        """POST on the kept-alive connection; one that the server closed meanwhile is reopened once."""
+        parts = self._parts
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        with self._lock:
+            for fresh in (self._conn is None, True):
+                if self._conn is None:
+                    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+                    self._conn = kind(parts.hostname or "", parts.port, timeout=self.timeout)
+                try:
+                    self._conn.request("POST", path, body, self.headers)
+                    response = self._conn.getresponse()
+                    raw = response.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    self._conn.close()
+                    self._conn = None
+                    stale = isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                    if fresh or not stale:
+                        raise
+                    continue  # the server closed an idle kept-alive connection: once more on a new one
+                if response.will_close:
+                    self._conn.close()
+                    self._conn = None
+                if response.status >= 400:
+                    raise urllib.error.HTTPError(self.url, response.status, response.reason, response.headers, None)
+                return raw
+        raise AssertionError("unreachable")  # the loop returns or raises
 
 
 # ---------------------------------------------------------------------- the reader

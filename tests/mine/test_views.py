@@ -346,11 +346,17 @@ def test_token_meta_and_errors_are_the_same(market: Market) -> None:
         reader.credits("0x1234")
 
 
-def test_opening_fails_with_the_same_actionable_errors(market: Market, rpc_url: str) -> None:
+def test_opening_fails_with_the_same_actionable_errors(market: Market, rpc_url: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import mine.chain
+    import mine.views
+
     address = market.sonar.address
+    for module in (mine.chain, mine.views):  # whatever deployment this checkout recorded for anvil's chain id
+        monkeypatch.setattr(module, "recorded_deployment", lambda chain_id: None)
     for kwargs in ({"expected_chain_id": 1}, {}):
-        for target in (address, "0x000000000000000000000000000000000000dEaD", "not-an-address"):
-            if not kwargs and target == address:
+        for target in (address, "0x000000000000000000000000000000000000dEaD", "not-an-address", None):
+            if not kwargs and target in (address, None):
                 continue
             with pytest.raises(MineError) as full:
                 SonarClient.open(rpc_url, target, **kwargs)
@@ -360,7 +366,7 @@ def test_opening_fails_with_the_same_actionable_errors(market: Market, rpc_url: 
     with pytest.raises(ConfigError, match="not an Ethereum address"):
         ChainReader.open(rpc_url, "not-an-address")
     with pytest.raises(ConfigError, match="no Sonar address for chain 31337"):
-        ChainReader.open(rpc_url, None)
+        ChainReader.open(rpc_url, None)  # (monkeypatched: no deployment recorded)
     with pytest.raises(ChainUnreachableError, match="no Ethereum node answers"):
         ChainReader.open(f"http://127.0.0.1:{free_port()}", address, retry=FAST)
 
@@ -415,3 +421,29 @@ def test_overview_rows_are_identical(market: Market, home: MineHome) -> None:
     assert [row.why for row in light] == [row.why for row in my_submissions(market.sonar, home, miner)]
     assert earnings(market.reader, miner) == earnings(market.sonar, miner)
     assert withdrawn(market.reader, miner) == withdrawn(market.sonar, miner) > 0
+
+
+def test_one_kept_alive_connection_reopened_when_the_server_dropped_it(market: Market, rpc_url: str) -> None:
+    import socket
+
+    reader = ChainReader.open(rpc_url, market.sonar.address, retry=FAST)
+    conn = reader.rpc._conn
+    assert conn is not None  # kept for the next request: one TCP (and TLS) handshake per command
+    reader.bounty_count()
+    assert reader.rpc._conn is conn
+    conn.sock.shutdown(socket.SHUT_RDWR)  # as a server closing an idle connection
+    assert reader.bounty_count() == market.sonar.bounty_count()
+    assert reader.rpc.retried == 0 and reader.rpc._conn is not conn
+    reader.rpc.close()
+
+
+def test_a_proxy_named_by_the_environment_is_used(market: Market, rpc_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = ProxyRules()
+    with rpc_proxy(rpc_url, rules) as proxy:  # forwards whatever it is sent: enough of an HTTP proxy here
+        for name in ("no_proxy", "NO_PROXY", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the proxy itself reaches anvil directly
+        reader = ChainReader.open("http://sonar-node.invalid:8545", market.sonar.address, retry=FAST)
+        assert reader.bounty_count() == market.sonar.bounty_count()
+    assert rules.seen["eth_chainId"] == 1 and rules.seen["eth_call"] == 1
