@@ -102,9 +102,6 @@ def connect(rpc_url: str, *, timeout: float = 30.0, retry: RetryPolicy | None = 
     return w3
 
 
-_ErrorDecoder = ErrorDecoder  # one decoder for both clients (mine.views)
-
-
 class SonarClient:
     """The Sonar contract at `address`, sending transactions from `account` (if given)."""
 
@@ -119,7 +116,7 @@ class SonarClient:
         self.account = account
         abi = contract_abi("Sonar")
         self.contract = w3.eth.contract(address=self.address, abi=abi)
-        self._decoder = _ErrorDecoder(abi)
+        self._decoder = ErrorDecoder(abi)  # the reader's too (mine.views)
         self._chain_id: int | None = None
         self.chain_seconds = 0.0  # time spent waiting on the chain, for the demo's timings
 
