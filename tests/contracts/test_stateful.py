@@ -128,6 +128,16 @@ class StateMachine:
     def _head(self, b):
         return b.subs[b.next_eval] if b.next_eval < len(b.subs) else None
 
+    def _pick_settleable(self, pick):
+        """Three times in four a bounty whose queue head can still be settled (so successful
+        settles are common), otherwise any bounty (so invalid settles keep being tried)."""
+        t = latest()
+        ready = [b for b in self.bounties if b.status != CLOSED and self._head(b) is not None
+                 and self._head(b)["status"] == SUBMITTED and t + MARGIN <= self._head(b)["at"] + b.window]
+        if ready and pick % 4:
+            return ready[(pick // 4) % len(ready)]
+        return self._pick_bounty(pick)
+
     # -- rules -------------------------------------------------------------------------------------
 
     def initialize_bounties(self, st_reward, st_stake_frac, st_span, st_offset):
@@ -176,7 +186,7 @@ class StateMachine:
         b.pending += 1
 
     def rule_settle(self, st_pick, st_bits, st_frac):
-        b = self._pick_bounty(st_pick)
+        b = self._pick_settleable(st_pick)
         if b is None:
             return
         queued = len(b.subs) - b.next_eval
@@ -353,7 +363,9 @@ class StateMachine:
         done("withdraw")
 
     def rule_sleep(self, st_seconds):
-        chain.sleep(st_seconds)
+        # mostly short waits (queues fill and get settled in their windows), one in four long
+        # enough to expire windows and deadlines
+        chain.sleep(st_seconds if st_seconds % 4 == 0 else 1 + st_seconds % 60)
         chain.mine()
 
     # -- invariants --------------------------------------------------------------------------------
