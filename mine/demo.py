@@ -34,7 +34,7 @@ from mine.devnet import anvil, dev_account
 from mine.evaluate import evaluate, score_from_chain
 from mine.home import Config, MineHome
 from mine.ledger import PrivacyLedger
-from mine.miner import submit, train_update
+from mine.miner import submit_many, train_update
 from mine.model import build_model, default_manifest, with_normalization
 from mine.owner import RoundResult, Validation, audit, create_bounty, fetch_audit_bundle, reveal_audit, settle_round
 from mine.report import write_report
@@ -265,6 +265,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                 if owner_client.bounty(bounty_id).status.name != "OPEN":
                     break  # target reached: the bounty takes no more updates
                 base = current  # every miner of the round trains from the same latest version
+                trained = []
                 for i, m in enumerate(miners):
                     bar.update(task, description=f"round {rnd + 1}: {m.name} training")
                     X_m, y_m, cols_m = Vault(m.home).load("private")
@@ -275,8 +276,11 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                                           no_dp=not settings.dp, dataset="private")
                     epsilons[(m.name, rnd + 1)] = update.dp.epsilon if update.dp is not None else None
                     timings["train"] += time.perf_counter() - t0
-                    submit(m.home, m.client, store, bounty_id, update.path)
+                    trained.append((m.home, m.client, update.path))
                     bar.advance(task)
+                # the round's submissions go out back to back (one per account) and are awaited together
+                bar.update(task, description=f"round {rnd + 1}: submitting")
+                submit_many(trained, store, bounty_id)
                 # the owner settles the round: every update judged together, one transaction
                 bar.update(task, description=f"round {rnd + 1}: owner settling")
                 t0 = time.perf_counter()

@@ -6,7 +6,9 @@ the outbox. `submit` seals that update to the
 bounty owner's key (the miner's address is inside, so a copied CID is worthless), stores the
 ciphertext and sends ONE transaction with the stake. A journal entry is written before the
 transaction; after a crash the next `submit`/`status` finds the mined submission in the
-`UpdateSubmitted` events (miner + digest) instead of submitting twice.
+`UpdateSubmitted` events (miner + digest) instead of submitting twice. `submit_many` does the same
+for several mines' updates at once (a demo round), broadcasting them back to back and then
+awaiting the receipts together.
 """
 
 from __future__ import annotations
@@ -245,8 +247,9 @@ def _seal_for_bounty(client: SonarClient, store: Store, bounty_id: int, data: by
     return ciphertext, eph.hex()
 
 
-def submit(home: MineHome, client: SonarClient, store: Store, bounty_id: int, update_path: Path) -> JournalEntry:
-    """Seal and store the update, then submit it with the stake in one transaction. Safe to rerun after a crash."""
+def prepare_submission(home: MineHome, client: SonarClient, store: Store, bounty_id: int,
+                       update_path: Path) -> tuple[Journal, JournalEntry]:
+    """Check the bounty's terms, seal the update and write its journal entry (before any transaction)."""
     if client.account is None:
         raise ChainError("submitting needs an account")
     data = update_path.read_bytes()
@@ -260,7 +263,7 @@ def submit(home: MineHome, client: SonarClient, store: Store, bounty_id: int, up
     journal = Journal(home)
     entry = next((e for e in journal.entries() if e.bounty == bounty_id and e.update == str(update_path)), None)
     if entry is not None and entry.state == "submitted":
-        return entry
+        return journal, entry
     bounty = client.bounty(bounty_id)
     check_bounty_terms(home, client, bounty)
     if entry is None or entry.state == "abandoned":
@@ -276,7 +279,44 @@ def submit(home: MineHome, client: SonarClient, store: Store, bounty_id: int, up
             base_version=int(meta["base_version"]), miner=client.account.address, ephemeral_secret=eph,
         )
         journal.upsert(entry)  # on disk before the transaction can be mined
+    return journal, entry
+
+
+def submit(home: MineHome, client: SonarClient, store: Store, bounty_id: int, update_path: Path) -> JournalEntry:
+    """Seal and store the update, then submit it with the stake in one transaction. Safe to rerun after a crash."""
+    journal, entry = prepare_submission(home, client, store, bounty_id, update_path)
     return resume(journal, client, store, entry)
+
+
+def submit_many(jobs: list[tuple[MineHome, SonarClient, Path]], store: Store, bounty_id: int) -> list[JournalEntry]:
+    """Several mines' updates for one bounty (e.g. one round's), broadcast back to back and awaited together.
+
+    Each job is (home, client, update); their submissions are independent (one per account), so
+    none waits for another's receipt. Every entry is journalled before its transaction, exactly as
+    `submit` does: after a crash `mine status` (or `submit`) finishes whatever was not mined.
+    """
+    prepared = [(client, *prepare_submission(home, client, store, bounty_id, path)) for home, client, path in jobs]
+    if not prepared:
+        return []
+    bounty = prepared[0][0].bounty(bounty_id)
+    value = bounty.stake if int(bounty.token, 16) == 0 else 0
+    sent = {}
+    for n, (client, _, entry) in enumerate(prepared):
+        if entry.state != "prepared" or _find_submission(client, entry) is not None:
+            continue  # already mined (a rerun after a crash): `resume` below records it
+        store.add(Path(entry.sealed).read_bytes())
+        client.ensure_allowance(bounty.token, bounty.stake)
+        sent[n] = client.send_many([("submit", (bounty_id, bytes.fromhex(entry.digest), entry.codec,
+                                                 entry.base_version), value)])
+    done = []
+    for n, (client, journal, entry) in enumerate(prepared):
+        if n in sent:
+            (receipt,) = client.wait_many(sent[n])
+            (event,) = client.receipt_events(receipt, "UpdateSubmitted")
+            entry.index, entry.state = int(event["args"]["index"]), "submitted"
+            journal.upsert(entry)
+        done.append(resume(journal, client, store, entry))
+    return done
 
 
 def resume(journal: Journal, client: SonarClient, store: Store | None, entry: JournalEntry) -> JournalEntry:

@@ -263,6 +263,36 @@ def test_interrupted_submit_never_submits_twice(world: World, posted: int, monke
     world.owner("evaluate", str(posted))
 
 
+def test_a_round_of_submissions_is_pipelined_and_journalled(world: World, posted: int, tmp_path: Path) -> None:
+    """`submit_many` (what the demo uses): two mines' submissions broadcast back to back, each
+    journalled with its mined index; running it again submits nothing twice."""
+    from mine.home import MineHome
+    from mine.miner import submit_many
+    from mine.store import open_store
+
+    second = tmp_path / "miner2"
+    world.run(second, "init", "--rpc", world.rpc, "--sonar", world.sonar.address, dev=2)
+    world.run(second, "vault", "add", "private", str(world.shard_path), "--target", datasets.load("digits").target_name,
+              dev=2)
+    jobs = []
+    for home, dev in ((world.miner_home, MINER), (second, 2)):
+        world.run(home, "train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", str(40 + dev), dev=dev)
+        update = sorted((home / "outbox").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)[-1]
+        jobs.append((MineHome(home), world.sonar.with_account(dev_account(dev)), update))
+    store = open_store(world.store_spec, world.miner_home)
+    before = len(world.sonar.events("UpdateSubmitted", bountyId=posted))
+    entries = submit_many(jobs, store, posted)
+    mined = world.sonar.events("UpdateSubmitted", bountyId=posted)[before:]
+    assert len(mined) == 2 and [e.state for e in entries] == ["submitted", "submitted"]
+    for entry, (_, client, _) in zip(entries, jobs):
+        sub = world.sonar.submission(posted, entry.index)
+        assert sub.miner == client.account.address and sub.status == SubmissionStatus.SUBMITTED
+        assert store.has(entry.cid)  # the sealed update is in the store the owner reads
+    assert [e.index for e in submit_many(jobs, store, posted)] == [e.index for e in entries]
+    assert len(world.sonar.events("UpdateSubmitted", bountyId=posted)) == before + 2
+    world.owner("evaluate", str(posted))
+
+
 def test_copied_cid_is_rejected_and_the_original_paid(world: World) -> None:
     # a fresh bounty: the original is judged against version 0 and no history of earlier rounds
     posted = _bounty_id(world.owner("bounty", "create", "--model", str(world.model_path), "--validation",
