@@ -999,7 +999,7 @@ class RoundPolicy:
     share_floor: float = 0.3
     step_search: tuple[float, ...] = (1.0, 0.5, 2.0, 0.25)
     max_epsilon: float | None = None
-    concentration_alpha: float | None = 1e-4
+    concentration_alpha: float | None = 1e-3
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
