@@ -18,18 +18,35 @@ code  rule                   meaning
 8     :class:`RoundPolicy`      harmful: hurts alone beyond the round's noise (:func:`standalone_harm`),
                                colludes (:func:`similarity_outliers`, off by default), or has a
                                negative leave-one-out value while pointing away (:func:`noise_alignment`)
+9     :class:`RoundPolicy`      concentrated: a DP update puts far more of its first-layer energy on one
+                               input than clean validation data of any class does, beyond its noise
+                               (:func:`concentration_pvalues`; backdoor triggers do)
 ====  =====================  ==============================================================
 
 :class:`RoundPolicy` (the owner's policy since Sonar v2) judges a *round*: every update trained
 from the same version is checked alone (1, 5, 6, 7), then against the round's own median norm and
-the history (4), clipped; an update that raises the validation loss when applied alone, beyond the
+the history (4), then, per input of the first layer, against what clean validation data uses (9),
+clipped; an update that raises the validation loss when applied alone, beyond the
 round's own noise level, is forfeited (8); the rest are aggregated (mean of clipped deltas times
 ``server_lr``) and each one's marginal value is measured by leaving it out — under DP every update
 that does not point away stays in the mean (8); the aggregate must not hurt a subgroup (3) and
 must improve the score (2). Shares of the round's pot follow the positive contributions with a
 floor (:func:`shares_bps`). The arithmetic is pure functions (:func:`round_outliers`,
 :func:`aggregate`, :func:`standalone_harm`, :func:`noise_alignment`, :func:`pairwise_similarity`,
-:func:`loo_contributions`, :func:`shares_bps`).
+:func:`loo_contributions`, :func:`shares_bps`, :func:`noise_variance`, :func:`concentration_pvalues`).
+
+Why code 9: a backdoor (a trigger stamped on some rows, relabelled) is invisible on the owner's clean
+validation set to every rule above — its norm, direction, harm and leave-one-out value look honest
+under DP noise — but to learn the trigger the update must move the weights of the trigger's inputs
+far more than clean data ever does. Per input unit ``g`` of the first layer (a Linear column, a
+convolution's input channel, an embedding row) the update's energy ``E_g`` is its signal plus DP
+noise of a variance ``v`` estimated from the update itself (:func:`noise_variance`); clean data of
+any one validation class (or owner's group) gives input ``g`` at most a share ``a_g`` of its
+gradient energy (:func:`clean_input_shares`). Under "at most ``a_g`` of this update's signal ``S``",
+``E_g / v`` is noncentral chi-square, and an update whose p-value is below
+``concentration_alpha / #inputs`` (Bonferroni, default 5e-3) is forfeited. The threshold is on the
+noise, not tuned to a trigger; updates without DP (no noise level) and first layers with fewer than
+4 inputs or 8 weights per input (a one-channel CNN, a linear model) are not tested.
 
 :class:`DefaultPolicy` applies an update to the *current* model (whatever version it was trained
 from), scaled by a server learning rate and clipped to a norm bound derived from the norms of
@@ -74,11 +91,18 @@ __all__ = [
     "check_outlier",
     "check_structure",
     "check_subgroups",
+    "clean_input_shares",
+    "concentrated",
+    "concentration_pvalues",
+    "group_matrix",
+    "input_groups",
     "make_policy",
     "noise_alignment",
+    "noise_variance",
     "norm_bound",
     "pairwise_similarity",
     "precision_weights",
+    "signal_shares",
     "similarity_outliers",
     "standalone_harm",
 ]
@@ -732,11 +756,12 @@ def concentration_pvalues(matrix: torch.Tensor, allowed_shares: Sequence[float])
     each entry its signal plus DP noise of one unknown variance ``v`` (:func:`noise_variance`).
     Row ``g``'s energy ``E_g`` over ``v`` is then noncentral chi-square with ``m`` (row length)
     degrees of freedom and noncentrality ``signal_g / v``. The signal is estimated as
-    ``s_g = E_g - m v``; the update's total signal ``S = sum of max(s_g, 0)``. Under the hypothesis
-    that input ``g`` carries at most ``allowed_shares[g] * S`` of it (what clean data of any one
-    validation class does, :func:`clean_input_shares`), the p-value is
-    ``P(chi2'(m, allowed_g * S / v) >= E_g / v)``. Small: the update leans on an input far more
-    than any clean class does — a trigger (a backdoor) or a feature the owner's data barely uses.
+    ``s_g = max(E_g - m v, 0)``, and ``S_g`` is that of all the *other* inputs. Under the hypothesis
+    that input ``g`` carries at most a share ``a_g = allowed_shares[g]`` of the update's signal (what
+    clean data of any one validation class does, :func:`clean_input_shares`), its signal is at most
+    ``a_g / (1 - a_g) * S_g``, and the p-value is ``P(chi2'(m, a_g / (1 - a_g) * S_g / v) >= E_g / v)``
+    (1 when ``a_g >= 1``). Small: the update leans on an input far more than any clean class does —
+    a trigger (a backdoor) or a feature the owner's data barely uses.
     """
     from scipy.stats import chi2, ncx2
 
@@ -750,8 +775,12 @@ def concentration_pvalues(matrix: torch.Tensor, allowed_shares: Sequence[float])
     signal = (energy - m * v).clamp_min(0.0)
     total = float(signal.sum())
     out = []
-    for e, share in zip(energy.tolist(), allowed_shares):
-        lam = max(float(share), 0.0) * total / v
+    for e, s, share in zip(energy.tolist(), signal.tolist(), allowed_shares):
+        a = max(float(share), 0.0)
+        if a >= 1.0:
+            out.append(1.0)
+            continue
+        lam = a / (1.0 - a) * (total - s) / v  # the others' signal bounds this input's under the hypothesis
         x = e / v
         out.append(float(ncx2.sf(x, m, lam)) if lam > 0 else float(chi2.sf(x, m)))
     return out
@@ -978,7 +1007,10 @@ class RoundPolicy:
     * ``share_floor`` — fraction of the pot split equally among the accepted (:func:`shares_bps`);
     * ``step_search`` — multipliers of ``server_lr`` tried for the aggregate; the best validation
       score that keeps every subgroup within tolerance wins (ties: the earlier);
-    * ``max_epsilon`` — the bounty's DP cap (code 7), ``None`` for none.
+    * ``max_epsilon`` — the bounty's DP cap (code 7), ``None`` for none;
+    * ``concentration_alpha`` — a DP update whose energy on one first-layer input is beyond what clean
+      validation data of any class puts there plus its noise, at p < ``alpha / #inputs``, is forfeited
+      (code 9, :func:`concentration_pvalues`); ``None`` turns the check off.
     """
 
     name: ClassVar[str] = "round"
@@ -999,7 +1031,7 @@ class RoundPolicy:
     share_floor: float = 0.3
     step_search: tuple[float, ...] = (1.0, 0.5, 2.0, 0.25)
     max_epsilon: float | None = None
-    concentration_alpha: float | None = 1e-3
+    concentration_alpha: float | None = 5e-3
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
