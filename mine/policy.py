@@ -685,8 +685,12 @@ def similarity_outliers(similarities: Sequence[float], *, factor: float, min_sim
 #: Smallest group (parameters per input unit) and fewest groups :func:`input_groups` tests.
 MIN_GROUP_SIZE = 8
 MIN_GROUPS = 4
-#: Validation rows per batch of per-example gradients in :func:`clean_input_shares`.
+#: Per-example gradient entries held at once in :func:`clean_input_shares` (rows per batch times
+#: parameters; 2**25 float32 = 128 MiB), and the most rows per batch.
+SHARE_BATCH_ENTRIES = 1 << 25
 SHARE_BATCH_ROWS = 256
+#: Largest side of the matrix whose singular values :func:`noise_variance` computes.
+NOISE_MAX_SIDE = 1024
 
 
 def input_groups(manifest: Manifest) -> tuple[str, int, list[str]] | None:
@@ -743,7 +747,9 @@ def noise_variance(matrix: torch.Tensor) -> float:
     """
     if matrix.ndim != 2 or min(matrix.shape) < 2:
         raise ValidationError(f"noise_variance needs a matrix of at least 2 x 2, got shape {tuple(matrix.shape)}")
-    m = matrix.detach().to(torch.float64)
+    # a wide layer: an evenly spaced sub-matrix has the same noise and a cheap SVD
+    steps = [max(1, math.ceil(n / NOISE_MAX_SIDE)) for n in matrix.shape]
+    m = matrix.detach().to(torch.float64)[::steps[0], ::steps[1]]
     k = min(m.shape) // 2
     low = float(torch.linalg.svdvals(m).square()[-k:].mean())
     return low / _reference_low_energy((int(m.shape[0]), int(m.shape[1])))
@@ -825,9 +831,10 @@ def clean_input_shares(manifest: Manifest, state: Mapping[str, torch.Tensor], X:
     per_example = vmap(grad(one_loss), in_dims=(None, 0, 0))
     keys = [(p, key) for p, labels in enumerate(partitions) for key in np.unique(labels).tolist()]
     sums = {key: torch.zeros(params[name].shape, dtype=torch.float64) for key in keys}
+    batch = max(1, min(SHARE_BATCH_ROWS, SHARE_BATCH_ENTRIES // max(sum(p.numel() for p in params.values()), 1)))
     with torch.no_grad():
-        for start in range(0, len(xt), SHARE_BATCH_ROWS):
-            rows = slice(start, start + SHARE_BATCH_ROWS)
+        for start in range(0, len(xt), batch):
+            rows = slice(start, start + batch)
             g = per_example(params, xt[rows], yt[rows])
             norms = torch.sqrt(sum(g[k].reshape(g[k].shape[0], -1).to(torch.float64).square().sum(dim=1) for k in g))
             scale = (1.0 / norms.clamp_min(1e-12)).clamp(max=1.0)  # clipped to norm 1, as DP-SGD does

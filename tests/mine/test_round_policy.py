@@ -365,3 +365,9 @@ def test_a_dp_backdoor_is_forfeited_and_dp_honest_updates_are_paid() -> None:
     off = P.RoundPolicy(concentration_alpha=None).judge(manifest, state, items, (s.X_val, s.y_val), bounty_id=1,
                                                        current_version=0)
     assert [v for v in off.verdicts if v.index == 5][0].reason_code != P.CONCENTRATED
+
+
+def test_noise_variance_of_a_wide_layer_uses_a_sub_matrix() -> None:
+    g = torch.Generator().manual_seed(3)
+    wide = 0.2 * torch.randn(3000, 16, generator=g, dtype=torch.float64)
+    assert P.noise_variance(wide) == pytest.approx(0.04, rel=0.1)
