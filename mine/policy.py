@@ -1123,8 +1123,8 @@ class RoundPolicy:
                 j = concentrated(pvalues, alpha=self.concentration_alpha)
                 if j is not None:
                     reject(by_index[i], CONCENTRATED,
-                           f"{signal_shares(matrix)[j]:.0%} of its signal is on {input_names[j]!r}, where clean "
-                           f"validation data of any class puts at most {allowed[j]:.1%} (p = {pvalues[j]:.2g} "
+                           f"{signal_shares(matrix)[j]:.0%} of its signal is on {input_names[j]!r}, where the clean "
+                           f"validation rows of any class or group put at most {allowed[j]:.1%} (p = {pvalues[j]:.2g} "
                            f"with its DP noise; limit {self.concentration_alpha:g} / {len(pvalues)} inputs)",
                            norm=norms[i])
                     live.remove(i)
