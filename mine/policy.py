@@ -852,7 +852,10 @@ def clean_input_shares(manifest: Manifest, state: Mapping[str, torch.Tensor], X:
 
 
 def signal_shares(matrix: torch.Tensor) -> list[float]:
-    """Each row's share of the matrix's signal energy, ``max(E_g - m v, 0) / sum`` (see :func:`concentration_pvalues`)."""
+    """Each row's share of the matrix's signal energy, ``max(E_g - m v, 0) / sum``.
+
+    The estimate :func:`concentration_pvalues` tests; for the verdict's text.
+    """
     m = int(matrix.shape[1])
     signal = (matrix.detach().to(torch.float64).square().sum(dim=1) - m * noise_variance(matrix)).clamp_min(0.0)
     total = float(signal.sum())
