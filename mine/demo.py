@@ -49,7 +49,7 @@ DIRICHLET_ALPHA = 1.0
 # local training for the linear diabetes model: plain SGD converges on raw targets, Adam at 0.05 does not
 TRAINING: dict[str, dict[str, Any]] = {"diabetes": {"epochs": 20, "lr": 0.02, "batch_size": 32, "optimizer": "sgd"}}
 SHORT_REASONS = {1: "structure", 2: "no gain", 3: "subgroup", 4: "outlier", 5: "unreadable", 6: "not theirs",
-                 7: "epsilon", 8: "negative"}
+                 7: "epsilon", 8: "negative", 9: "concentrated"}
 TARGETS = {"digits": 0.99, "breast_cancer": 0.995, "diabetes": 2600.0}
 #: The per-update ε of the demo's bounties (see :attr:`DemoSettings.epsilon`).
 DEMO_EPSILON = 8.0

@@ -18,18 +18,35 @@ code  rule                   meaning
 8     :class:`RoundPolicy`      harmful: hurts alone beyond the round's noise (:func:`standalone_harm`),
                                colludes (:func:`similarity_outliers`, off by default), or has a
                                negative leave-one-out value while pointing away (:func:`noise_alignment`)
+9     :class:`RoundPolicy`      concentrated: a DP update puts far more of its first-layer energy on one
+                               input than clean validation data of any class does, beyond its noise
+                               (:func:`concentration_pvalues`; backdoor triggers do)
 ====  =====================  ==============================================================
 
 :class:`RoundPolicy` (the owner's policy since Sonar v2) judges a *round*: every update trained
 from the same version is checked alone (1, 5, 6, 7), then against the round's own median norm and
-the history (4), clipped; an update that raises the validation loss when applied alone, beyond the
+the history (4), then, per input of the first layer, against what clean validation data uses (9),
+clipped; an update that raises the validation loss when applied alone, beyond the
 round's own noise level, is forfeited (8); the rest are aggregated (mean of clipped deltas times
 ``server_lr``) and each one's marginal value is measured by leaving it out — under DP every update
 that does not point away stays in the mean (8); the aggregate must not hurt a subgroup (3) and
 must improve the score (2). Shares of the round's pot follow the positive contributions with a
 floor (:func:`shares_bps`). The arithmetic is pure functions (:func:`round_outliers`,
 :func:`aggregate`, :func:`standalone_harm`, :func:`noise_alignment`, :func:`pairwise_similarity`,
-:func:`loo_contributions`, :func:`shares_bps`).
+:func:`loo_contributions`, :func:`shares_bps`, :func:`noise_variance`, :func:`concentration_pvalues`).
+
+Why code 9: a backdoor (a trigger stamped on some rows, relabelled) is invisible on the owner's clean
+validation set to every rule above — its norm, direction, harm and leave-one-out value look honest
+under DP noise — but to learn the trigger the update must move the weights of the trigger's inputs
+far more than clean data ever does. Per input unit ``g`` of the first layer (a Linear column, a
+convolution's input channel, an embedding row) the update's energy ``E_g`` is its signal plus DP
+noise of a variance ``v`` estimated from the update itself (:func:`noise_variance`); clean data of
+any one validation class (or owner's group) gives input ``g`` at most a share ``a_g`` of its
+gradient energy (:func:`clean_input_shares`). Under "at most ``a_g`` of this update's signal ``S``",
+``E_g / v`` is noncentral chi-square, and an update whose p-value is below
+``concentration_alpha / #inputs`` (Bonferroni, default 5e-3) is forfeited. The threshold is on the
+noise, not tuned to a trigger; updates without DP (no noise level) and first layers with fewer than
+4 inputs or 8 weights per input (a one-channel CNN, a linear model) are not tested.
 
 :class:`DefaultPolicy` applies an update to the *current* model (whatever version it was trained
 from), scaled by a server learning rate and clipped to a norm bound derived from the norms of
@@ -43,18 +60,20 @@ Score comparisons are done on the on-chain fixed-point values (:func:`mine.evalu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from mine.errors import ValidationError
 from mine.evaluate import EvalResult, evaluate, score_to_chain
 from mine.model import (Manifest, UnreadableError, apply_update, build_model, parameter_shapes, read_update,
                         update_norm)
-from mine.reasons import (ACCEPTED, EPSILON_TOO_HIGH, NEGATIVE_CONTRIBUTION,  # noqa: F401 - re-exported
+from mine.reasons import (ACCEPTED, CONCENTRATED, EPSILON_TOO_HIGH, NEGATIVE_CONTRIBUTION,  # noqa: F401 - re-exported
                           NO_IMPROVEMENT, NOT_SUBMITTERS, OUTLIER_NORM, REASONS, REFUNDED_CODES, STRUCTURE,
                           SUBGROUP_REGRESSION, UNREADABLE)
 
@@ -72,11 +91,18 @@ __all__ = [
     "check_outlier",
     "check_structure",
     "check_subgroups",
+    "clean_input_shares",
+    "concentrated",
+    "concentration_pvalues",
+    "group_matrix",
+    "input_groups",
     "make_policy",
     "noise_alignment",
+    "noise_variance",
     "norm_bound",
     "pairwise_similarity",
     "precision_weights",
+    "signal_shares",
     "similarity_outliers",
     "standalone_harm",
 ]
@@ -652,6 +678,190 @@ def similarity_outliers(similarities: Sequence[float], *, factor: float, min_sim
     return [x >= min_similarity and x > limit for x in sims]
 
 
+# --------------------------------------------------------------------------------------------
+# Concentration on inputs the clean data barely uses (backdoors), code 9
+# --------------------------------------------------------------------------------------------
+
+#: Smallest group (parameters per input unit) and fewest groups :func:`input_groups` tests.
+MIN_GROUP_SIZE = 8
+MIN_GROUPS = 4
+#: Per-example gradient entries held at once in :func:`clean_input_shares` (rows per batch times
+#: parameters; 2**25 float32 = 128 MiB), and the most rows per batch.
+SHARE_BATCH_ENTRIES = 1 << 25
+SHARE_BATCH_ROWS = 256
+#: Largest side of the matrix whose singular values :func:`noise_variance` computes.
+NOISE_MAX_SIDE = 1024
+
+
+def input_groups(manifest: Manifest) -> tuple[str, int, list[str]] | None:
+    """The first layer's weight, the axis of its input units and their names, or ``None``.
+
+    A Linear layer's inputs are its columns (the manifest's features when it is the first layer),
+    a convolution's its input channels, an embedding's its rows (tokens). ``None`` when there are
+    fewer than :data:`MIN_GROUPS` inputs or fewer than :data:`MIN_GROUP_SIZE` parameters per input
+    (a one-channel CNN, a linear regression): too little to tell a concentration from DP noise.
+    """
+    model = build_model(manifest, seed=0)
+    for prefix, module in model.named_children():
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, torch.nn.Parameter):
+            continue
+        if isinstance(module, torch.nn.Embedding):
+            axis, names = 0, [f"token {j}" for j in range(weight.shape[0])]
+        elif isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
+            axis = 1
+            n_in = weight.shape[1]
+            names = (list(manifest.features) if isinstance(module, torch.nn.Linear) and n_in == len(manifest.features)
+                     else [f"input {j}" for j in range(n_in)])
+        else:
+            return None
+        groups = weight.shape[axis]
+        if groups < MIN_GROUPS or weight.numel() // groups < MIN_GROUP_SIZE:
+            return None
+        return f"{prefix}.weight", axis, names
+    return None
+
+
+def group_matrix(tensor: torch.Tensor, axis: int) -> torch.Tensor:
+    """``tensor`` as a float64 matrix with one row per input unit (``axis``) and its parameters as columns."""
+    t = tensor.detach().to(torch.float64)
+    return t.movedim(axis, 0).reshape(t.shape[axis], -1)
+
+
+@functools.lru_cache(maxsize=32)
+def _reference_low_energy(shape: tuple[int, int]) -> float:
+    gen = torch.Generator().manual_seed(0)
+    k = max(min(shape) // 2, 1)
+    draws = [torch.linalg.svdvals(torch.randn(*shape, generator=gen, dtype=torch.float64)).square()[-k:].mean()
+             for _ in range(8)]
+    return float(torch.stack(draws).mean())
+
+
+def noise_variance(matrix: torch.Tensor) -> float:
+    """Per-entry variance of the i.i.d. noise in ``matrix`` (signal plus Gaussian noise), estimated robustly.
+
+    The signal of a trained update is concentrated in a few directions; DP noise spreads evenly over
+    all singular values. The mean squared lower half of the singular values, divided by that of a
+    standard Gaussian matrix of the same shape (fixed seed, deterministic), estimates the noise
+    variance; a little signal left there only makes the estimate larger (fewer flags).
+    """
+    if matrix.ndim != 2 or min(matrix.shape) < 2:
+        raise ValidationError(f"noise_variance needs a matrix of at least 2 x 2, got shape {tuple(matrix.shape)}")
+    # a wide layer: an evenly spaced sub-matrix has the same noise and a cheap SVD
+    steps = [max(1, math.ceil(n / NOISE_MAX_SIDE)) for n in matrix.shape]
+    m = matrix.detach().to(torch.float64)[::steps[0], ::steps[1]]
+    k = min(m.shape) // 2
+    low = float(torch.linalg.svdvals(m).square()[-k:].mean())
+    return low / _reference_low_energy((int(m.shape[0]), int(m.shape[1])))
+
+
+def concentration_pvalues(matrix: torch.Tensor, allowed_shares: Sequence[float]) -> list[float]:
+    """For each input unit (row of ``matrix``), how likely its energy is if its signal share is at most allowed.
+
+    ``matrix`` is one update's first-layer weights grouped by input unit (:func:`group_matrix`),
+    each entry its signal plus DP noise of one unknown variance ``v`` (:func:`noise_variance`).
+    Row ``g``'s energy ``E_g`` over ``v`` is then noncentral chi-square with ``m`` (row length)
+    degrees of freedom and noncentrality ``signal_g / v``. The signal is estimated as
+    ``s_g = max(E_g - m v, 0)``, and ``S_g`` is that of all the *other* inputs. Under the hypothesis
+    that input ``g`` carries at most a share ``a_g = allowed_shares[g]`` of the update's signal (what
+    clean data of any one validation class does, :func:`clean_input_shares`), its signal is at most
+    ``a_g / (1 - a_g) * S_g``, and the p-value is ``P(chi2'(m, a_g / (1 - a_g) * S_g / v) >= E_g / v)``
+    (1 when ``a_g >= 1``). Small: the update leans on an input far more than any clean class does —
+    a trigger (a backdoor) or a feature the owner's data barely uses.
+    """
+    from scipy.stats import chi2, ncx2
+
+    if matrix.ndim != 2 or len(allowed_shares) != matrix.shape[0]:
+        raise ValidationError("concentration_pvalues needs one allowed share per row of the matrix")
+    m = int(matrix.shape[1])
+    v = noise_variance(matrix)
+    if not (math.isfinite(v) and v > 0):
+        return [1.0] * int(matrix.shape[0])
+    energy = matrix.detach().to(torch.float64).square().sum(dim=1)
+    signal = (energy - m * v).clamp_min(0.0)
+    total = float(signal.sum())
+    out = []
+    for e, s, share in zip(energy.tolist(), signal.tolist(), allowed_shares):
+        a = max(float(share), 0.0)
+        if a >= 1.0:
+            out.append(1.0)
+            continue
+        lam = a / (1.0 - a) * (total - s) / v  # the others' signal bounds this input's under the hypothesis
+        x = e / v
+        out.append(float(ncx2.sf(x, m, lam)) if lam > 0 else float(chi2.sf(x, m)))
+    return out
+
+
+def concentrated(pvalues: Sequence[float], *, alpha: float) -> int | None:
+    """The input whose p-value is below ``alpha / len(pvalues)`` (Bonferroni), the smallest; else ``None``."""
+    if not pvalues:
+        return None
+    j = min(range(len(pvalues)), key=lambda g: (pvalues[g], g))
+    return j if pvalues[j] < alpha / len(pvalues) else None
+
+
+def clean_input_shares(manifest: Manifest, state: Mapping[str, torch.Tensor], X: Any, y: Any, groups: Any,
+                       name: str, axis: int) -> list[float]:
+    """For each input unit of weight ``name``: the largest share of the first-layer gradient energy it
+    gets from the clean validation data of any one subgroup.
+
+    Per validation row the gradient of the loss is clipped to norm 1 (as DP-SGD does), the clipped
+    gradients are averaged per subgroup (the classes, or the owner's group column; regression
+    without groups: all rows), and the energy of ``name`` is split by input unit. An honest update
+    trains on a mixture of such subgroups, so no input gets a much larger share of its signal
+    than this.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    from mine.train import training_tensors
+
+    model = build_model(manifest, seed=0)
+    model.load_state_dict(dict(state), strict=True)
+    model.eval()
+    xt, yt, loss_fn = training_tensors(manifest, X, y)
+    # the classes (or, for regression, all rows) and the owner's subgroups, if any
+    partitions = [yt.numpy() if manifest.task == "classification" else np.zeros(len(xt), dtype=np.int64)]
+    if groups is not None:
+        partitions.append(np.asarray(groups))
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def one_loss(p: dict[str, torch.Tensor], xi: torch.Tensor, ti: torch.Tensor) -> torch.Tensor:
+        return loss_fn(functional_call(model, p, (xi.unsqueeze(0),)), ti.unsqueeze(0))
+
+    per_example = vmap(grad(one_loss), in_dims=(None, 0, 0))
+    keys = [(p, key) for p, labels in enumerate(partitions) for key in np.unique(labels).tolist()]
+    sums = {key: torch.zeros(params[name].shape, dtype=torch.float64) for key in keys}
+    batch = max(1, min(SHARE_BATCH_ROWS, SHARE_BATCH_ENTRIES // max(sum(p.numel() for p in params.values()), 1)))
+    with torch.no_grad():
+        for start in range(0, len(xt), batch):
+            rows = slice(start, start + batch)
+            g = per_example(params, xt[rows], yt[rows])
+            norms = torch.sqrt(sum(g[k].reshape(g[k].shape[0], -1).to(torch.float64).square().sum(dim=1) for k in g))
+            scale = (1.0 / norms.clamp_min(1e-12)).clamp(max=1.0)  # clipped to norm 1, as DP-SGD does
+            target = g[name].to(torch.float64) * scale.view(-1, *([1] * (g[name].ndim - 1)))
+            for p, key in keys:
+                mask = torch.from_numpy(partitions[p][rows] == key)
+                if bool(mask.any()):
+                    sums[(p, key)] += target[mask].sum(dim=0)
+    best = torch.zeros(params[name].shape[axis], dtype=torch.float64)
+    for key in keys:
+        e = group_matrix(sums[key], axis).square().sum(dim=1)
+        if float(e.sum()) > 0:
+            best = torch.maximum(best, e / e.sum())
+    return [float(x) for x in best]
+
+
+def signal_shares(matrix: torch.Tensor) -> list[float]:
+    """Each row's share of the matrix's signal energy, ``max(E_g - m v, 0) / sum``.
+
+    The estimate :func:`concentration_pvalues` tests; for the verdict's text.
+    """
+    m = int(matrix.shape[1])
+    signal = (matrix.detach().to(torch.float64).square().sum(dim=1) - m * noise_variance(matrix)).clamp_min(0.0)
+    total = float(signal.sum())
+    return [float(x) / total if total > 0 else 0.0 for x in signal]
+
+
 def shares_bps(contributions: Sequence[float], *, floor: float) -> list[int]:
     """Basis-point shares of a round's pot, summing to exactly 10000 (empty input: empty list).
 
@@ -807,7 +1017,10 @@ class RoundPolicy:
     * ``share_floor`` — fraction of the pot split equally among the accepted (:func:`shares_bps`);
     * ``step_search`` — multipliers of ``server_lr`` tried for the aggregate; the best validation
       score that keeps every subgroup within tolerance wins (ties: the earlier);
-    * ``max_epsilon`` — the bounty's DP cap (code 7), ``None`` for none.
+    * ``max_epsilon`` — the bounty's DP cap (code 7), ``None`` for none;
+    * ``concentration_alpha`` — a DP update whose energy on one first-layer input is beyond what clean
+      validation data of any class puts there plus its noise, at p < ``alpha / #inputs``, is forfeited
+      (code 9, :func:`concentration_pvalues`); ``None`` turns the check off.
     """
 
     name: ClassVar[str] = "round"
@@ -828,6 +1041,7 @@ class RoundPolicy:
     share_floor: float = 0.3
     step_search: tuple[float, ...] = (1.0, 0.5, 2.0, 0.25)
     max_epsilon: float | None = None
+    concentration_alpha: float | None = 5e-3
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -849,6 +1063,9 @@ class RoundPolicy:
         object.__setattr__(self, "step_search", steps)
         if self.max_epsilon is not None and not (math.isfinite(self.max_epsilon) and self.max_epsilon > 0):
             raise ValidationError(f"max_epsilon must be a finite number > 0, got {self.max_epsilon!r}")
+        a = self.concentration_alpha
+        if a is not None and not (math.isfinite(a) and 0 < a < 1):
+            raise ValidationError(f"concentration_alpha must be between 0 and 1 (exclusive) or None, got {a!r}")
 
     def settings(self) -> dict[str, Any]:
         """The settings as a dict (with ``policy`` = the registry name)."""
@@ -898,6 +1115,22 @@ class RoundPolicy:
                 reject(by_index[i], OUTLIER_NORM, f"update norm {norms[i]:.4g} is an outlier (round median {med:.4g})",
                        norm=norms[i])
                 live.remove(i)
+        where = input_groups(manifest) if self.concentration_alpha is not None else None
+        tested = [i for i in live if private[i]]  # a non-private update has no noise level to test against
+        if where is not None and tested:
+            name, axis, input_names = where
+            allowed = clean_input_shares(manifest, current_state, X, y, groups, name, axis)
+            for i in tested:
+                matrix = group_matrix(deltas[i][name], axis)
+                pvalues = concentration_pvalues(matrix, allowed)
+                j = concentrated(pvalues, alpha=self.concentration_alpha)
+                if j is not None:
+                    reject(by_index[i], CONCENTRATED,
+                           f"{signal_shares(matrix)[j]:.0%} of its signal is on {input_names[j]!r}, where the clean "
+                           f"validation rows of any class or group put at most {allowed[j]:.1%} (p = {pvalues[j]:.2g} "
+                           f"with its DP noise; limit {self.concentration_alpha:g} / {len(pvalues)} inputs)",
+                           norm=norms[i])
+                    live.remove(i)
         bound = statistics.median([norms[i] for i in live]) * self.clip_norm_factor if live else None
         scales = dict(zip(live, clip_scales([norms[i] for i in live], bound)))
         cosines = dict(zip(live, alignments([deltas[i] for i in live], [scales[i] for i in live])))

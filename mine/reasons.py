@@ -8,14 +8,14 @@ rejection without importing torch.
 from __future__ import annotations
 
 __all__ = [
-    "ACCEPTED", "EPSILON_TOO_HIGH", "NEGATIVE_CONTRIBUTION", "NOT_SUBMITTERS", "NO_IMPROVEMENT",
+    "ACCEPTED", "CONCENTRATED", "EPSILON_TOO_HIGH", "NEGATIVE_CONTRIBUTION", "NOT_SUBMITTERS", "NO_IMPROVEMENT",
     "OUTLIER_NORM", "REASONS", "REFUNDED_CODES", "STRUCTURE", "SUBGROUP_REGRESSION", "UNREADABLE",
 ]
 
 #: ``reason_code`` of an accepted update.
 ACCEPTED = 0
 STRUCTURE, NO_IMPROVEMENT, SUBGROUP_REGRESSION, OUTLIER_NORM, UNREADABLE = 1, 2, 3, 4, 5
-NOT_SUBMITTERS, EPSILON_TOO_HIGH, NEGATIVE_CONTRIBUTION = 6, 7, 8
+NOT_SUBMITTERS, EPSILON_TOO_HIGH, NEGATIVE_CONTRIBUTION, CONCENTRATED = 6, 7, 8, 9
 
 #: Human text of every rejection code (the codes the owner's settlement records), as `mine status` shows it.
 REASONS: dict[int, str] = {
@@ -27,6 +27,7 @@ REASONS: dict[int, str] = {
     NOT_SUBMITTERS: "not the submitter's update (the miner or bounty inside the ciphertext differ)",
     EPSILON_TOO_HIGH: "differential-privacy epsilon above the bounty's maximum (or trained without DP)",
     NEGATIVE_CONTRIBUTION: "negative contribution: leaving it out lowers the validation loss",
+    CONCENTRATED: "concentrated on an input the clean validation data barely uses, beyond the DP noise (backdoor-like)",
 }
 #: Codes whose stake is returned (an honest update that simply did not help); all others forfeit.
 REFUNDED_CODES = frozenset({NO_IMPROVEMENT})

@@ -70,3 +70,23 @@ def test_small_demo_writes_summary_and_report(tmp_path: Path, dataset: str, atta
         assert ledger is None or "private" in ledger
     assert "ε spent" in report and "ε spent" in result.output
     assert "privacy ledger" in result.output
+
+
+def test_backdoor_attackers_lose_their_stakes(tmp_path: Path) -> None:
+    # 3 of 10 miners stamp a trigger on half their rows: each of their updates is forfeited (code 9)
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        cli, ["demo", "--dataset", "digits", "--miners", "10", "--malicious", "3", "--attack", "backdoor",
+              "--rounds", "4", "--seed", "5", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["miners_summary"].values()
+    assert all(r["net_wei"] < 0 for r in rows if not r["honest"]), summary["miners_summary"]
+    assert all(r["net_wei"] >= 0 for r in rows if r["honest"]), summary["miners_summary"]
+    honest = [s for s in summary["submissions"] if s["honest"]]
+    assert sum(s["accepted"] for s in honest) >= 0.6 * len(honest)
+    assert summary["backdoor_success"] < 0.1
+    attacks = [s for s in summary["submissions"] if not s["honest"]]
+    assert not any(s["accepted"] or s["stake_returned"] for s in attacks)
+    assert 9 in {s["reason_code"] for s in attacks}  # concentrated on the trigger's inputs

@@ -20,10 +20,10 @@ from mine.train import train
 
 
 def test_reason_codes() -> None:
-    assert sorted(P.REASONS) == [1, 2, 3, 4, 5, 6, 7, 8]  # the design's codes (mine.reasons)
+    assert sorted(P.REASONS) == [1, 2, 3, 4, 5, 6, 7, 8, 9]  # the design's codes (mine.reasons)
     assert all(isinstance(v, str) and v for v in P.REASONS.values())
     assert (P.STRUCTURE, P.NO_IMPROVEMENT, P.SUBGROUP_REGRESSION, P.OUTLIER_NORM, P.UNREADABLE) == (1, 2, 3, 4, 5)
-    assert (P.NOT_SUBMITTERS, P.EPSILON_TOO_HIGH, P.NEGATIVE_CONTRIBUTION) == (6, 7, 8)
+    assert (P.NOT_SUBMITTERS, P.EPSILON_TOO_HIGH, P.NEGATIVE_CONTRIBUTION, P.CONCENTRATED) == (6, 7, 8, 9)
 
 
 @pytest.fixture(scope="module")

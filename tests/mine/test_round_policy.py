@@ -247,3 +247,127 @@ def test_noisy_honest_updates_stay_in_the_mean_and_a_flip_is_forfeited(world) ->
     strict = P.RoundPolicy(keep_aligned=False).judge(world["manifest"], world["state"], items, val, bounty_id=1,
                                                      current_version=0)
     assert len(strict.accepted) <= len(d.accepted)
+
+
+# --------------------------------------------------------------------------- concentration (backdoors)
+
+
+def _dp_like(rows: int, width: int, *, sigma: float, seed: int, shares: list[float] | None = None,
+             signal: float = 0.0) -> torch.Tensor:
+    """A first layer grouped by input (rows) of an update: Gaussian DP noise plus a diffuse signal of
+    total energy ``signal`` spread over the inputs in proportion to ``shares``."""
+    g = torch.Generator().manual_seed(seed)
+    m = sigma * torch.randn(rows, width, generator=g, dtype=torch.float64)
+    if shares is not None and signal > 0:
+        direction = torch.randn(width, generator=g, dtype=torch.float64)
+        direction /= direction.norm()
+        for j, share in enumerate(shares):
+            m[j] += math.sqrt(signal * share) * direction
+    return m
+
+
+def test_noise_variance_is_the_noise_not_the_signal() -> None:
+    for seed in range(3):
+        noise = _dp_like(64, 32, sigma=0.1, seed=seed)
+        assert P.noise_variance(noise) == pytest.approx(0.01, rel=0.12)
+        # a strong low-rank signal (10x the noise energy) barely moves the estimate
+        g = torch.Generator().manual_seed(seed + 10)
+        signal = torch.outer(torch.randn(64, generator=g, dtype=torch.float64),
+                             torch.randn(32, generator=g, dtype=torch.float64))
+        signal *= math.sqrt(10 * float(noise.square().sum())) / signal.norm()
+        assert P.noise_variance(noise + signal) == pytest.approx(0.01, rel=0.2)
+    with pytest.raises(ValidationError):
+        P.noise_variance(torch.ones(1, 5))
+
+
+def test_a_concentrated_input_is_flagged_and_dp_noise_is_not() -> None:
+    rows, width = 64, 32
+    shares = [1.0 / rows] * rows  # clean data of any class spreads its gradient over the inputs
+    allowed = [2 * s for s in shares]
+    flagged_honest = 0
+    for seed in range(20):
+        # isotropic DP noise, and noise plus a signal that follows the clean shares: never flagged
+        for m in (_dp_like(rows, width, sigma=0.1, seed=seed),
+                  _dp_like(rows, width, sigma=0.1, seed=seed, shares=shares, signal=3.0)):
+            pv = P.concentration_pvalues(m, allowed)
+            assert all(0.0 <= p <= 1.0 for p in pv)
+            flagged_honest += P.concentrated(pv, alpha=1e-3) is not None
+        # a backdoor: the same update with a signal of norm 1 on input 1 (a trigger pixel)
+        m = _dp_like(rows, width, sigma=0.1, seed=seed, shares=shares, signal=3.0)
+        g = torch.Generator().manual_seed(100 + seed)
+        trigger = torch.randn(width, generator=g, dtype=torch.float64)
+        m[1] += trigger / trigger.norm()
+        pv = P.concentration_pvalues(m, allowed)
+        assert P.concentrated(pv, alpha=1e-3) == 1, pv[1]
+        assert P.signal_shares(m)[1] > 0.15  # 1 of about 4 units of signal energy
+    assert flagged_honest == 0
+    # an input the clean data uses that much is allowed that much
+    m[1] -= trigger / trigger.norm()
+    m[1] += trigger / trigger.norm() * 0.5
+    assert P.concentrated(P.concentration_pvalues(m, [0.5] * rows), alpha=1e-3) is None
+    assert P.concentrated([], alpha=1e-3) is None
+    assert P.concentrated([0.5, 1e-3], alpha=1e-3) is None  # Bonferroni: the limit is 1e-3 / 2 inputs
+    assert P.concentrated([0.5, 1e-4, 1e-5], alpha=1e-3) == 2  # the smallest of those below it
+    with pytest.raises(ValidationError):
+        P.concentration_pvalues(m, [0.1])
+
+
+def test_input_groups_of_the_standard_models() -> None:
+    mlp = M.default_manifest("digits")
+    name, axis, names = P.input_groups(mlp)
+    assert (name, axis, names) == ("0.weight", 1, list(mlp.features))
+    assert P.group_matrix(torch.zeros(32, 64), axis).shape == (64, 32)
+    assert P.input_groups(M.default_manifest("digits", "cnn")) is None   # one image channel: one group
+    assert P.input_groups(M.default_manifest("diabetes")) is None        # linear model: one weight per input
+    assert P.input_groups(M.default_manifest("breast_cancer"))[:2] == ("0.weight", 1)
+
+
+def test_clean_input_shares_are_zero_on_constant_inputs(world) -> None:
+    manifest, s = world["manifest"], world["split"]
+    shares = P.clean_input_shares(manifest, world["state"], s.X_val, s.y_val, None, "0.weight", 1)
+    assert len(shares) == 64 and all(0.0 <= x <= 1.0 for x in shares)
+    # an input that is 0 on every (normalised) validation row gets no gradient: no share
+    zero = (M.prepare_inputs(manifest, s.X_val) == 0).all(dim=0).numpy()
+    assert zero.any() and all(shares[j] == 0.0 for j in np.flatnonzero(zero))
+    # the owner's group column adds its subgroups: every class's share is still covered
+    groups = (s.y_val % 2).astype(np.int64)
+    more = P.clean_input_shares(manifest, world["state"], s.X_val, s.y_val, groups, "0.weight", 1)
+    assert all(b >= a - 1e-12 for a, b in zip(shares, more))
+
+
+def test_a_dp_backdoor_is_forfeited_and_dp_honest_updates_are_paid() -> None:
+    from mine.dp import default_settings, train_dp
+
+    ds = D.load("digits")
+    s = D.train_validation_split(ds.X, ds.y, validation_fraction=0.25, seed=5)
+    manifest = M.with_normalization(M.default_manifest("digits"), s.X_val)
+    manifest = dataclasses.replace(manifest, training={**manifest.training, "dp": {"target_epsilon": 8.0}})
+    shards = D.dirichlet_shards(s.y_train, 6, alpha=1.0, seed=5, min_size=10)
+    state = M.model_state(M.build_model(manifest, seed=5))
+    trigger = A.make_trigger(s.X_train)
+    items = []
+    for i in range(6):
+        X, y = s.X_train[shards[i]], s.y_train[shards[i]]
+        if i == 5:
+            X, y = A.backdoor(X, y, trigger=trigger, target_label=0, fraction=0.5, seed=i)
+        model = M.build_model(manifest)
+        model.load_state_dict(state)
+        out = train_dp(model, X.astype(np.float32), y, manifest, default_settings(manifest), seed=i, noise_seed=i)
+        miner = f"0x{i + 1:040x}"
+        data = M.make_update(state, M.model_state(model), {"bounty": "1", "base_version": "0", "miner": miner,
+                                                           "dp": out.record.to_json()})
+        items.append(P.RoundItem(i, miner, 0, data))
+    d = P.RoundPolicy().judge(manifest, state, items, (s.X_val, s.y_val), bounty_id=1, current_version=0)
+    by = {v.index: v for v in d.verdicts}
+    assert all(by[i].accepted for i in range(5)), [by[i] for i in range(5)]
+    assert (by[5].reason_code, by[5].refund) == (P.CONCENTRATED, False), by[5]
+    assert "pixel_0_1" in by[5].reason
+    off = P.RoundPolicy(concentration_alpha=None).judge(manifest, state, items, (s.X_val, s.y_val), bounty_id=1,
+                                                       current_version=0)
+    assert [v for v in off.verdicts if v.index == 5][0].reason_code != P.CONCENTRATED
+
+
+def test_noise_variance_of_a_wide_layer_uses_a_sub_matrix() -> None:
+    g = torch.Generator().manual_seed(3)
+    wide = 0.2 * torch.randn(3000, 16, generator=g, dtype=torch.float64)
+    assert P.noise_variance(wide) == pytest.approx(0.04, rel=0.1)
