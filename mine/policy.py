@@ -865,10 +865,13 @@ def signal_shares(matrix: torch.Tensor) -> list[float]:
 def shares_bps(contributions: Sequence[float], *, floor: float) -> list[int]:
     """Basis-point shares of a round's pot, summing to exactly 10000 (empty input: empty list).
 
-    ``share_i = floor / n + (1 - floor) * c_i / sum(c)`` over the positive parts of the
-    contributions (equal split if none is positive), so redundant honest updates — each of which
-    adds little alone — still get the floor. Rounded by largest remainder (ties to the lower
-    position); every update gets at least 1 bp.
+    ``share_i = floor / m + (1 - floor) * c_i / sum(c)`` over the positive parts of the
+    contributions, where the floor goes to the ``m`` updates whose contribution is not negative:
+    redundant honest updates — each of which adds little alone — still get the floor, but one
+    whose removal would *improve* the round's model gets nothing beyond the minimum (a label
+    flipper kept in a DP round's mean is not paid for being there). Equal split if no contribution
+    is positive. Rounded by largest remainder (ties to the lower position); every update gets at
+    least 1 bp.
     """
     n = len(contributions)
     if n == 0:
@@ -878,9 +881,10 @@ def shares_bps(contributions: Sequence[float], *, floor: float) -> list[int]:
     if n > BPS:
         raise ValidationError(f"cannot split {BPS} bps among {n} updates")
     pos = [max(float(c), 0.0) if math.isfinite(c) else 0.0 for c in contributions]
-    total = sum(pos)
+    eligible = [math.isfinite(c) and c >= 0 for c in contributions]
+    total, m = sum(pos), sum(eligible)
     if total > 0:
-        raw = [floor / n + (1.0 - floor) * p / total for p in pos]
+        raw = [floor * e / m + (1.0 - floor) * p / total for p, e in zip(pos, eligible)]
     else:
         raw = [1.0 / n] * n
     exact = [r * BPS for r in raw]
@@ -1014,7 +1018,8 @@ class RoundPolicy:
     * ``subgroup_tolerance`` — largest allowed worsening of any subgroup by the aggregate (code 3;
       the update whose removal helps that subgroup most goes, forfeited only if it points away);
     * ``min_improvement`` — margin the aggregate must improve the score by (code 2, refunded);
-    * ``share_floor`` — fraction of the pot split equally among the accepted (:func:`shares_bps`);
+    * ``share_floor`` — fraction of the pot split equally among the accepted whose leave-one-out value
+      is not negative (:func:`shares_bps`);
     * ``step_search`` — multipliers of ``server_lr`` tried for the aggregate; the best validation
       score that keeps every subgroup within tolerance wins (ties: the earlier);
     * ``max_epsilon`` — the bounty's DP cap (code 7), ``None`` for none;

@@ -31,8 +31,10 @@ def test_shares_sum_to_10000_and_every_one_gets_something(contributions: list[fl
 
 def test_shares_follow_contributions_above_the_floor() -> None:
     shares = P.shares_bps([3.0, 1.0, 0.0, -5.0], floor=0.2)
-    # floor: 0.2 / 4 = 5 % each; the rest 80 % split 3:1 between the positive two
-    assert shares == [6500, 2500, 500, 500]
+    # floor: 0.2 / 3 each for the three not negative; the rest 80 % split 3:1 between the positive
+    # two; the negative one only gets the 1 bp every accepted update has
+    assert shares == [6666, 2666, 667, 1]
+    assert P.shares_bps([1.0, -1.0], floor=0.3) == [9999, 1]
     assert P.shares_bps([2.0, 2.0], floor=0.0) == [5000, 5000]
     assert P.shares_bps([1.0, 0.0], floor=0.0) == [9999, 1]  # one bp reserved for every accepted update
     assert P.shares_bps([1.0, 1.0, 1.0], floor=0.5) == [3334, 3333, 3333]  # largest remainder, ties to the first
