@@ -30,6 +30,7 @@ from mine.contract import (  # noqa: F401
     MIN_EVAL_WINDOW,
     PROJECT_ROOT,
     SCORE_SCALE,
+    SonarViews,
     ZERO_ADDRESS,
     Bounty,
     BountyStatus,
@@ -102,7 +103,7 @@ def connect(rpc_url: str, *, timeout: float = 30.0, retry: RetryPolicy | None = 
     return w3
 
 
-class SonarClient:
+class SonarClient(SonarViews):
     """The Sonar contract at `address`, sending transactions from `account` (if given)."""
 
     def __init__(self, w3: Web3, address: str, account: LocalAccount | None = None, *,
@@ -188,23 +189,8 @@ class SonarClient:
 
     # ------------------------------------------------------------------ views
 
-    def bounty_count(self) -> int:
-        return int(self._call("bountyCount"))
-
-    def bounty(self, bounty_id: int) -> Bounty:
-        return bounty_from_tuple(bounty_id, self._call("getBounty", bounty_id))
-
-    def submission(self, bounty_id: int, index: int) -> Submission:
-        return submission_from_tuple(bounty_id, index, self._call("getSubmission", bounty_id, index))
-
-    def model_version(self, bounty_id: int, version: int) -> ModelVersion:
-        return model_version_from_tuple(bounty_id, version, self._call("getModelVersion", bounty_id, version))
-
-    def credits(self, account: str, token: str = ZERO_ADDRESS) -> int:
-        return int(self._call("credits", to_checksum_address(token), to_checksum_address(account)))
-
-    def preview_reward(self, bounty_id: int, score: int) -> int:
-        return int(self._call("previewReward", bounty_id, score))
+    def _address(self, value: str) -> str:
+        return to_checksum_address(value)
 
     def receipt_events(self, receipt: dict[str, Any], name: str) -> list[Any]:
         """Events `name` emitted by this contract in a receipt."""

@@ -212,6 +212,35 @@ def model_version_from_tuple(bounty_id: int, version: int, t: Any) -> ModelVersi
 # ---------------------------------------------------------------------- what to do when opening fails
 
 
+class SonarViews:
+    """Sonar's typed views over a subclass's `_call(fn, *args)` (the web3 client and the light reader)."""
+
+    def _call(self, fn: str, *args: Any) -> Any:
+        raise NotImplementedError
+
+    def _address(self, value: str) -> str:
+        """An address argument as the transport wants it (checksummed)."""
+        raise NotImplementedError
+
+    def bounty_count(self) -> int:
+        return int(self._call("bountyCount"))
+
+    def bounty(self, bounty_id: int) -> Bounty:
+        return bounty_from_tuple(bounty_id, self._call("getBounty", bounty_id))
+
+    def submission(self, bounty_id: int, index: int) -> Submission:
+        return submission_from_tuple(bounty_id, index, self._call("getSubmission", bounty_id, index))
+
+    def model_version(self, bounty_id: int, version: int) -> ModelVersion:
+        return model_version_from_tuple(bounty_id, version, self._call("getModelVersion", bounty_id, version))
+
+    def credits(self, account: str, token: str = ZERO_ADDRESS) -> int:
+        return int(self._call("credits", self._address(token), self._address(account)))
+
+    def preview_reward(self, bounty_id: int, score: int) -> int:
+        return int(self._call("previewReward", bounty_id, score))
+
+
 def unreachable(rpc_url: str, exc: BaseException) -> ChainUnreachableError:
     return ChainUnreachableError(
         f"no Ethereum node answers at {rpc_url} ({type(exc).__name__}); start one "

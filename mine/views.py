@@ -35,16 +35,14 @@ from mine.contract import (
     ZERO_ADDRESS,
     Bounty,
     ModelVersion,
+    SonarViews,
     Submission,
-    bounty_from_tuple,
     contract_abi,
-    model_version_from_tuple,
     no_address,
     no_contract,
     not_an_address,
     recorded_deployment,
     recorded_deployment_block,
-    submission_from_tuple,
     unreachable,
     wrong_chain,
 )
@@ -518,7 +516,7 @@ _ERC20_DECIMALS = {"name": "decimals", "inputs": [], "outputs": [{"name": "", "t
 _ERC20_SYMBOL = {"name": "symbol", "inputs": [], "outputs": [{"name": "", "type": "string"}]}
 
 
-class ChainReader:
+class ChainReader(SonarViews):
     """Read-only Sonar views over plain JSON-RPC: the same answers as `SonarClient`, without web3.
 
     `account` is always None: reading needs no key (`mine.chain.SonarClient` signs).
@@ -568,23 +566,8 @@ class ChainReader:
 
     # ------------------------------------------------------------------ views
 
-    def bounty_count(self) -> int:
-        return int(self._call("bountyCount"))
-
-    def bounty(self, bounty_id: int) -> Bounty:
-        return bounty_from_tuple(bounty_id, self._call("getBounty", bounty_id))
-
-    def submission(self, bounty_id: int, index: int) -> Submission:
-        return submission_from_tuple(bounty_id, index, self._call("getSubmission", bounty_id, index))
-
-    def model_version(self, bounty_id: int, version: int) -> ModelVersion:
-        return model_version_from_tuple(bounty_id, version, self._call("getModelVersion", bounty_id, version))
-
-    def credits(self, account: str, token: str = ZERO_ADDRESS) -> int:
-        return int(self._call("credits", _checked_address(token), _checked_address(account)))
-
-    def preview_reward(self, bounty_id: int, score: int) -> int:
-        return int(self._call("previewReward", bounty_id, score))
+    def _address(self, value: str) -> str:
+        return _checked_address(value)
 
     def now(self) -> int:
         """Timestamp of the latest block."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from mine.chain import SonarClient, connect
+from mine.chain import ZERO_ADDRESS, BountyParams, SonarClient, connect
 from mine.devnet import anvil, dev_account
 
 
@@ -30,3 +31,14 @@ def chain_snapshot(sonar: SonarClient) -> Iterator[None]:
     yield
     sonar.w3.provider.make_request("evm_revert", [snap])
     sonar.reset_nonce()
+
+
+def bounty_params(sonar: SonarClient, **overrides: Any) -> BountyParams:
+    """An ETH bounty's parameters (1 ETH, stake 0.001, an hour to run, 10-minute window), with overrides."""
+    values: dict[str, Any] = dict(
+        token=ZERO_ADDRESS, reward=10**18, stake=10**15, deadline=sonar.now() + 3600, eval_window=600,
+        initial_score=500_000, target_score=900_000, higher_is_better=True,
+        validation_commitment=b"\x11" * 32, model_digest=b"\x22" * 32, model_codec=0,
+    )
+    values.update(overrides)
+    return BountyParams(**values)

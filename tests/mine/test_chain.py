@@ -8,16 +8,11 @@ from mine import chain as chain_module
 from mine.chain import BountyParams, BountyStatus, SonarClient, SubmissionStatus, Verdict, ZERO_ADDRESS
 from mine.devnet import dev_account, free_port
 from mine.errors import ChainError, ChainUnreachableError, InsufficientFundsError
+from tests.mine.fixtures_chain import bounty_params
 
 
 def _params(sonar: SonarClient, **overrides) -> BountyParams:
-    values = dict(
-        token=ZERO_ADDRESS, reward=10**18, stake=10**15, deadline=sonar.now() + 3600, eval_window=600,
-        initial_score=500_000, target_score=900_000, higher_is_better=True,
-        validation_commitment=b"\x11" * 32, model_digest=b"\x22" * 32, model_codec=0,
-    )
-    values.update(overrides)
-    return BountyParams(**values)
+    return bounty_params(sonar, **overrides)
 
 
 def test_post_bounty_returns_increasing_ids(sonar: SonarClient, chain_snapshot: None) -> None:

@@ -32,6 +32,7 @@ from mine.home import Config, MineHome, write_json_atomic
 from mine.retry import RetryPolicy
 from mine.views import ChainReader, abi_decode, abi_encode, is_address, keccak256, selector, signature
 from mine.views import to_checksum_address as light_checksum
+from tests.mine.fixtures_chain import bounty_params
 from tests.mine.rpc_proxy import ProxyRules, rpc_proxy
 
 FAST = RetryPolicy(retries=2, base=0.01)
@@ -162,13 +163,7 @@ class Market:
 
 
 def _params(sonar: SonarClient, **overrides: Any) -> BountyParams:
-    values = dict(
-        token=ZERO_ADDRESS, reward=10**18, stake=10**15, deadline=sonar.now() + 3600, eval_window=600,
-        initial_score=500_000, target_score=900_000, higher_is_better=True,
-        validation_commitment=b"\x11" * 32, model_digest=b"\x22" * 32, model_codec=0x70,
-    )
-    values.update(overrides)
-    return BountyParams(**values)
+    return bounty_params(sonar, **{"model_codec": 0x70, **overrides})
 
 
 def _deploy_token(sonar: SonarClient) -> str:
