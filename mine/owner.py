@@ -166,8 +166,11 @@ def create_bounty(
     """
     from mine.sealed import encryption_record, load_secret_key, new_bounty_key
 
-    settings = dict(policy_settings or {})
-    RoundPolicy(**settings, max_epsilon=max_epsilon)  # bad settings fail before anything is posted
+    # bad settings fail before anything is posted; every setting is recorded, defaults included,
+    # so an audit replays this bounty with the rules it was judged by even after the defaults change
+    policy = RoundPolicy(**dict(policy_settings or {}), max_epsilon=max_epsilon)
+    settings = {k: v for k, v in asdict(policy).items() if k != "max_epsilon"}
+    settings["step_search"] = list(settings["step_search"])
     public_key = new_bounty_key(home, label=f"bounty on {client.address}")
     salt = os.urandom(32)
     bundle = audit_bundle(store.add(val.data, only_hash=True), load_secret_key(home, public_key), salt, val.group)

@@ -237,6 +237,22 @@ def test_raw_rows_never_leave_the_mine(world: World, posted: int) -> None:
     assert lines[0].rsplit(",", 1)[0].encode() in world.shard_path.read_bytes()
 
 
+def test_version_0_records_every_policy_setting(world: World, posted: int) -> None:
+    """An audit replays a bounty with the rules it was posted under, defaults included."""
+    import dataclasses
+
+    from mine.owner import policy_of
+    from mine.policy import RoundPolicy
+    from mine.store import cid_from_chain, open_store
+    from mine.versions import fetch_record
+
+    mv = world.sonar.model_version(posted, 0)
+    record = fetch_record(open_store(world.store_spec, world.owner_home), cid_from_chain(mv.digest, mv.codec))
+    fields = {f.name for f in dataclasses.fields(RoundPolicy)} - {"max_epsilon"}
+    assert set(record.policy) == fields | {"name"}
+    assert policy_of(record) == RoundPolicy(max_epsilon=record.max_epsilon)  # posted with the defaults
+
+
 def test_interrupted_submit_never_submits_twice(world: World, posted: int, monkeypatch: pytest.MonkeyPatch) -> None:
     submissions_before = len(world.sonar.events("UpdateSubmitted", bountyId=posted))
     real_submit = SonarClient.submit
