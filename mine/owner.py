@@ -210,6 +210,13 @@ def reveal_audit(client: SonarClient, store: Store, home: MineHome, owned: Owned
 # ---------------------------------------------------------------------- rounds
 
 
+def forfeited_miners(client: SonarClient, bounty_id: int, before: int) -> set[str]:
+    """Miners whose stake was forfeited for a submission before index `before` of this bounty (the
+    round policy's suspects: public, so an audit replays them)."""
+    return {str(e["args"]["miner"]) for e in client.events("UpdateRejected", bountyId=bounty_id)
+            if int(e["args"]["index"]) < before and not bool(e["args"]["refunded"])}
+
+
 def fetch_with_retries(store: Store, cid: str, *, max_bytes: int, attempts: int = FETCH_ATTEMPTS,
                        backoff: float = FETCH_BACKOFF) -> tuple[bytes | None, str]:
     """``(bytes, "")``, or ``(None, why)`` after ``attempts`` tries with exponential backoff.
@@ -330,7 +337,8 @@ def settle_round(
         return RoundResult(head, 0, 0, score_from_chain(bounty.best_score), score_from_chain(bounty.best_score), [],
                            waiting), current
     decision = policy.judge(current.manifest, current.state, items, (val.X, val.y, val.groups), bounty_id=bid,
-                            current_version=current.version, history=owned.accepted_norms)
+                            current_version=current.version, history=owned.accepted_norms,
+                            suspects=forfeited_miners(client, bid, head))
     verdicts = [Verdict(v.share_bps, 0 if v.accepted else v.reason_code, False if v.accepted else v.refund)
                 for v in decision.verdicts]
     new_version: LoadedVersion | None = None
@@ -442,9 +450,12 @@ def audit(client: SonarClient, store: Store, bounty_id: int, val: Validation, se
             sub = submissions[index]
             items.append(RoundItem(index, sub.miner, sub.base_version, plain, why))
         else:
+            # the miners forfeited before this round, as the chain reports them (what the owner used)
+            suspects = {submissions[i].miner for i, (share, _, refund) in reported.items()
+                        if i < first and share == 0 and not refund}
             decision: RoundDecision = policy.judge(current.manifest, current.state, items, (val.X, val.y, val.groups),
                                                    bounty_id=bounty_id, current_version=current.version,
-                                                   history=history)
+                                                   history=history, suspects=suspects)
             for v in decision.verdicts:
                 checked += 1
                 mine_ = (v.share_bps, 0 if v.accepted else v.reason_code, False if v.accepted else v.refund)

@@ -63,7 +63,7 @@ import dataclasses
 import functools
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -621,7 +621,7 @@ def precision_weights(norms: Sequence[float]) -> list[float]:
     return [len(norms) * v / total for v in inv]
 
 
-def standalone_harm(harms: Sequence[float], *, factor: float) -> list[bool]:
+def standalone_harm(harms: Sequence[float], *, factor: float | Sequence[float]) -> list[bool]:
     """Which updates hurt when applied alone, beyond the round's own noise level.
 
     ``harms[i]`` is the change of the validation loss when update ``i`` alone (clipped, times the
@@ -630,17 +630,22 @@ def standalone_harm(harms: Sequence[float], *, factor: float) -> list[bool]:
     over the round (needs :data:`MIN_HARM_SAMPLES` updates: the median absolute deviation of fewer is
     no noise level — with four, one honest update from a skewed shard stands out). Honest
     DP updates scatter around the round's median; a label-flipping one raises the loss on its own.
-    Non-finite harms are flagged.
+    Non-finite harms are flagged. ``factor`` may be one per update (a stricter one for a miner
+    already forfeited in this bounty: :class:`RoundPolicy`'s ``suspect_harm_factor``).
     """
-    if not (factor > 0 and math.isfinite(factor)):
-        raise ValidationError(f"factor must be a finite number > 0, got {factor!r}")
+    factors = [float(f) for f in factor] if isinstance(factor, Sequence) else [float(factor)] * len(harms)
+    if len(factors) != len(harms):
+        raise ValidationError(f"{len(factors)} factors for {len(harms)} harms")
+    for f in factors:
+        if not (f > 0 and math.isfinite(f)):
+            raise ValidationError(f"factor must be a finite number > 0, got {f!r}")
     finite = [float(h) for h in harms if math.isfinite(h)]
     if len(finite) < MIN_HARM_SAMPLES:
         return [not math.isfinite(h) for h in harms]
     med = statistics.median(finite)
     mad = statistics.median(abs(h - med) for h in finite)
-    limit = med + factor * max(MAD_TO_SIGMA * mad, MIN_RELATIVE_SPREAD * abs(med))
-    return [not math.isfinite(h) or (h > 0 and h > limit) for h in harms]
+    spread = max(MAD_TO_SIGMA * mad, MIN_RELATIVE_SPREAD * abs(med))
+    return [not math.isfinite(h) or (h > 0 and h > med + f * spread) for h, f in zip(harms, factors)]
 
 
 def pairwise_similarity(deltas: Sequence[Mapping[str, torch.Tensor]]) -> list[float]:
@@ -1004,7 +1009,9 @@ class RoundPolicy:
     * ``clip_norm_factor`` — each delta is clipped to ``median(round norms) * factor``;
     * ``harm_factor`` — an update that raises the validation loss when applied alone, beyond the
       round's noise level (:func:`standalone_harm`), is rejected and forfeited (code 8; label flips
-      do); ``None`` turns the check off;
+      do); ``None`` turns the check off; ``suspect_harm_factor`` (``None``: the same) is the factor
+      for a miner whose earlier update in this bounty was forfeited (the judge's ``suspects``, read
+      from the chain: an auditor replays them) — a repeat offender gets less benefit of the doubt;
     * ``collusion_factor``, ``min_similarity`` — updates unusually similar to another of the round
       (:func:`similarity_outliers`, FoolsGold) are rejected and forfeited (code 8); ``None``: off;
     * ``loss_tolerance``, ``min_alignment``, ``keep_aligned`` — an update whose leave-one-out
@@ -1034,6 +1041,7 @@ class RoundPolicy:
     min_alignment: float | None = None
     keep_aligned: bool = True
     harm_factor: float | None = 4.0
+    suspect_harm_factor: float | None = 2.0
     collusion_factor: float | None = None
     min_similarity: float = 0.5
     precision_weighting: bool = False
@@ -1052,7 +1060,7 @@ class RoundPolicy:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
                         positive=("outlier_factor", "server_lr", "clip_norm_factor"),
                         positive_int=("min_history", "history_window"))
-        for field in ("harm_factor", "collusion_factor"):
+        for field in ("harm_factor", "suspect_harm_factor", "collusion_factor"):
             v = getattr(self, field)
             if v is not None and not (math.isfinite(v) and v > 0):
                 raise ValidationError(f"{field} must be a finite number > 0 or None, got {v!r}")
@@ -1078,8 +1086,11 @@ class RoundPolicy:
 
     def judge(self, manifest: Manifest, current_state: Mapping[str, torch.Tensor], items: Sequence[RoundItem],
               validation: Validation, *, bounty_id: int, current_version: int,
-              history: Sequence[float] = ()) -> RoundDecision:
-        """Verdicts for every item (in order), the new state if any is accepted; never raises on bad bytes."""
+              history: Sequence[float] = (), suspects: Collection[str] = ()) -> RoundDecision:
+        """Verdicts for every item (in order), the new state if any is accepted; never raises on bad bytes.
+
+        ``suspects``: miners with a forfeited earlier submission in this bounty (on chain).
+        """
         X, y, groups = _unpack_validation(validation)
         hib = manifest.higher_is_better
         before = _score(manifest, current_state, X, y, groups)
@@ -1162,13 +1173,18 @@ class RoundPolicy:
         if self.harm_factor is not None and live:
             # each update applied alone: a label flip raises the loss, honest DP noise scatters
             harms = {i: validation_loss(manifest, state_of([i]), X, y) - loss_before for i in live}
-            flags = standalone_harm([harms[i] for i in live], factor=self.harm_factor)
+            suspected = {m.lower() for m in suspects}
+            strict = self.harm_factor if self.suspect_harm_factor is None else self.suspect_harm_factor
+            flags = standalone_harm([harms[i] for i in live], factor=[
+                strict if by_index[i].submitter.lower() in suspected else self.harm_factor for i in live])
             med_harm = statistics.median([harms[i] for i in live])
             for i, bad in zip(list(live), flags):
                 if bad:
                     reject(by_index[i], NEGATIVE_CONTRIBUTION,
                            f"applied alone it raises the validation loss by {harms[i]:.4g}, beyond the round's "
-                           f"noise (median change {med_harm:.4g})", norm=norms[i], alignment=cosines[i],
+                           f"noise (median change {med_harm:.4g})"
+                           + ("; judged strictly: an earlier update of this miner was forfeited"
+                              if by_index[i].submitter.lower() in suspected else ""), norm=norms[i], alignment=cosines[i],
                            harm=harms[i], similarity=similar[i])
                     live.remove(i)
         if self.collusion_factor is not None and live:

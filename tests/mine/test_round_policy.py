@@ -129,6 +129,19 @@ def test_standalone_harm_flags_only_what_hurts_beyond_the_round_noise() -> None:
         P.standalone_harm([0.1] * 3, factor=0.0)
 
 
+def test_standalone_harm_is_stricter_for_a_miner_already_forfeited() -> None:
+    # a weak label flip (0.45) next to a strong one (2.16) stays inside 4 spreads of the round...
+    harms = [-0.15, -0.10, -0.02, 0.01, 0.08, 0.12, 2.16, 0.45]
+    assert P.standalone_harm(harms, factor=4.0) == [False] * 6 + [True, False]
+    # ...but not inside 2, the factor for a miner whose earlier update was forfeited; the same
+    # factor for an honest miner's 0.12 flags nothing
+    strict = [4.0] * 7 + [2.0]
+    assert P.standalone_harm(harms, factor=strict) == [False] * 6 + [True, True]
+    assert P.standalone_harm(harms, factor=[4.0] * 5 + [2.0, 4.0, 4.0]) == [False] * 6 + [True, False]
+    with pytest.raises(ValidationError):
+        P.standalone_harm(harms, factor=[4.0] * 3)
+
+
 def test_pairwise_similarity_and_collusion() -> None:
     g = torch.Generator().manual_seed(1)
     common = torch.randn(500, generator=g)
