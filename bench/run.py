@@ -9,6 +9,7 @@ every section ran (goals met or not: they are reported, not enforced), 1 when on
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 import traceback
@@ -39,53 +40,17 @@ GOAL_NAMES = {
 
 def _section(name: str, results: dict[str, Any], *, quick: bool, rpc_url: str | None,
              ipfs_api: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run one section; returns (its results, its goals)."""
-    if name == "cli":
-        from bench import cli
-
-        r = cli.run(quick=quick, rpc_url=rpc_url)
-        return r, cli.goals(r)
-    if name == "gas":
-        from bench import gas
-
-        r = gas.run(quick=quick, rpc_url=rpc_url)
-        return r, gas.goals(r)
-    if name == "chain":
-        from bench import chain
-
-        r = chain.run(quick=quick, rpc_url=rpc_url)
-        return r, chain.goals(r)
-    if name == "store":
-        from bench import store
-
-        r = store.run(quick=quick, api=ipfs_api)
-        return r, store.goals(r)
-    if name == "train":
-        from bench import train
-
-        r = train.run(quick=quick)
-        return r, train.goals(r)
-    if name == "demo":
-        from bench import demo
-
-        r = demo.run(quick=quick)
-        return r, demo.goals(r)
+    """Run one section (its module is imported only now); returns (its results, its goals)."""
+    if name not in SECTIONS:
+        raise ValueError(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
+    module = importlib.import_module(f"bench.{name}")
     if name == "flower":
-        from bench import flower
-
         demo_result = results.get("demo")
-        return flower.run(quick=quick, demo=demo_result if demo_result and "error" not in demo_result else None), {}
-    if name == "privacy":
-        from bench import privacy
-
-        r = privacy.run(quick=quick)
-        return r, privacy.goals(r)
-    if name == "watch":
-        from bench import watch
-
-        r = watch.run(quick=quick)
-        return r, watch.goals(r)
-    raise ValueError(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
+        return module.run(quick=quick, demo=demo_result if demo_result and "error" not in demo_result else None), {}
+    kwargs: dict[str, Any] = ({"rpc_url": rpc_url} if name in ("cli", "gas", "chain")
+                              else {"api": ipfs_api} if name == "store" else {})
+    r = module.run(quick=quick, **kwargs)
+    return r, module.goals(r)
 
 
 def run_all(*, quick: bool = False, out: Path | None = DEFAULT_OUT, only: tuple[str, ...] = SECTIONS,

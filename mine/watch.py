@@ -587,19 +587,14 @@ def evaluate_loop(client: SonarClient, store: Store, home: MineHome, bounty_ids:
             if once:
                 break
             _sleep(interval, stop)
-        except (ChainUnreachableError, StoreError, OSError) as exc:
+        except (ChainError, StoreError, OSError) as exc:
             if once:
                 raise
             delay = backoff.next_delay()
-            log("backoff", f"{type(exc).__name__}: {exc}; retrying in {delay:.0f} s", delay=delay)
-            client.reset_nonce()
-            served.clear()
-            _sleep(delay, stop)
-        except ChainError as exc:
-            if once:
-                raise
-            delay = backoff.next_delay()
-            log("error", f"{exc}; retrying in {delay:.0f} s", delay=delay)
+            if isinstance(exc, (ChainUnreachableError, StoreError, OSError)):  # an outage: back off
+                log("backoff", f"{type(exc).__name__}: {exc}; retrying in {delay:.0f} s", delay=delay)
+            else:
+                log("error", f"{exc}; retrying in {delay:.0f} s", delay=delay)
             client.reset_nonce()
             served.clear()
             _sleep(delay, stop)

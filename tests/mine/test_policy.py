@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from mine import attacks as A
-from mine import datasets as D
 from mine import model as M
 from mine import policy as P
 from mine.errors import ValidationError
 from mine.train import train
+from tests.mine.fixtures_digits import digits_policy_setting
 
 # --------------------------------------------------------------------------- rules
 
@@ -134,11 +134,7 @@ def test_norm_bound() -> None:
 @pytest.fixture(scope="module")
 def world():
     """Digits: the owner's validation set, an honestly improved current model, honest updates and norms."""
-    ds = D.load("digits")
-    s = D.train_validation_split(ds.X, ds.y, validation_fraction=0.2, seed=0)
-    manifest = M.with_normalization(M.default_manifest("digits"), s.X_train)
-    manifest = dataclasses.replace(manifest, training={**manifest.training, "epochs": 3})
-    shards = D.dirichlet_shards(s.y_train, 6, alpha=100.0, seed=1, min_size=50)
+    s, manifest, shards = digits_policy_setting()
 
     def local_update(state, X, y, seed):
         model = M.build_model(manifest)

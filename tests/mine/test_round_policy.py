@@ -16,6 +16,7 @@ from mine import model as M
 from mine import policy as P
 from mine.errors import ValidationError
 from mine.train import train
+from tests.mine.fixtures_digits import digits_policy_setting
 
 # --------------------------------------------------------------------------- pure arithmetic
 
@@ -166,11 +167,7 @@ def test_precision_weights_are_inverse_variance_with_mean_one() -> None:
 
 @pytest.fixture(scope="module")
 def world():
-    ds = D.load("digits")
-    s = D.train_validation_split(ds.X, ds.y, validation_fraction=0.2, seed=0)
-    manifest = M.with_normalization(M.default_manifest("digits"), s.X_train)
-    manifest = dataclasses.replace(manifest, training={**manifest.training, "epochs": 3})
-    shards = D.dirichlet_shards(s.y_train, 6, alpha=100.0, seed=1, min_size=50)
+    s, manifest, shards = digits_policy_setting()
     state = M.model_state(M.build_model(manifest, seed=0))
 
     def update(X, y, seed, miner, *, transform=None, version=0):

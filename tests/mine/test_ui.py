@@ -8,6 +8,7 @@ version when its validation set has a group column. Screenshots go to demo-out/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -50,20 +51,27 @@ class Mines:
         assert result.exit_code == 0, result.output
         return result
 
-    def ui(self, home: Path, dev: int) -> tuple[subprocess.Popen[bytes], str]:
+    @contextlib.contextmanager
+    def ui(self, home: Path, dev: int) -> Iterator[str]:
+        """`mine ui` for `home` running on a free port; yields its URL, stops it on exit."""
         port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "mine.cli", *self.base(home, dev), "ui", "--port", str(port)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/api/state", timeout=2).read()
-                return proc, url
-            except OSError:
-                assert proc.poll() is None, f"mine ui exited with {proc.returncode}"
-                assert time.monotonic() < deadline, "mine ui did not answer"
-                time.sleep(0.3)
+        try:
+            while True:
+                try:
+                    urllib.request.urlopen(url + "/api/state", timeout=2).read()
+                    break
+                except OSError:
+                    assert proc.poll() is None, f"mine ui exited with {proc.returncode}"
+                    assert time.monotonic() < deadline, "mine ui did not answer"
+                    time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +110,7 @@ def test_miner_page_shows_bounty_rejection_and_earnings_and_withdraws(mines: Min
 
     me = dev_account(MINER).address
     # a second bounty, still open, so the page lists one
-    proc, url = mines.ui(mines.miner_home, MINER)
-    try:
+    with mines.ui(mines.miner_home, MINER) as url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -128,38 +135,26 @@ def test_miner_page_shows_bounty_rejection_and_earnings_and_withdraws(mines: Min
             assert mines.sonar.credits(me) == 0
             SHOTS.mkdir(exist_ok=True)
             page.screenshot(path=str(SHOTS / "ui-miner.png"), full_page=True)
-            owner_proc, owner_url = mines.ui(mines.owner_home, OWNER)
-            try:
+            with mines.ui(mines.owner_home, OWNER) as owner_url:
                 page.goto(owner_url + "/")
                 owned = page.locator("section.owned").first.inner_text()
                 assert f"My bounty {mines.bounty}" in owned and "validation score per model version" in owned  # type: ignore[attr-defined]
                 page.screenshot(path=str(SHOTS / "ui-owner.png"), full_page=True)
-            finally:
-                owner_proc.terminate()
-                owner_proc.wait(10)
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
     assert (SHOTS / "ui-miner.png").stat().st_size > 10_000
 
 
 def test_withdraw_without_the_session_token_is_refused(mines: Mines) -> None:
-    proc, url = mines.ui(mines.miner_home, MINER)
-    try:
+    with mines.ui(mines.miner_home, MINER) as url:
         for body, cookie in ((b"", ""), (b"csrf=forged", "mine_session=abc")):
             request = urllib.request.Request(url + "/withdraw", data=body, method="POST", headers={"Cookie": cookie})
             with pytest.raises(urllib.error.HTTPError) as err:
                 urllib.request.urlopen(request, timeout=10)
             assert err.value.code == 403
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_page_listens_on_loopback_only(mines: Mines) -> None:
-    proc, url = mines.ui(mines.miner_home, MINER)
-    try:
+    with mines.ui(mines.miner_home, MINER) as url:
         port = int(url.rsplit(":", 1)[1])
         listening = []  # /proc/net/tcp{,6}: local address as hex ip:port, state 0A = LISTEN
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -168,17 +163,13 @@ def test_page_listens_on_loopback_only(mines: Mines) -> None:
                 if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
                     listening.append(local.rsplit(":", 1)[0])
         assert listening == ["0100007F"], listening  # 127.0.0.1 only
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_page_refreshes_itself_while_mine_watch_runs(mines: Mines) -> None:
     from mine.home import MineHome
     from mine.watch import home_lock
 
-    proc, url = mines.ui(mines.miner_home, MINER)
-    try:
+    with mines.ui(mines.miner_home, MINER) as url:
         idle = urllib.request.urlopen(url + "/", timeout=30).read().decode()
         assert "mine watch not running" in idle and "/api/state" not in idle
         with home_lock(MineHome(mines.miner_home)):  # what a running `mine watch` holds
@@ -186,9 +177,6 @@ def test_page_refreshes_itself_while_mine_watch_runs(mines: Mines) -> None:
             state = urllib.request.urlopen(url + "/api/state", timeout=30).read().decode()
         assert f"mine watch running (pid {os.getpid()})" in live and 'fetch("/api/state")' in live
         assert f'"watch_pid":{os.getpid()}' in state.replace(" ", "")
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_owner_page_shows_per_group_scores_per_version(mines: Mines) -> None:
@@ -218,8 +206,7 @@ def test_owner_page_shows_per_group_scores_per_version(mines: Mines) -> None:
     assert "accepted 1 of 1" in mines.run(owner_home, OWNER_GROUPS, "evaluate", bounty).output
 
     # Execute: the owner's page in a browser
-    proc, url = mines.ui(owner_home, OWNER_GROUPS)
-    try:
+    with mines.ui(owner_home, OWNER_GROUPS) as url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -228,9 +215,6 @@ def test_owner_page_shows_per_group_scores_per_version(mines: Mines) -> None:
             header = table.locator("thead").inner_text()
             rows = [r.inner_text().split() for r in table.locator("tbody tr").all()]
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
     # Assert: one column per hospital, one row per model version (0 at posting, 1 from the round)
     assert all(f"hospital={h}" in header for h in range(3)), header
