@@ -70,7 +70,7 @@ def _score(manifest: Any, state: dict[str, torch.Tensor], X: np.ndarray, y: np.n
 
 
 def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int = 5, miners: int = 8,
-        malicious: int = 2) -> dict[str, Any]:
+        malicious: int = 2, attack: str = "label_flip") -> dict[str, Any]:
     config = dict(config)
     policy_over = config.pop("policy", {})
     no_dp = config.pop("no_dp", False)
@@ -110,14 +110,21 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
     X_val = datasets.select_features(split.X_val, data.feature_names, list(manifest.features))
     X_tr = datasets.select_features(split.X_train, data.feature_names, list(manifest.features))
     shard_data = []
+    trigger = attacks.make_trigger(split.X_train) if attack == "backdoor" else None
     for i in range(miners):
         X_m, y_m = X_tr[shards[i]].astype(np.float32), split.y_train[shards[i]]
-        if i in bad:
+        if i in bad and attack == "label_flip":
             y_m = attacks.label_flip(y_m, num_classes=manifest.num_classes, seed=seed + i)
+        if i in bad and attack == "backdoor":
+            X_m, y_m = attacks.backdoor(X_m, y_m, trigger=trigger, target_label=0, fraction=0.5, seed=seed + i)
+            X_m = X_m.astype(np.float32)
         shard_data.append((X_m, y_m))
     history: list[float] = []
+    suspects: set[str] = set()
+    evidence: dict[str, Any] = {}
     parent: dict[str, torch.Tensor] | None = None
-    version, eps, t_train, bad_accepted = 0, 0.0, 0.0, 0
+    version, eps, t_train, bad_accepted, honest_forfeits = 0, 0.0, 0.0, 0, 0
+    bad_forfeited: set[int] = set()
     curve = []
     for rnd in range(rounds):
         items = []
@@ -147,8 +154,12 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
             meta = {"bounty": "1", "base_version": str(version), "miner": addr, "dp": meta_dp}
             items.append(RoundItem(i, addr, version, make_update(state, net.state_dict(), meta)))
         decision = policy.judge(manifest, state, items, (X_val, split.y_val, None), bounty_id=1,
-                                current_version=version, history=history)
+                                current_version=version, history=history, suspects=suspects, evidence=evidence)
+        evidence = decision.evidence
+        suspects |= {v.miner for v in decision.verdicts if not v.accepted and not v.refund}
         bad_accepted += sum(1 for v in decision.accepted if v.index in bad)
+        honest_forfeits += sum(1 for v in decision.verdicts if v.index not in bad and not v.accepted and not v.refund)
+        bad_forfeited |= {v.index for v in decision.verdicts if v.index in bad and not v.accepted and not v.refund}
         if decision.new_state is not None:
             new = decision.new_state
             if parent is not None:
@@ -165,7 +176,14 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
             history.extend(v.norm for v in decision.accepted)
         curve.append(_score(manifest, state, X_val, split.y_val))
     _set_shrink(0.0)
-    return {"final": curve[-1], "curve": curve, "bad_accepted": bad_accepted, "epsilon": eps, "train_s": t_train}
+    out = {"final": curve[-1], "curve": curve, "bad_accepted": bad_accepted, "epsilon": eps, "train_s": t_train,
+           "honest_forfeits": honest_forfeits, "attackers_never_forfeited": len(bad - bad_forfeited)}
+    if trigger is not None:
+        net = build_model(manifest)
+        net.load_state_dict(state)
+        out["backdoor_success"] = attacks.backdoor_success(net, X_val, split.y_val, manifest, trigger=trigger,
+                                                           target_label=0)
+    return out
 
 
 def main() -> None:
@@ -174,6 +192,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs per seed (the DP noise differs)")
     ap.add_argument("--dataset", default="digits", choices=datasets.DATASETS)
     ap.add_argument("--model", default="mlp")
+    ap.add_argument("--attack", default="label_flip", choices=("label_flip", "backdoor"))
+    ap.add_argument("--miners", type=int, default=8)
+    ap.add_argument("--malicious", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--config", action="append", default=[], help="JSON (repeatable); default: the demo's")
     ap.add_argument("--out", type=Path, default=None, help="also write the rows here (JSON)")
     args = ap.parse_args()
@@ -182,12 +205,18 @@ def main() -> None:
     for c in args.config or ["{}"]:
         cfg = json.loads(c)
         t0 = time.perf_counter()
-        runs = [run(args.dataset, args.model, s, cfg) for s in range(args.seeds) for _ in range(args.repeats)]
+        runs = [run(args.dataset, args.model, s, cfg, rounds=args.rounds, miners=args.miners, malicious=args.malicious,
+                    attack=args.attack)
+                for s in range(args.first_seed, args.first_seed + args.seeds) for _ in range(args.repeats)]
         finals = [r["final"] for r in runs]
         per_seed = [statistics.mean(finals[i * args.repeats:(i + 1) * args.repeats]) for i in range(args.seeds)]
         row = {"config": cfg, "mean": round(statistics.mean(finals), 4), "std": round(statistics.pstdev(finals), 4),
                "per_seed": [round(v, 4) for v in per_seed], "finals": [round(f, 4) for f in finals],
                "bad_accepted": [r["bad_accepted"] for r in runs],
+               "honest_forfeits": [r["honest_forfeits"] for r in runs],
+               "attackers_never_forfeited": [r["attackers_never_forfeited"] for r in runs],
+               **({"backdoor_success": [round(r["backdoor_success"], 3) for r in runs]}
+                  if "backdoor_success" in runs[0] else {}),
                "epsilon": round(max(r["epsilon"] for r in runs), 3),
                "train_s": round(statistics.mean(r["train_s"] for r in runs), 2), "wall": round(time.perf_counter() - t0, 1)}
         rows.append(row)

@@ -30,7 +30,8 @@ from mine.errors import MineError, StoreError, ValidationError
 from mine.evaluate import evaluate, score_from_chain, score_to_chain
 from mine.home import MineHome, read_json, write_json_atomic
 from mine.model import Manifest, build_model, state_to_bytes
-from mine.policy import REASONS, RoundDecision, RoundItem, RoundPolicy, UNREADABLE
+from mine.policy import (REASONS, RoundDecision, RoundItem, RoundPolicy, UNREADABLE, evidence_from_json,
+                         evidence_to_json)
 from mine.store import Store, cid_from_chain, cid_to_chain
 from mine.store.dag import ContentTooLargeError
 from mine.versions import LoadedVersion, VersionRecord, load_version, publish_version
@@ -82,6 +83,8 @@ class OwnedBounty:
     public_key: str = ""  # hex: the bounty's sealing key (secret in $MINE_HOME/keys)
     salt: str = ""  # hex: the audit bundle's salt
     accepted_norms: list[float] = field(default_factory=list)
+    #: the round policy's pooled evidence per miner (:func:`mine.policy.evidence_to_json`)
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     group: str | None = None  # the validation set's group column, named in the audit bundle
     initial_per_group: dict[str, float] = field(default_factory=dict)  # version 0's per-group scores
@@ -133,12 +136,16 @@ def parse_bundle(data: bytes) -> tuple[str, bytes, str | None]:
 
 
 def policy_of(record: VersionRecord) -> RoundPolicy:
-    """The round policy recorded in version 0 (its settings and the bounty's max epsilon)."""
+    """The round policy recorded in version 0 (its settings and the bounty's max epsilon).
+
+    A setting newer than the record (:attr:`RoundPolicy.ADDED_LATER`) is off: the bounty replays by
+    the rules it was posted under.
+    """
     doc = dict(record.policy or {"name": RoundPolicy.name})
     name = doc.pop("name", RoundPolicy.name)
     if name != RoundPolicy.name:
         raise ValidationError(f"bounty records policy {name!r}; Sonar v2 bounties are settled in rounds ({RoundPolicy.name!r})")
-    return RoundPolicy(**doc, max_epsilon=record.max_epsilon)
+    return RoundPolicy(**{**RoundPolicy.ADDED_LATER, **doc}, max_epsilon=record.max_epsilon)
 
 
 def create_bounty(
@@ -338,7 +345,7 @@ def settle_round(
                            waiting), current
     decision = policy.judge(current.manifest, current.state, items, (val.X, val.y, val.groups), bounty_id=bid,
                             current_version=current.version, history=owned.accepted_norms,
-                            suspects=forfeited_miners(client, bid, head))
+                            suspects=forfeited_miners(client, bid, head), evidence=evidence_from_json(owned.evidence))
     verdicts = [Verdict(v.share_bps, 0 if v.accepted else v.reason_code, False if v.accepted else v.refund)
                 for v in decision.verdicts]
     new_version: LoadedVersion | None = None
@@ -359,6 +366,7 @@ def settle_round(
         new_version.version = version
         current = new_version
         owned.accepted_norms.extend(v.norm for v in decision.accepted)
+    owned.evidence = evidence_to_json(decision.evidence)
     result = RoundResult(head, len(items), version, decision.score_before,
                          decision.score_after if decision.new_state is not None else decision.score_before,
                          [{**_verdict_dict(v), "reward": rewards.get(v.index, 0)} for v in decision.verdicts], waiting,
@@ -436,7 +444,7 @@ def audit(client: SonarClient, store: Store, bounty_id: int, val: Validation, se
     submissions = {i: client.submission(bounty_id, i) for i in reported}
     rounds = sorted((e["args"] for e in client.events("RoundSettled", bountyId=bounty_id)),
                     key=lambda a: int(a["firstIndex"]))
-    current, history = versions[0], []
+    current, history, evidence = versions[0], [], {}
     for r in rounds:
         first, count, version = int(r["firstIndex"]), int(r["count"]), int(r["version"])
         what = f"round #{first}..#{first + count - 1}"
@@ -455,7 +463,8 @@ def audit(client: SonarClient, store: Store, bounty_id: int, val: Validation, se
                         if i < first and share == 0 and not refund}
             decision: RoundDecision = policy.judge(current.manifest, current.state, items, (val.X, val.y, val.groups),
                                                    bounty_id=bounty_id, current_version=current.version,
-                                                   history=history, suspects=suspects)
+                                                   history=history, suspects=suspects, evidence=evidence)
+            evidence = decision.evidence
             for v in decision.verdicts:
                 checked += 1
                 mine_ = (v.share_bps, 0 if v.accepted else v.reason_code, False if v.accepted else v.refund)

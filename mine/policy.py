@@ -105,6 +105,13 @@ __all__ = [
     "signal_shares",
     "similarity_outliers",
     "standalone_harm",
+    "MinerEvidence",
+    "fisher_combined",
+    "fisher_terms",
+    "harm_zscores",
+    "stouffer",
+    "evidence_from_json",
+    "evidence_to_json",
 ]
 
 #: Floor of the robust spread in :func:`check_outlier`, relative to the median norm.
@@ -113,6 +120,10 @@ MIN_RELATIVE_SPREAD = 0.25
 MAD_TO_SIGMA = 1.4826
 #: Fewest updates in a round for :func:`standalone_harm` to estimate the round's noise level.
 MIN_HARM_SAMPLES = 5
+#: Largest magnitude of a harm z-score (:func:`harm_zscores`): finite, so the evidence stays JSON.
+HARM_Z_CAP = 100.0
+#: Smallest p-value a Fisher term is taken at (an underflow to 0 counts as this).
+MIN_PVALUE = 1e-300
 
 
 @dataclasses.dataclass(frozen=True)
@@ -639,13 +650,47 @@ def standalone_harm(harms: Sequence[float], *, factor: float | Sequence[float]) 
     for f in factors:
         if not (f > 0 and math.isfinite(f)):
             raise ValidationError(f"factor must be a finite number > 0, got {f!r}")
+    level = _harm_level(harms)
+    if level is None:
+        return [not math.isfinite(h) for h in harms]
+    med, spread = level
+    return [not math.isfinite(h) or (h > 0 and h > med + f * spread) for h, f in zip(harms, factors)]
+
+
+def _harm_level(harms: Sequence[float]) -> tuple[float, float] | None:
+    """The round's (median, robust spread) of standalone harms; ``None`` below :data:`MIN_HARM_SAMPLES`."""
     finite = [float(h) for h in harms if math.isfinite(h)]
     if len(finite) < MIN_HARM_SAMPLES:
-        return [not math.isfinite(h) for h in harms]
+        return None
     med = statistics.median(finite)
     mad = statistics.median(abs(h - med) for h in finite)
-    spread = max(MAD_TO_SIGMA * mad, MIN_RELATIVE_SPREAD * abs(med))
-    return [not math.isfinite(h) or (h > 0 and h > med + f * spread) for h, f in zip(harms, factors)]
+    return med, max(MAD_TO_SIGMA * mad, MIN_RELATIVE_SPREAD * abs(med))
+
+
+def harm_zscores(harms: Sequence[float]) -> list[float | None]:
+    """Each standalone harm in robust spreads above the round's median (:func:`standalone_harm`'s
+    scale), clamped to ±:data:`HARM_Z_CAP`; ``None`` for a non-finite harm or a round too small to
+    have a noise level."""
+    level = _harm_level(harms)
+    if level is None:
+        return [None] * len(harms)
+    med, spread = level
+    out: list[float | None] = []
+    for h in harms:
+        if not math.isfinite(h):
+            out.append(None)
+        elif spread > 0:
+            out.append(max(-HARM_Z_CAP, min(HARM_Z_CAP, (float(h) - med) / spread)))
+        else:
+            out.append(0.0 if h == med else math.copysign(HARM_Z_CAP, float(h) - med))
+    return out
+
+
+def stouffer(zscores: Sequence[float]) -> float:
+    """Stouffer's combined z of independent z-scores: ``sum(z) / sqrt(n)`` (0 for none)."""
+    return math.fsum(zscores) / math.sqrt(len(zscores)) if zscores else 0.0
+
+
 
 
 def pairwise_similarity(deltas: Sequence[Mapping[str, torch.Tensor]]) -> list[float]:
@@ -805,6 +850,22 @@ def concentrated(pvalues: Sequence[float], *, alpha: float) -> int | None:
     return j if pvalues[j] < alpha / len(pvalues) else None
 
 
+def fisher_terms(pvalues: Sequence[float]) -> list[float]:
+    """``-2 ln p`` of each p-value (p floored at :data:`MIN_PVALUE`): Fisher's method sums these."""
+    return [-2.0 * math.log(min(max(float(p), MIN_PVALUE), 1.0)) for p in pvalues]
+
+
+def fisher_combined(term_sums: Sequence[float], count: int) -> list[float]:
+    """Fisher's combined p-value per input, from the sums of ``count`` independent updates'
+    :func:`fisher_terms`: ``P(chi2(2 count) >= sum)``. A trigger input that each update leans on a
+    little (p ~ 0.01 a round, never below the limit alone) is beyond it after a few rounds."""
+    from scipy.stats import chi2
+
+    if count < 1:
+        raise ValidationError(f"Fisher's method needs at least one p-value per input, got count {count}")
+    return [float(chi2.sf(t, 2 * count)) for t in term_sums]
+
+
 def clean_input_shares(manifest: Manifest, state: Mapping[str, torch.Tensor], X: Any, y: Any, groups: Any,
                        name: str, axis: int) -> list[float]:
     """For each input unit of weight ``name``: the largest share of the first-layer gradient energy it
@@ -943,6 +1004,45 @@ def validation_loss(manifest: Manifest, state: Mapping[str, torch.Tensor], X: An
 
 
 @dataclasses.dataclass(frozen=True)
+class MinerEvidence:
+    """What a miner's earlier updates in one bounty showed, pooled (the owner keeps it; an audit
+    rebuilds it by replaying the rounds in order, so a verdict that used it replays the same).
+
+    * ``concentration_tests`` / ``concentration_terms``: how many of its updates were tested for
+      concentration (code 9), and per first-layer input the sum of their :func:`fisher_terms`;
+    * ``harm_z``: the standalone-harm z-scores (:func:`harm_zscores`) of its updates that were not
+      forfeited (a forfeit is judged once; the pool is what the miner got away with).
+    """
+
+    concentration_tests: int = 0
+    concentration_terms: tuple[float, ...] = ()
+    harm_z: tuple[float, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"concentration_tests": self.concentration_tests,
+                "concentration_terms": list(self.concentration_terms), "harm_z": list(self.harm_z)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MinerEvidence:
+        try:
+            return cls(int(data.get("concentration_tests", 0)),
+                       tuple(float(v) for v in data.get("concentration_terms", ())),
+                       tuple(float(v) for v in data.get("harm_z", ())))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValidationError(f"unreadable miner evidence {data!r}: {exc}") from None
+
+
+def evidence_to_json(evidence: Mapping[str, MinerEvidence]) -> dict[str, dict[str, Any]]:
+    """A bounty's evidence map as JSON (miner address → :meth:`MinerEvidence.to_json`)."""
+    return {m: e.to_json() for m, e in sorted(evidence.items())}
+
+
+def evidence_from_json(data: Mapping[str, Any] | None) -> dict[str, MinerEvidence]:
+    """The inverse of :func:`evidence_to_json` (addresses lower-cased)."""
+    return {str(m).lower(): MinerEvidence.from_json(e) for m, e in (data or {}).items()}
+
+
+@dataclasses.dataclass(frozen=True)
 class RoundItem:
     """One submission of a round, as the owner has it: decrypted update bytes, or why not."""
 
@@ -986,6 +1086,8 @@ class RoundDecision:
     loss_after: float
     per_group_before: dict[str, float] = dataclasses.field(default_factory=dict)
     per_group_after: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: every miner's pooled evidence after this round (the judge's ``evidence`` plus this round's)
+    evidence: dict[str, MinerEvidence] = dataclasses.field(default_factory=dict)
 
     @property
     def accepted(self) -> list[ItemVerdict]:
@@ -1032,8 +1134,24 @@ class RoundPolicy:
     * ``max_epsilon`` — the bounty's DP cap (code 7), ``None`` for none;
     * ``concentration_alpha`` — a DP update whose energy on one first-layer input is beyond what clean
       validation data of any class puts there plus its noise, at p < ``alpha / #inputs``, is forfeited
-      (code 9, :func:`concentration_pvalues`); ``None`` turns the check off.
+      (code 9, :func:`concentration_pvalues`); ``None`` turns the check off;
+    * ``pooled_concentration`` — the concentration test is on the miner's pooled evidence: the
+      p-values of all its tested updates in this bounty, per input, combined by Fisher's method
+      (:func:`fisher_combined`), at the same limit; a trigger too faint in one round (a small
+      shard) is not faint over several;
+    * ``pooled_harm_z`` — an update that hurts alone (z > 0) is forfeited (code 8) when the Stouffer
+      z of it and the miner's earlier unforfeited updates in this bounty (:func:`stouffer` of
+      :func:`harm_zscores`) is above this: a label flipper that stays just under ``harm_factor``
+      every round does not stay under it in sum. ``None`` turns it off.
+
+    The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
+    updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
+    setting are in :attr:`ADDED_LATER`, with the value that replays a record lacking them.
     """
+
+    #: Settings newer than version 0's full record of the policy, with the value that means "off":
+    #: a bounty posted before a setting existed replays without it.
+    ADDED_LATER: ClassVar[dict[str, Any]] = {"pooled_concentration": False, "pooled_harm_z": None}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -1055,12 +1173,14 @@ class RoundPolicy:
     step_search: tuple[float, ...] = (1.0, 0.5, 2.0, 0.25)
     max_epsilon: float | None = None
     concentration_alpha: float | None = 5e-3
+    pooled_concentration: bool = True
+    pooled_harm_z: float | None = 4.0
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
                         positive=("outlier_factor", "server_lr", "clip_norm_factor"),
                         positive_int=("min_history", "history_window"))
-        for field in ("harm_factor", "suspect_harm_factor", "collusion_factor"):
+        for field in ("harm_factor", "suspect_harm_factor", "collusion_factor", "pooled_harm_z"):
             v = getattr(self, field)
             if v is not None and not (math.isfinite(v) and v > 0):
                 raise ValidationError(f"{field} must be a finite number > 0 or None, got {v!r}")
@@ -1086,11 +1206,16 @@ class RoundPolicy:
 
     def judge(self, manifest: Manifest, current_state: Mapping[str, torch.Tensor], items: Sequence[RoundItem],
               validation: Validation, *, bounty_id: int, current_version: int,
-              history: Sequence[float] = (), suspects: Collection[str] = ()) -> RoundDecision:
+              history: Sequence[float] = (), suspects: Collection[str] = (),
+              evidence: Mapping[str, MinerEvidence] | None = None) -> RoundDecision:
         """Verdicts for every item (in order), the new state if any is accepted; never raises on bad bytes.
 
-        ``suspects``: miners with a forfeited earlier submission in this bounty (on chain).
+        ``suspects``: miners with a forfeited earlier submission in this bounty (on chain);
+        ``evidence``: the pooled evidence of the bounty's earlier rounds (:attr:`RoundDecision.evidence`
+        of the round before; empty for the first).
         """
+        pooled: dict[str, MinerEvidence] = {m.lower(): e for m, e in (evidence or {}).items()}
+        new_harm_z: dict[int, float] = {}  # this round's harm z-scores, pooled once the verdicts are known
         X, y, groups = _unpack_validation(validation)
         hib = manifest.higher_is_better
         before = _score(manifest, current_state, X, y, groups)
@@ -1139,12 +1264,26 @@ class RoundPolicy:
             for i in tested:
                 matrix = group_matrix(deltas[i][name], axis)
                 pvalues = concentration_pvalues(matrix, allowed)
-                j = concentrated(pvalues, alpha=self.concentration_alpha)
+                miner = by_index[i].submitter.lower()
+                prior = pooled.get(miner, MinerEvidence())
+                terms = fisher_terms(pvalues)
+                if prior.concentration_tests and len(prior.concentration_terms) == len(terms):
+                    terms = [a + b for a, b in zip(prior.concentration_terms, terms)]
+                    count = prior.concentration_tests + 1
+                else:
+                    count = 1
+                pooled[miner] = dataclasses.replace(prior, concentration_tests=count, concentration_terms=tuple(terms))
+                combined = fisher_combined(terms, count) if self.pooled_concentration and count > 1 else pvalues
+                j = concentrated(combined, alpha=self.concentration_alpha)
                 if j is not None:
+                    limit = f"limit {self.concentration_alpha:g} / {len(pvalues)} inputs"
+                    alone = combined is pvalues or pvalues[j] < self.concentration_alpha / len(pvalues)
                     reject(by_index[i], CONCENTRATED,
                            f"{signal_shares(matrix)[j]:.0%} of its signal is on {input_names[j]!r}, where the clean "
-                           f"validation rows of any class or group put at most {allowed[j]:.1%} (p = {pvalues[j]:.2g} "
-                           f"with its DP noise; limit {self.concentration_alpha:g} / {len(pvalues)} inputs)",
+                           f"validation rows of any class or group put at most {allowed[j]:.1%} "
+                           + (f"(p = {pvalues[j]:.2g} with its DP noise; {limit})" if alone else
+                              f"(p = {pvalues[j]:.2g} alone; with its {count - 1} earlier tested update(s) in this "
+                              f"bounty, Fisher's combined p = {combined[j]:.2g}; {limit})"),
                            norm=norms[i])
                     live.remove(i)
         bound = statistics.median([norms[i] for i in live]) * self.clip_norm_factor if live else None
@@ -1178,7 +1317,20 @@ class RoundPolicy:
             flags = standalone_harm([harms[i] for i in live], factor=[
                 strict if by_index[i].submitter.lower() in suspected else self.harm_factor for i in live])
             med_harm = statistics.median([harms[i] for i in live])
+            new_harm_z = {i: z for i, z in zip(live, harm_zscores([harms[i] for i in live])) if z is not None}
             for i, bad in zip(list(live), flags):
+                prior_z = pooled.get(by_index[i].submitter.lower(), MinerEvidence()).harm_z
+                z = new_harm_z.get(i)
+                if (not bad and self.pooled_harm_z is not None and prior_z and z is not None and z > 0
+                        and stouffer([*prior_z, z]) > self.pooled_harm_z):
+                    reject(by_index[i], NEGATIVE_CONTRIBUTION,
+                           f"applied alone it raises the validation loss by {harms[i]:.4g} ({z:.2f} robust spreads "
+                           f"above the round's median); with its {len(prior_z)} earlier unforfeited update(s) in this "
+                           f"bounty that is a combined z of {stouffer([*prior_z, z]):.2f}, above "
+                           f"{self.pooled_harm_z:g}: consistently harmful", norm=norms[i], alignment=cosines[i],
+                           harm=harms[i], similarity=similar[i])
+                    live.remove(i)
+                    continue
                 if bad:
                     reject(by_index[i], NEGATIVE_CONTRIBUTION,
                            f"applied alone it raises the validation loss by {harms[i]:.4g}, beyond the round's "
@@ -1239,9 +1391,20 @@ class RoundPolicy:
                 aligned, norms[culprit], contributions.get(culprit, math.nan), cosines[culprit], **diag(culprit))
             live.remove(culprit)
 
+        def pooled_after() -> dict[str, MinerEvidence]:
+            # an update's harm joins its miner's pool unless it was forfeited (judged once)
+            out = dict(pooled)
+            for i, z in new_harm_z.items():
+                v = verdicts.get(i)
+                if v is None or v.accepted or v.refund:
+                    miner = by_index[i].submitter.lower()
+                    prior = out.get(miner, MinerEvidence())
+                    out[miner] = dataclasses.replace(prior, harm_z=(*prior.harm_z, z))
+            return out
+
         if not live:
             return RoundDecision([verdicts[it.index] for it in items], before.score, math.nan, None, loss_before,
-                                 math.nan, dict(before.per_group))
+                                 math.nan, dict(before.per_group), evidence=pooled_after())
         # step size: the server learning rate times each multiplier in `step_search`, the best
         # validation score wins (ties: the earlier multiplier); deterministic, so audits replay it
         best: tuple[int, dict[str, torch.Tensor], EvalResult] | None = None
@@ -1265,13 +1428,13 @@ class RoundPolicy:
                 reject(by_index[i], NO_IMPROVEMENT, rej.reason, norm=norms[i], contribution=contributions[i],
                        alignment=cosines[i], **diag(i))
             return RoundDecision([verdicts[it.index] for it in items], before.score, after.score, None, loss_before,
-                                 loss_after, dict(before.per_group), dict(after.per_group))
+                                 loss_after, dict(before.per_group), dict(after.per_group), pooled_after())
         shares = shares_bps([contributions[i] for i in live], floor=self.share_floor)
         for i, bps in zip(live, shares):
             verdicts[i] = ItemVerdict(i, by_index[i].submitter, bps, ACCEPTED, "accepted", False, norms[i],
                                       contributions[i], cosines[i], **diag(i))
         return RoundDecision([verdicts[it.index] for it in items], before.score, after.score, new_state, loss_before,
-                             loss_after, dict(before.per_group), dict(after.per_group))
+                             loss_after, dict(before.per_group), dict(after.per_group), pooled_after())
 
 
 #: Policies by ``--policy`` name.

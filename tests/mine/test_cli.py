@@ -251,6 +251,10 @@ def test_version_0_records_every_policy_setting(world: World, posted: int) -> No
     fields = {f.name for f in dataclasses.fields(RoundPolicy)} - {"max_epsilon"}
     assert set(record.policy) == fields | {"name"}
     assert policy_of(record) == RoundPolicy(max_epsilon=record.max_epsilon)  # posted with the defaults
+    # a bounty posted before a setting existed replays without it (the setting is off, not the new default)
+    older = dataclasses.replace(record, policy={k: v for k, v in record.policy.items() if k not in RoundPolicy.ADDED_LATER})
+    assert policy_of(older) == RoundPolicy(max_epsilon=record.max_epsilon, **RoundPolicy.ADDED_LATER)
+    assert RoundPolicy.ADDED_LATER and all(getattr(RoundPolicy(), k) != v for k, v in RoundPolicy.ADDED_LATER.items())
 
 
 def test_interrupted_submit_never_submits_twice(world: World, posted: int, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -347,7 +347,9 @@ def test_clean_input_shares_are_zero_on_constant_inputs(world) -> None:
     assert all(b >= a - 1e-12 for a, b in zip(shares, more))
 
 
-def test_a_dp_backdoor_is_forfeited_and_dp_honest_updates_are_paid() -> None:
+@pytest.fixture(scope="module")
+def dp_round():
+    """Six DP-SGD updates (ε 8) of one digits version; miner 5 stamps a trigger on half its rows."""
     from mine.dp import default_settings, train_dp
 
     ds = D.load("digits")
@@ -369,14 +371,119 @@ def test_a_dp_backdoor_is_forfeited_and_dp_honest_updates_are_paid() -> None:
         data = M.make_update(state, M.model_state(model), {"bounty": "1", "base_version": "0", "miner": miner,
                                                            "dp": out.record.to_json()})
         items.append(P.RoundItem(i, miner, 0, data))
-    d = P.RoundPolicy().judge(manifest, state, items, (s.X_val, s.y_val), bounty_id=1, current_version=0)
+    return dict(manifest=manifest, state=state, items=items, val=(s.X_val, s.y_val))
+
+
+def _judge(r, policy=None, **kw):
+    return (policy or P.RoundPolicy()).judge(r["manifest"], r["state"], r["items"], r["val"], bounty_id=1,
+                                             current_version=0, **kw)
+
+
+def test_a_dp_backdoor_is_forfeited_and_dp_honest_updates_are_paid(dp_round) -> None:
+    d = _judge(dp_round)
     by = {v.index: v for v in d.verdicts}
     assert all(by[i].accepted for i in range(5)), [by[i] for i in range(5)]
     assert (by[5].reason_code, by[5].refund) == (P.CONCENTRATED, False), by[5]
     assert "pixel_0_1" in by[5].reason
-    off = P.RoundPolicy(concentration_alpha=None).judge(manifest, state, items, (s.X_val, s.y_val), bounty_id=1,
-                                                       current_version=0)
+    off = _judge(dp_round, P.RoundPolicy(concentration_alpha=None))
     assert [v for v in off.verdicts if v.index == 5][0].reason_code != P.CONCENTRATED
+    # every tested update starts its miner's evidence: one test, its Fisher terms per input
+    pixel = list(dp_round["manifest"].features).index("pixel_0_1")
+    for i, item in enumerate(dp_round["items"]):
+        e = d.evidence[item.submitter.lower()]
+        assert e.concentration_tests == 1 and len(e.concentration_terms) == 64
+    terms = d.evidence[dp_round["items"][5].submitter.lower()].concentration_terms
+    assert max(range(64), key=lambda j: terms[j]) == pixel
+
+
+def test_fisher_pools_a_faint_lean_over_rounds() -> None:
+    faint = [0.5] * 64
+    faint[7] = 0.01  # p = 0.01 on one input: far from the limit 5e-3 / 64 in any one round
+    assert P.concentrated(faint, alpha=5e-3) is None
+    terms = P.fisher_terms(faint)
+    assert terms[7] == pytest.approx(-2 * math.log(0.01))
+    sums = [4 * t for t in terms]
+    combined = P.fisher_combined(sums, 4)
+    assert P.concentrated(combined, alpha=5e-3) == 7 and combined[7] < 5e-3 / 64
+    # uniform p-values of an honest miner's rounds stay uniform when combined
+    rng = np.random.default_rng(0)
+    honest = rng.uniform(size=(5, 64))
+    pooled = P.fisher_combined([sum(P.fisher_terms(row)[j] for row in honest) for j in range(64)][:64], 5)
+    assert P.concentrated(pooled, alpha=5e-3) is None
+    assert P.fisher_terms([0.0, 1.0, 2.0]) == [pytest.approx(-2 * math.log(P.MIN_PVALUE)), 0.0, 0.0]
+    with pytest.raises(ValidationError):
+        P.fisher_combined([1.0], 0)
+
+
+def test_harm_zscores_are_standalone_harms_scale_and_stouffer_pools_them() -> None:
+    harms = [-0.42, -0.74, -0.33, -0.55, -0.44, 2.07, -0.98, 2.29, math.nan]
+    z = P.harm_zscores(harms)
+    flags = P.standalone_harm(harms, factor=4.0)
+    # flagged by the one-round rule exactly when it hurts (> 0) and z > 4
+    assert flags[:-1] == [h > 0 and zi > 4.0 for h, zi in zip(harms[:-1], z[:-1])]
+    assert z[-1] is None and flags[-1]
+    assert P.harm_zscores([0.1, 0.2, 0.3, 0.4, 0.5])[2] == 0.0  # the median is 0 spreads from itself
+    assert P.harm_zscores([0.1, 0.2]) == [None, None]  # too few for a noise level
+    assert P.harm_zscores([1.0] * 5 + [1e9])[-1] == P.HARM_Z_CAP
+    assert P.stouffer([]) == 0.0
+    assert P.stouffer([3.0, 3.0, 3.0, 3.0]) == pytest.approx(6.0)  # four 3s: 12 / 2
+    assert P.stouffer([3.9] * 2) > 4.0 > 3.9  # each under the one-round bar, together over
+
+
+def test_evidence_round_trips_through_json_exactly() -> None:
+    import json
+
+    e = {"0xAbC": P.MinerEvidence(2, (0.1, 1 / 3, 1e-300), (0.7, -2.25))}
+    back = P.evidence_from_json(json.loads(json.dumps(P.evidence_to_json(e))))
+    assert back == {"0xabc": e["0xAbC"]}
+    assert P.evidence_from_json(None) == {}
+    with pytest.raises(ValidationError):
+        P.evidence_from_json({"0x1": {"concentration_terms": ["x"]}})
+
+
+def test_a_miners_earlier_concentration_counts_in_its_round(dp_round) -> None:
+    """An honest-looking update of a miner whose earlier updates leaned on one input: Fisher's method
+    over all of them is beyond the limit; without pooling (or without that history) it is paid."""
+    import json
+
+    miner = dp_round["items"][0].submitter
+    earlier = [0.0] * 64
+    earlier[10] = 2 * 26.0  # two earlier updates, each at p = e^-13 (2e-6) on input 10
+    evidence = {miner: P.MinerEvidence(2, tuple(earlier))}
+    d = _judge(dp_round, evidence=evidence)
+    v = d.verdicts[0]
+    assert (v.reason_code, v.refund) == (P.CONCENTRATED, False), v
+    assert "Fisher's combined p" in v.reason and repr(dp_round["manifest"].features[10]) in v.reason
+    after = d.evidence[miner.lower()]
+    assert after.concentration_tests == 3 and after.concentration_terms[10] > 52.0
+    # the owner keeps the evidence as JSON between rounds; an audit keeps it in memory: same verdicts
+    again = _judge(dp_round, evidence=P.evidence_from_json(json.loads(json.dumps(P.evidence_to_json(evidence)))))
+    assert again.verdicts == d.verdicts and again.evidence == d.evidence
+    assert _judge(dp_round, P.RoundPolicy(pooled_concentration=False), evidence=evidence).verdicts[0].accepted
+    assert _judge(dp_round).verdicts[0].accepted
+
+
+def test_a_miner_that_keeps_hurting_a_little_is_forfeited(dp_round) -> None:
+    first = _judge(dp_round)
+    # the paid update that hurt most when applied alone (above the round's median: z > 0)
+    z = {m: e.harm_z[0] for m, e in first.evidence.items() if e.harm_z}
+    worst = max(z, key=lambda m: z[m])
+    assert z[worst] > 0
+    assert not any(e.harm_z for m, e in first.evidence.items() if m == dp_round["items"][5].submitter.lower())
+    # two earlier updates of this miner, each 3 spreads worse than its round: under the one-round bar
+    evidence = {worst: P.MinerEvidence(harm_z=(3.0, 3.0))}
+    d = _judge(dp_round, evidence=evidence)
+    v = next(v for v in d.verdicts if v.miner.lower() == worst)
+    assert (v.reason_code, v.refund) == (P.NEGATIVE_CONTRIBUTION, False), v
+    assert "consistently harmful" in v.reason
+    # a forfeited update is judged once: it does not join the pool; the paid ones do
+    assert d.evidence[worst].harm_z == (3.0, 3.0)
+    assert all(len(e.harm_z) == 1 for m, e in d.evidence.items() if m != worst and e.harm_z)
+    assert next(v for v in _judge(dp_round, P.RoundPolicy(pooled_harm_z=None), evidence=evidence).verdicts
+                if v.miner.lower() == worst).accepted
+    # a history of helping (negative z) is no evidence against it
+    assert next(v for v in _judge(dp_round, evidence={worst: P.MinerEvidence(harm_z=(-3.0, -3.0))}).verdicts
+                if v.miner.lower() == worst).accepted
 
 
 def test_noise_variance_of_a_wide_layer_uses_a_sub_matrix() -> None:
