@@ -151,7 +151,8 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
                             p.copy_(state[k] + (u[:, :rank] * sv[:rank]) @ vh[:rank])
             t_train += time.perf_counter() - t0
             addr = "0x%040x" % (i + 1)
-            meta = {"bounty": "1", "base_version": str(version), "miner": addr, "dp": meta_dp}
+            meta = {"bounty": "1", "base_version": str(version), "miner": addr, "dp": meta_dp,
+                    "examples_bucket": str(dp.examples_bucket(len(y_m)))}
             items.append(RoundItem(i, addr, version, make_update(state, net.state_dict(), meta)))
         decision = policy.judge(manifest, state, items, (X_val, split.y_val, None), bounty_id=1,
                                 current_version=version, history=history, suspects=suspects, evidence=evidence)

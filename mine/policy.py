@@ -12,15 +12,20 @@ code  rule                   meaning
 2     :func:`check_improvement` the validation score does not improve by the margin
 3     :func:`check_subgroups`   some subgroup (class) gets worse by more than the tolerance
 4     :func:`check_outlier`     the update norm is an outlier among accepted updates / the round
+                               (refunded when the excess is the DP noise the update declares:
+                               a small shard, :func:`noise_explains_norm`)
 5     (client)                 unreadable: decryption / CID / parse failure
 6     :func:`check_origin`      not the submitter's update (inner miner or bounty differ)
 7     :func:`check_epsilon`     the update's DP ε (recomputed) is above the bounty's maximum, or no DP
 8     :class:`RoundPolicy`      harmful: hurts alone beyond the round's noise (:func:`standalone_harm`),
-                               colludes (:func:`similarity_outliers`, off by default), or has a
-                               negative leave-one-out value while pointing away (:func:`noise_alignment`)
+                               or a little every round (Stouffer over the miner's updates in the
+                               bounty, :func:`stouffer`), colludes (:func:`similarity_outliers`, off by
+                               default), or has a negative leave-one-out value while pointing away
+                               (:func:`noise_alignment`)
 9     :class:`RoundPolicy`      concentrated: a DP update puts far more of its first-layer energy on one
                                input than clean validation data of any class does, beyond its noise
-                               (:func:`concentration_pvalues`; backdoor triggers do)
+                               (:func:`concentration_pvalues`; backdoor triggers do), alone or pooled
+                               with the miner's earlier updates in the bounty (:func:`fisher_combined`)
 ====  =====================  ==============================================================
 
 :class:`RoundPolicy` (the owner's policy since Sonar v2) judges a *round*: every update trained
@@ -94,6 +99,8 @@ __all__ = [
     "clean_input_shares",
     "concentrated",
     "concentration_pvalues",
+    "declared_noise_std",
+    "noise_explains_norm",
     "group_matrix",
     "input_groups",
     "make_policy",
@@ -805,6 +812,61 @@ def noise_variance(matrix: torch.Tensor) -> float:
     return low / _reference_low_energy((int(m.shape[0]), int(m.shape[1])))
 
 
+#: How far an update's measured noise may exceed what its DP record and example bucket declare
+#: (:func:`declared_noise_std`; a row count in ``[b, 2b)`` alone gives 0.5 to 1) and still be that noise.
+NOISE_MARGIN = 1.25
+#: The part of a noisy update's norm its signal estimate cannot resolve (see :func:`noise_explains_norm`).
+NOISE_SIGNAL_SLACK = 0.25
+
+
+def declared_noise_std(manifest: Manifest, dp_metadata: str | None, bucket: str | None) -> float | None:
+    """The largest per-parameter std of DP noise an update can carry by its own declaration.
+
+    Plain DP-SGD (:func:`mine.dp.train_dp` with the bounty's ``sgd`` settings) adds, per step,
+    Gaussian noise of std ``sigma * C`` to the clipped sum and divides by ``q * n``; ``steps`` steps of
+    learning rate ``lr`` leave ``lr * sigma * C * sqrt(steps) / (q * n)`` per parameter, at most that with
+    ``n`` = the stated ``examples_bucket`` ``b <= n``. ``None`` if the update is not DP, states no
+    bucket, or the bounty's DP optimizer is not plain SGD (Adam rescales the noise).
+    """
+    from mine.dp import default_settings, parse_dp_metadata
+
+    try:
+        record = parse_dp_metadata(dp_metadata)
+        settings = default_settings(manifest)
+        b = int(bucket) if bucket is not None else 0
+    except (ValidationError, ValueError):
+        return None
+    if record is None or b < 1 or (settings.optimizer or manifest.training.get("optimizer")) != "sgd":
+        return None
+    lr = float(settings.lr if settings.lr is not None else manifest.training["lr"])
+    return lr * record.noise_multiplier * record.max_grad_norm * math.sqrt(record.steps) / (record.sample_rate * b)
+
+
+def noise_explains_norm(delta: Mapping[str, torch.Tensor], declared_std: float | None, limit: float) -> bool:
+    """Is an update's excess norm its own declared DP noise (a small shard's), not a boost?
+
+    True iff the noise measured in its largest weight matrix (:func:`noise_variance`) is at most
+    :data:`NOISE_MARGIN` times ``declared_std`` and what is left of the norm without that noise is
+    within ``limit`` (the round's robust norm limit) or within the estimate's error
+    (:data:`NOISE_SIGNAL_SLACK` of the noise's norm). A boosted update scales its noise with its
+    signal (x20: 10 to 17 times the declared noise, measured); an honest one of 10 rows has 0.5 to
+    0.9 times it, however large its norm.
+    """
+    if declared_std is None or not (math.isfinite(declared_std) and declared_std > 0):
+        return False
+    mats = [t for t in delta.values() if t.ndim == 2 and min(t.shape) >= 4]
+    if not mats:
+        return False
+    v = noise_variance(max(mats, key=lambda t: t.numel()))
+    if not (math.isfinite(v) and math.sqrt(v) <= NOISE_MARGIN * declared_std):
+        return False
+    noise = sum(t.numel() for t in delta.values()) * v
+    signal = math.sqrt(max(update_norm(delta) ** 2 - noise, 0.0))
+    # norm^2 - noise is a small difference of large numbers: the estimate of v is good to a few
+    # per cent, so a signal up to a quarter of the noise's norm is within that error
+    return signal <= max(limit, NOISE_SIGNAL_SLACK * math.sqrt(noise))
+
+
 def concentration_pvalues(matrix: torch.Tensor, allowed_shares: Sequence[float]) -> list[float]:
     """For each input unit (row of ``matrix``), how likely its energy is if its signal share is at most allowed.
 
@@ -1142,7 +1204,11 @@ class RoundPolicy:
     * ``pooled_harm_z`` — an update that hurts alone (z > 0) is forfeited (code 8) when the Stouffer
       z of it and the miner's earlier unforfeited updates in this bounty (:func:`stouffer` of
       :func:`harm_zscores`) is above this: a label flipper that stays just under ``harm_factor``
-      every round does not stay under it in sum. ``None`` turns it off.
+      every round does not stay under it in sum. ``None`` turns it off;
+    * ``refund_declared_noise`` — a DP update that is a norm outlier only through the noise its own
+      record and example bucket declare (a small shard: :func:`noise_explains_norm`) is rejected
+      with its stake returned (code 4, refunded); a boosted one carries far more noise than it
+      declares and is forfeited.
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -1151,7 +1217,8 @@ class RoundPolicy:
 
     #: Settings newer than version 0's full record of the policy, with the value that means "off":
     #: a bounty posted before a setting existed replays without it.
-    ADDED_LATER: ClassVar[dict[str, Any]] = {"pooled_concentration": False, "pooled_harm_z": None}
+    ADDED_LATER: ClassVar[dict[str, Any]] = {"pooled_concentration": False, "pooled_harm_z": None,
+                                             "refund_declared_noise": False}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -1175,6 +1242,7 @@ class RoundPolicy:
     concentration_alpha: float | None = 5e-3
     pooled_concentration: bool = True
     pooled_harm_z: float | None = 4.0
+    refund_declared_noise: bool = True
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -1224,6 +1292,7 @@ class RoundPolicy:
         deltas: dict[int, dict[str, torch.Tensor]] = {}
         norms: dict[int, float] = {}
         private: dict[int, bool] = {}
+        metas: dict[int, dict[str, str]] = {}
         by_index = {it.index: it for it in items}
 
         def reject(it: RoundItem, code: int, reason: str, **kw: float) -> None:
@@ -1244,18 +1313,28 @@ class RoundPolicy:
             if rej is not None or tensors is None:
                 reject(it, rej.code, rej.reason)  # type: ignore[union-attr]
                 continue
-            deltas[it.index], norms[it.index] = tensors, update_norm(tensors)
+            deltas[it.index], norms[it.index], metas[it.index] = tensors, update_norm(tensors), meta
             private[it.index] = meta.get("dp", "off") != "off"
 
         live = list(deltas)
         flags = round_outliers([norms[i] for i in live], list(history)[-self.history_window:],
                                factor=self.outlier_factor, min_history=self.min_history)
         med = statistics.median([norms[i] for i in live]) if live else 0.0
+        finite = [norms[i] for i in live if math.isfinite(norms[i])]
+        limit = _robust_limit(finite, self.outlier_factor)[0] if finite else 0.0
         for i, out in zip(list(live), flags):
-            if out:
-                reject(by_index[i], OUTLIER_NORM, f"update norm {norms[i]:.4g} is an outlier (round median {med:.4g})",
-                       norm=norms[i])
-                live.remove(i)
+            if not out:
+                continue
+            reason = f"update norm {norms[i]:.4g} is an outlier (round median {med:.4g})"
+            if self.refund_declared_noise and math.isfinite(norms[i]) and noise_explains_norm(deltas[i], declared_noise_std(
+                    manifest, metas[i].get("dp"), metas[i].get("examples_bucket")), limit):
+                # an honest small shard's DP update is mostly noise: too noisy to use, not an attack
+                verdicts[i] = ItemVerdict(i, by_index[i].submitter, 0, OUTLIER_NORM,
+                                          reason + "; the excess is the DP noise it declares (a small shard): "
+                                          "stake returned", True, norms[i])
+            else:
+                reject(by_index[i], OUTLIER_NORM, reason, norm=norms[i])
+            live.remove(i)
         where = input_groups(manifest) if self.concentration_alpha is not None else None
         tested = [i for i in live if private[i]]  # a non-private update has no noise level to test against
         if where is not None and tested:

@@ -350,7 +350,7 @@ def test_clean_input_shares_are_zero_on_constant_inputs(world) -> None:
 @pytest.fixture(scope="module")
 def dp_round():
     """Six DP-SGD updates (ε 8) of one digits version; miner 5 stamps a trigger on half its rows."""
-    from mine.dp import default_settings, train_dp
+    from mine.dp import default_settings, examples_bucket, train_dp
 
     ds = D.load("digits")
     s = D.train_validation_split(ds.X, ds.y, validation_fraction=0.25, seed=5)
@@ -371,7 +371,18 @@ def dp_round():
         data = M.make_update(state, M.model_state(model), {"bounty": "1", "base_version": "0", "miner": miner,
                                                            "dp": out.record.to_json()})
         items.append(P.RoundItem(i, miner, 0, data))
-    return dict(manifest=manifest, state=state, items=items, val=(s.X_val, s.y_val))
+    def tiny(rows: int, index: int) -> P.RoundItem:  # an honest update from only `rows` rows
+        X, y = s.X_train[shards[0]][:rows], s.y_train[shards[0]][:rows]
+        model = M.build_model(manifest)
+        model.load_state_dict(state)
+        out = train_dp(model, X.astype(np.float32), y, manifest, default_settings(manifest), seed=index,
+                       noise_seed=index)
+        miner = f"0x{index + 1:040x}"
+        return P.RoundItem(index, miner, 0, M.make_update(state, M.model_state(model), {
+            "bounty": "1", "base_version": "0", "miner": miner, "dp": out.record.to_json(),
+            "examples_bucket": str(examples_bucket(rows))}))
+
+    return dict(manifest=manifest, state=state, items=items, val=(s.X_val, s.y_val), tiny=tiny)
 
 
 def _judge(r, policy=None, **kw):
@@ -394,6 +405,33 @@ def test_a_dp_backdoor_is_forfeited_and_dp_honest_updates_are_paid(dp_round) -> 
         assert e.concentration_tests == 1 and len(e.concentration_terms) == 64
     terms = d.evidence[dp_round["items"][5].submitter.lower()].concentration_terms
     assert max(range(64), key=lambda j: terms[j]) == pixel
+
+
+def test_a_small_shards_dp_noise_is_no_boost(dp_round) -> None:
+    """An honest DP update of 10 rows is mostly noise and an outlier by norm: its stake comes back.
+    The same update boosted x20 carries 20 times the noise it declares: forfeited."""
+    manifest, state = dp_round["manifest"], dp_round["state"]
+    small = dp_round["tiny"](10, 6)
+    delta, meta = M.read_update(manifest, small.update)
+    std = P.declared_noise_std(manifest, meta["dp"], meta["examples_bucket"])
+    assert std is not None and std > 0
+    assert P.noise_explains_norm(delta, std, limit=1.0)
+    boosted = A.scale_update(delta, 20.0)
+    assert not P.noise_explains_norm(boosted, std, limit=1.0)
+    assert not P.noise_explains_norm(delta, std / 4, limit=1.0)  # it says it has far less noise than it has
+    assert P.declared_noise_std(manifest, "off", "8") is None
+    assert P.declared_noise_std(manifest, meta["dp"], None) is None
+    assert P.declared_noise_std(dataclasses.replace(manifest, training={**manifest.training, "dp": {
+        "target_epsilon": 8.0, "optimizer": "adam"}}), meta["dp"], "8") is None
+    loud = P.RoundItem(7, "0x" + "8" * 40, 0, M.make_update(state, {k: state[k] + boosted[k] for k in state}, {
+        **meta, "miner": "0x" + "8" * 40}))
+    d = P.RoundPolicy().judge(manifest, state, [*dp_round["items"], small, loud], dp_round["val"], bounty_id=1,
+                              current_version=0)
+    by = {v.index: v for v in d.verdicts}
+    assert (by[6].reason_code, by[6].refund) == (P.OUTLIER_NORM, True), by[6]
+    assert "declares" in by[6].reason
+    assert (by[7].reason_code, by[7].refund) == (P.OUTLIER_NORM, False), by[7]
+    assert all(by[i].accepted for i in range(5))
 
 
 def test_fisher_pools_a_faint_lean_over_rounds() -> None:
