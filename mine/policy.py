@@ -1208,7 +1208,12 @@ class RoundPolicy:
     * ``refund_declared_noise`` — a DP update that is a norm outlier only through the noise its own
       record and example bucket declare (a small shard: :func:`noise_explains_norm`) is rejected
       with its stake returned (code 4, refunded); a boosted one carries far more noise than it
-      declares and is forfeited.
+      declares and is forfeited;
+    * ``suspects_must_help`` — an update of a miner forfeited earlier in this bounty (a suspect)
+      is used only if it lowers the validation loss when applied alone; one that does not is
+      rejected with its stake returned (code 8, refunded). A label flipper forfeited early cannot
+      collect a share of later pots (which hold the forfeited stakes) by hiding in a converged
+      round's noise; an honest miner forfeited by bad luck is still paid for every update that helps.
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -1218,7 +1223,7 @@ class RoundPolicy:
     #: Settings newer than version 0's full record of the policy, with the value that means "off":
     #: a bounty posted before a setting existed replays without it.
     ADDED_LATER: ClassVar[dict[str, Any]] = {"pooled_concentration": False, "pooled_harm_z": None,
-                                             "refund_declared_noise": False}
+                                             "refund_declared_noise": False, "suspects_must_help": False}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -1243,6 +1248,7 @@ class RoundPolicy:
     pooled_concentration: bool = True
     pooled_harm_z: float | None = 4.0
     refund_declared_noise: bool = True
+    suspects_must_help: bool = True
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -1417,6 +1423,13 @@ class RoundPolicy:
                            + ("; judged strictly: an earlier update of this miner was forfeited"
                               if by_index[i].submitter.lower() in suspected else ""), norm=norms[i], alignment=cosines[i],
                            harm=harms[i], similarity=similar[i])
+                    live.remove(i)
+                elif self.suspects_must_help and by_index[i].submitter.lower() in suspected and harms[i] > 0:
+                    verdicts[i] = ItemVerdict(
+                        i, by_index[i].submitter, 0, NEGATIVE_CONTRIBUTION,
+                        f"applied alone it raises the validation loss by {harms[i]:.4g}; an earlier update of this "
+                        "miner was forfeited in this bounty, so only an update that helps alone is used (stake "
+                        "returned)", True, norms[i], math.nan, cosines[i], harms[i], similar[i])
                     live.remove(i)
         if self.collusion_factor is not None and live:
             flags = similarity_outliers([similar[i] for i in live], factor=self.collusion_factor,

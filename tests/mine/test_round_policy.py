@@ -434,6 +434,28 @@ def test_a_small_shards_dp_noise_is_no_boost(dp_round) -> None:
     assert all(by[i].accepted for i in range(5))
 
 
+def test_a_suspect_is_used_only_when_it_helps_alone(dp_round) -> None:
+    """A miner forfeited earlier in the bounty: an update that helps alone is paid as ever; one that
+    hurts alone (under the harm limit) is not used, and its stake comes back."""
+    manifest, state = dp_round["manifest"], dp_round["state"]
+    delta, meta = M.read_update(manifest, dp_round["items"][1].update)
+    uphill = "0x" + "7" * 40  # a small step against an honest update: it hurts alone, a little
+    item = P.RoundItem(6, uphill, 0, M.make_update(state, {k: state[k] - 0.02 * delta[k] for k in state},
+                                                   {**meta, "miner": uphill}))
+    honest = dp_round["items"][0].submitter
+    round_ = [*dp_round["items"][:5], item]
+    # (a loose harm limit: in a first round every update that hurts at all is beyond a few spreads)
+    d = P.RoundPolicy(harm_factor=8.0, suspect_harm_factor=None).judge(manifest, state, round_, dp_round["val"], bounty_id=1,
+                                                      current_version=0, suspects={uphill.upper().replace("0X", "0x"), honest})
+    by = {v.index: v for v in d.verdicts}
+    assert by[6].harm > 0 and (by[6].reason_code, by[6].refund) == (P.NEGATIVE_CONTRIBUTION, True), by[6]
+    assert "only an update that helps alone" in by[6].reason
+    assert by[0].harm < 0 and by[0].accepted  # a suspect whose update helps alone is paid
+    off = P.RoundPolicy(harm_factor=8.0, suspect_harm_factor=None, suspects_must_help=False).judge(manifest, state, round_, dp_round["val"], bounty_id=1,
+                                                        current_version=0, suspects={uphill})
+    assert "only an update that helps alone" not in {v.index: v for v in off.verdicts}[6].reason
+
+
 def test_fisher_pools_a_faint_lean_over_rounds() -> None:
     faint = [0.5] * 64
     faint[7] = 0.01  # p = 0.01 on one input: far from the limit 5e-3 / 64 in any one round
