@@ -123,7 +123,7 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
     suspects: set[str] = set()
     evidence: dict[str, Any] = {}
     parent: dict[str, torch.Tensor] | None = None
-    version, eps, t_train, bad_accepted, honest_forfeits = 0, 0.0, 0.0, 0, 0
+    version, eps, t_train, bad_accepted, honest_forfeits, honest_in_version = 0, 0.0, 0.0, 0, 0, 0
     bad_forfeited: set[int] = set()
     curve = []
     for rnd in range(rounds):
@@ -159,6 +159,7 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
         evidence = decision.evidence
         suspects |= {v.miner for v in decision.verdicts if not v.accepted and not v.refund}
         bad_accepted += sum(1 for v in decision.accepted if v.index in bad)
+        honest_in_version += sum(1 for v in decision.accepted if v.index not in bad)
         honest_forfeits += sum(1 for v in decision.verdicts if v.index not in bad and not v.accepted and not v.refund)
         bad_forfeited |= {v.index for v in decision.verdicts if v.index in bad and not v.accepted and not v.refund}
         if decision.new_state is not None:
@@ -178,7 +179,7 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
         curve.append(_score(manifest, state, X_val, split.y_val))
     _set_shrink(0.0)
     out = {"final": curve[-1], "curve": curve, "bad_accepted": bad_accepted, "epsilon": eps, "train_s": t_train,
-           "honest_forfeits": honest_forfeits, "attackers_never_forfeited": len(bad - bad_forfeited)}
+           "honest_forfeits": honest_forfeits, "honest_in_version": honest_in_version / ((miners - malicious) * rounds), "attackers_never_forfeited": len(bad - bad_forfeited)}
     if trigger is not None:
         net = build_model(manifest)
         net.load_state_dict(state)
@@ -215,6 +216,7 @@ def main() -> None:
                "per_seed": [round(v, 4) for v in per_seed], "finals": [round(f, 4) for f in finals],
                "bad_accepted": [r["bad_accepted"] for r in runs],
                "honest_forfeits": [r["honest_forfeits"] for r in runs],
+               "honest_in_version": [round(r["honest_in_version"], 2) for r in runs],
                "attackers_never_forfeited": [r["attackers_never_forfeited"] for r in runs],
                **({"backdoor_success": [round(r["backdoor_success"], 3) for r in runs]}
                   if "backdoor_success" in runs[0] else {}),
