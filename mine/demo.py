@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mine import attacks, datasets
+from mine import dp as dp_module
 from mine.chain import SonarClient, connect, recorded_deployment
 from mine.devnet import anvil, dev_account
 from mine.evaluate import evaluate, score_from_chain
@@ -219,6 +220,9 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
             reward=settings.reward_wei, target=TARGETS[settings.dataset], deadline=owner_client.now() + 86400,
             eval_window=3600, stake=settings.stake_wei, policy_settings=POLICY_SETTINGS[settings.dataset],
             auditable=True,
+            # a DP bounty caps the ε it asks for: an update with less noise is refused (code 7), and
+            # the backdoor test (code 9) applies to every update it takes
+            max_epsilon=dp_module.default_settings(manifest).target_epsilon if settings.dp else None,
         )
         bounty_id = owned.bounty_id
 

@@ -407,6 +407,30 @@ def test_a_dp_backdoor_is_forfeited_and_dp_honest_updates_are_paid(dp_round) -> 
     assert max(range(64), key=lambda j: terms[j]) == pixel
 
 
+def test_updates_with_little_noise_are_not_tested_for_concentration(dp_round) -> None:
+    """Above ``concentration_max_epsilon`` the clean-share bound is not a sound null (honest drift
+    exceeds it): such an update is judged like one without DP. The same bytes stating ε 8 are tested."""
+    import json
+
+    manifest, state = dp_round["manifest"], dp_round["state"]
+    delta, meta = M.read_update(manifest, dp_round["items"][5].update)  # the backdoor
+    record = json.loads(meta["dp"])
+    assert P.update_epsilon(meta["dp"]) == pytest.approx(8.0, rel=0.01)
+    loud = {**record, "noise_multiplier": record["noise_multiplier"] / 20, "epsilon": 1000.0}
+    assert P.update_epsilon(json.dumps(loud)) >= 1000.0 and P.update_epsilon("off") == math.inf
+    item = P.RoundItem(5, meta["miner"], 0, M.make_update(state, {k: state[k] + delta[k] for k in state},
+                                                          {**meta, "dp": json.dumps(loud)}))
+    round_ = [*dp_round["items"][:5], item]
+    d = P.RoundPolicy().judge(manifest, state, round_, dp_round["val"], bounty_id=1, current_version=0)
+    assert d.verdicts[5].reason_code != P.CONCENTRATED
+    assert d.evidence.get(meta["miner"].lower(), P.MinerEvidence()).concentration_tests == 0
+    uncapped = P.RoundPolicy(concentration_max_epsilon=None).judge(manifest, state, round_, dp_round["val"],
+                                                                   bounty_id=1, current_version=0)
+    assert uncapped.verdicts[5].reason_code == P.CONCENTRATED
+    with pytest.raises(ValidationError):
+        P.RoundPolicy(concentration_max_epsilon=0.0)
+
+
 def test_a_small_shards_dp_noise_is_no_boost(dp_round) -> None:
     """An honest DP update of 10 rows is mostly noise and an outlier by norm: its stake comes back.
     The same update boosted x20 carries 20 times the noise it declares: forfeited."""
