@@ -31,6 +31,7 @@ import dataclasses
 import json
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
             X_m = X_m.astype(np.float32)
         shard_data.append((X_m, y_m))
     history: list[float] = []
-    suspects: set[str] = set()
+    suspects: Counter[str] = Counter()
     evidence: dict[str, Any] = {}
     parent: dict[str, torch.Tensor] | None = None
     version, eps, t_train, bad_accepted, honest_forfeits, honest_in_version = 0, 0.0, 0.0, 0, 0, 0
@@ -157,7 +158,7 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
         decision = policy.judge(manifest, state, items, (X_val, split.y_val, None), bounty_id=1,
                                 current_version=version, history=history, suspects=suspects, evidence=evidence)
         evidence = decision.evidence
-        suspects |= {v.miner for v in decision.verdicts if not v.accepted and not v.refund}
+        suspects.update(v.miner for v in decision.verdicts if not v.accepted and not v.refund)
         bad_accepted += sum(1 for v in decision.accepted if v.index in bad)
         honest_in_version += sum(1 for v in decision.accepted if v.index not in bad)
         honest_forfeits += sum(1 for v in decision.verdicts if v.index not in bad and not v.accepted and not v.refund)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,11 +218,11 @@ def reveal_audit(client: SonarClient, store: Store, home: MineHome, owned: Owned
 # ---------------------------------------------------------------------- rounds
 
 
-def forfeited_miners(client: SonarClient, bounty_id: int, before: int) -> set[str]:
-    """Miners whose stake was forfeited for a submission before index `before` of this bounty (the
-    round policy's suspects: public, so an audit replays them)."""
-    return {str(e["args"]["miner"]) for e in client.events("UpdateRejected", bountyId=bounty_id)
-            if int(e["args"]["index"]) < before and not bool(e["args"]["refunded"])}
+def forfeited_miners(client: SonarClient, bounty_id: int, before: int) -> dict[str, int]:
+    """Miners whose stake was forfeited for a submission before index `before` of this bounty, with
+    how many times (the round policy's suspects: public, so an audit replays them)."""
+    return dict(Counter(str(e["args"]["miner"]) for e in client.events("UpdateRejected", bountyId=bounty_id)
+                        if int(e["args"]["index"]) < before and not bool(e["args"]["refunded"])))
 
 
 def fetch_with_retries(store: Store, cid: str, *, max_bytes: int, attempts: int = FETCH_ATTEMPTS,
@@ -459,8 +460,8 @@ def audit(client: SonarClient, store: Store, bounty_id: int, val: Validation, se
             items.append(RoundItem(index, sub.miner, sub.base_version, plain, why))
         else:
             # the miners forfeited before this round, as the chain reports them (what the owner used)
-            suspects = {submissions[i].miner for i, (share, _, refund) in reported.items()
-                        if i < first and share == 0 and not refund}
+            suspects = dict(Counter(submissions[i].miner for i, (share, _, refund) in reported.items()
+                                    if i < first and share == 0 and not refund))
             decision: RoundDecision = policy.judge(current.manifest, current.state, items, (val.X, val.y, val.groups),
                                                    bounty_id=bounty_id, current_version=current.version,
                                                    history=history, suspects=suspects, evidence=evidence)

@@ -459,8 +459,8 @@ def test_a_small_shards_dp_noise_is_no_boost(dp_round) -> None:
 
 
 def test_a_suspect_is_used_only_when_it_helps_alone(dp_round) -> None:
-    """A miner forfeited earlier in the bounty: an update that helps alone is paid as ever; one that
-    hurts alone (under the harm limit) is not used, and its stake comes back."""
+    """A miner forfeited twice earlier in the bounty: an update that helps alone is paid as ever; one
+    that hurts alone (under the harm limit) is not used, and its stake comes back. Once is not enough."""
     manifest, state = dp_round["manifest"], dp_round["state"]
     delta, meta = M.read_update(manifest, dp_round["items"][1].update)
     uphill = "0x" + "7" * 40  # a small step against an honest update: it hurts alone, a little
@@ -470,14 +470,21 @@ def test_a_suspect_is_used_only_when_it_helps_alone(dp_round) -> None:
     round_ = [*dp_round["items"][:5], item]
     # (a loose harm limit: in a first round every update that hurts at all is beyond a few spreads)
     d = P.RoundPolicy(harm_factor=8.0, suspect_harm_factor=None).judge(manifest, state, round_, dp_round["val"], bounty_id=1,
-                                                      current_version=0, suspects={uphill.upper().replace("0X", "0x"), honest})
+                                                      current_version=0,
+                                                      suspects={uphill.upper().replace("0X", "0x"): 2, honest: 2})
     by = {v.index: v for v in d.verdicts}
     assert by[6].harm > 0 and (by[6].reason_code, by[6].refund) == (P.NEGATIVE_CONTRIBUTION, True), by[6]
-    assert "only an update that helps alone" in by[6].reason
+    assert "only an update that helps alone" in by[6].reason and "2 earlier updates" in by[6].reason
     assert by[0].harm < 0 and by[0].accepted  # a suspect whose update helps alone is paid
-    off = P.RoundPolicy(harm_factor=8.0, suspect_harm_factor=None, suspects_must_help=False).judge(manifest, state, round_, dp_round["val"], bounty_id=1,
-                                                        current_version=0, suspects={uphill})
+    loose = P.RoundPolicy(harm_factor=8.0, suspect_harm_factor=None)
+    for suspects in ({uphill}, {uphill: 1}):  # forfeited once: judged as before
+        once = loose.judge(manifest, state, round_, dp_round["val"], bounty_id=1, current_version=0, suspects=suspects)
+        assert "only an update that helps alone" not in {v.index: v for v in once.verdicts}[6].reason
+    off = P.RoundPolicy(harm_factor=8.0, suspect_harm_factor=None, suspects_must_help=None).judge(
+        manifest, state, round_, dp_round["val"], bounty_id=1, current_version=0, suspects={uphill: 3})
     assert "only an update that helps alone" not in {v.index: v for v in off.verdicts}[6].reason
+    with pytest.raises(ValidationError):
+        P.RoundPolicy(suspects_must_help=0)
 
 
 def test_fisher_pools_a_faint_lean_over_rounds() -> None:
@@ -548,7 +555,9 @@ def test_a_miners_earlier_concentration_counts_in_its_round(dp_round) -> None:
 
 
 def test_a_miner_that_keeps_hurting_a_little_is_forfeited(dp_round) -> None:
-    first = _judge(dp_round)
+    """With ``pooled_harm_z`` on (off by default: skewed honest shards also hurt a little every round)."""
+    pooled = P.RoundPolicy(pooled_harm_z=4.0)
+    first = _judge(dp_round, pooled)
     # the paid update that hurt most when applied alone (above the round's median: z > 0)
     z = {m: e.harm_z[0] for m, e in first.evidence.items() if e.harm_z}
     worst = max(z, key=lambda m: z[m])
@@ -556,17 +565,16 @@ def test_a_miner_that_keeps_hurting_a_little_is_forfeited(dp_round) -> None:
     assert not any(e.harm_z for m, e in first.evidence.items() if m == dp_round["items"][5].submitter.lower())
     # two earlier updates of this miner, each 3 spreads worse than its round: under the one-round bar
     evidence = {worst: P.MinerEvidence(harm_z=(3.0, 3.0))}
-    d = _judge(dp_round, evidence=evidence)
+    d = _judge(dp_round, pooled, evidence=evidence)
     v = next(v for v in d.verdicts if v.miner.lower() == worst)
     assert (v.reason_code, v.refund) == (P.NEGATIVE_CONTRIBUTION, False), v
     assert "consistently harmful" in v.reason
     # a forfeited update is judged once: it does not join the pool; the paid ones do
     assert d.evidence[worst].harm_z == (3.0, 3.0)
     assert all(len(e.harm_z) == 1 for m, e in d.evidence.items() if m != worst and e.harm_z)
-    assert next(v for v in _judge(dp_round, P.RoundPolicy(pooled_harm_z=None), evidence=evidence).verdicts
-                if v.miner.lower() == worst).accepted
+    assert next(v for v in _judge(dp_round, evidence=evidence).verdicts if v.miner.lower() == worst).accepted
     # a history of helping (negative z) is no evidence against it
-    assert next(v for v in _judge(dp_round, evidence={worst: P.MinerEvidence(harm_z=(-3.0, -3.0))}).verdicts
+    assert next(v for v in _judge(dp_round, pooled, evidence={worst: P.MinerEvidence(harm_z=(-3.0, -3.0))}).verdicts
                 if v.miner.lower() == worst).accepted
 
 
