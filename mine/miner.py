@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # torch and numpy are imported by train_update only, web3 by 
 
     from mine.dp import DPRecord, DPSettings
 
-    from mine.versions import LoadedVersion
+    from mine.versions import LoadedVersion, VersionRecord
 
 MAX_UPDATE_BYTES = 64 * 1024 * 1024
 
@@ -106,6 +106,7 @@ def train_update(
         raise ValidationError("an update names its miner: give the address that will submit it")
     miner = to_checksum_address(miner)
     base = base or load_version(client, store, bounty_id)
+    terms = _bounty_record(client, store, bounty_id) if base.version else base.record
     manifest = base.manifest
     features = select_features(X, columns, list(manifest.features)).astype(np.float32, copy=False)
     defaults = manifest.training
@@ -115,6 +116,7 @@ def train_update(
     if no_dp:
         if dp_settings is not None:
             raise ValidationError("DP settings were given together with no_dp; choose one")
+        check_privacy_terms(terms, "off", doing="trained")
         if dataset is not None:
             PrivacyLedger(home).spend(dataset, rows=len(features), noise_multiplier=0.0, sample_rate=1.0, steps=1,
                                       epsilon=math.inf, delta=0.0, bounty=bounty_id, note="--no-dp", enforce=False)
@@ -132,6 +134,7 @@ def train_update(
         if lr is not None:
             settings = settings.replace(lr=lr)
         record = settings.resolve(len(features))
+        check_privacy_terms(terms, record.to_json(), doing="trained")
         entry = None
         if dataset is not None:
             entry, _ = PrivacyLedger(home).spend(
@@ -233,14 +236,30 @@ def _find_submission(client: SonarClient, entry: JournalEntry) -> int | None:
     return None
 
 
-def _seal_for_bounty(client: SonarClient, store: Store, bounty_id: int, data: bytes) -> tuple[bytes, str]:
-    """The update sealed to the owner's key in version 0's record (plaintext if the bounty has none)."""
-    from mine.sealed import public_key_from_record, seal
-    from mine.versions import fetch_record
+def _bounty_record(client: SonarClient, store: Store, bounty_id: int) -> VersionRecord:
+    """Version 0's record: the bounty's sealing key, policy and ε cap."""
     from mine.store import cid_from_chain
+    from mine.versions import fetch_record
 
     mv = client.model_version(bounty_id, 0)
-    record = fetch_record(store, cid_from_chain(mv.digest, mv.codec))
+    return fetch_record(store, cid_from_chain(mv.digest, mv.codec))
+
+
+def check_privacy_terms(record: VersionRecord, dp_metadata: str | None, *, doing: str = "submitted") -> None:
+    """Refuse an update the bounty's ε cap would forfeit (code 7): before training (no privacy
+    budget spent) and again before submitting (no stake moved)."""
+    from mine.policy import check_epsilon
+
+    rejection = check_epsilon(dp_metadata, max_epsilon=record.max_epsilon)
+    if rejection is not None:
+        raise ValidationError(f"not {doing}: the owner would forfeit the stake — {rejection.reason}; train "
+                              f"with `mine train --epsilon {record.max_epsilon:g}` (or less)")
+
+
+def _seal_for_bounty(record: VersionRecord, data: bytes) -> tuple[bytes, str]:
+    """The update sealed to the owner's key in version 0's record (plaintext if the bounty has none)."""
+    from mine.sealed import public_key_from_record, seal
+
     if record.encryption is None:
         return data, ""
     ciphertext, eph = seal(data, public_key_from_record(record.encryption))
@@ -266,8 +285,10 @@ def prepare_submission(home: MineHome, client: SonarClient, store: Store, bounty
         return journal, entry
     bounty = client.bounty(bounty_id)
     check_bounty_terms(home, client, bounty)
+    record = _bounty_record(client, store, bounty_id)
+    check_privacy_terms(record, meta.get("dp"))
     if entry is None or entry.state == "abandoned":
-        ciphertext, eph = _seal_for_bounty(client, store, bounty_id, data)
+        ciphertext, eph = _seal_for_bounty(record, data)
         sealed = update_path.with_suffix(".sealed")
         tmp = sealed.with_suffix(".sealed-tmp")
         tmp.write_bytes(ciphertext)

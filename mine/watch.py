@@ -38,7 +38,8 @@ from web3.exceptions import Web3Exception
 
 from mine.amounts import format_amount, is_eth, parse_units, token_meta
 from mine.chain import BountyStatus, SonarClient, SubmissionStatus
-from mine.errors import ChainError, ChainUnreachableError, ConfigError, MineError, StoreError, VaultError
+from mine.errors import (ChainError, ChainUnreachableError, ConfigError, MineError, StoreError, ValidationError,
+                         VaultError)
 from mine.home import MineHome, read_json, write_json_atomic
 from mine.store import Store, cid_from_chain
 
@@ -283,7 +284,7 @@ class Watcher:
                 self._consider(bounty_id)
             except (ChainUnreachableError, StoreError):
                 raise
-            except VaultError as exc:
+            except (VaultError, ValidationError) as exc:  # e.g. the bounty's ε cap is below what I train at
                 self.decide(f"b{bounty_id}", "skip", f"bounty {bounty_id}: skipped, {exc}", bounty=bounty_id)
             except ChainError as exc:
                 self.log("error", f"bounty {bounty_id}: {exc}", bounty=bounty_id)

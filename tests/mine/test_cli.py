@@ -381,6 +381,35 @@ def test_too_short_window_is_refused(world: World) -> None:
         path.unlink()
 
 
+def test_an_update_above_the_bounty_epsilon_cap_is_neither_trained_nor_staked(world: World) -> None:
+    """The owner would forfeit it (code 7): `mine train` refuses before spending any privacy budget,
+    `mine submit` before any stake moves; within the cap both go."""
+    capped = _bounty_id(world.owner("bounty", "create", "--model", str(world.model_path), "--validation",
+                                    "validation", "--reward", "0.1ether", "--target", "0.99", "--eval-window", "1h",
+                                    "--max-epsilon", "3"))
+    spent = world.miner("vault", "budget", "private").output
+    result = world.miner("train", str(capped), "--dataset", "private", "--epsilon", "4", "--seed", "3", ok=False)
+    assert result.exit_code == ExitStatus.VALIDATION, result.output
+    assert "not trained" in result.output and "--epsilon 3" in result.output
+    assert not list((world.miner_home / "outbox").glob(f"bounty{capped}-*"))
+    assert world.miner("vault", "budget", "private").output == spent
+    assert "not trained" in world.miner("train", str(capped), "--dataset", "private", "--no-dp", ok=False).output
+    world.miner("train", str(capped), "--dataset", "private", "--epsilon", "3", "--seed", "3")
+    (update,) = (world.miner_home / "outbox").glob(f"bounty{capped}-*.safetensors")
+    # an update whose stated ε is above the cap (say, trained by another client) is not staked
+    sidecar = update.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    good = meta["dp"]
+    sidecar.write_text(json.dumps({**meta, "dp": json.dumps({**json.loads(good), "epsilon": 4.0})}))
+    submissions = world.sonar.bounty(capped).submissions
+    result = world.miner("submit", str(capped), str(update), ok=False)
+    assert result.exit_code == ExitStatus.VALIDATION and "not submitted" in result.output, result.output
+    assert world.sonar.bounty(capped).submissions == submissions
+    sidecar.write_text(json.dumps({**meta, "dp": good}))
+    assert "as #" in world.miner("submit", str(capped), str(update)).output
+    assert world.sonar.bounty(capped).submissions == submissions + 1
+
+
 def test_changed_vault_file_is_refused(world: World, posted: int, tmp_path: Path) -> None:
     copy = tmp_path / "copy.csv"
     copy.write_bytes(world.shard_path.read_bytes())
