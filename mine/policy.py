@@ -65,15 +65,17 @@ Score comparisons are done on the on-chain fixed-point values (:func:`mine.evalu
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import statistics
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-import numpy as np
 import torch
 
+from mine.concentration import (MIN_PVALUE, NOISE_MARGIN, NOISE_SIGNAL_SLACK,  # noqa: F401 - re-exported
+                                clean_input_shares, concentrated, concentration_pvalues, declared_noise_std,
+                                fisher_combined, fisher_terms, group_matrix, input_groups, noise_explains_norm,
+                                noise_variance, signal_shares)
 from mine.errors import ValidationError
 from mine.evaluate import EvalResult, evaluate, score_to_chain
 from mine.model import (Manifest, UnreadableError, apply_update, build_model, parameter_shapes, read_update,
@@ -130,8 +132,6 @@ MAD_TO_SIGMA = 1.4826
 MIN_HARM_SAMPLES = 5
 #: Largest magnitude of a harm z-score (:func:`harm_zscores`): finite, so the evidence stays JSON.
 HARM_Z_CAP = 100.0
-#: Smallest p-value a Fisher term is taken at (an underflow to 0 counts as this).
-MIN_PVALUE = 1e-300
 
 
 @dataclasses.dataclass(frozen=True)
@@ -747,261 +747,6 @@ def similarity_outliers(similarities: Sequence[float], *, factor: float, min_sim
     mad = statistics.median(abs(x - med) for x in sims)
     limit = med + factor * max(MAD_TO_SIGMA * mad, 0.05)
     return [x >= min_similarity and x > limit for x in sims]
-
-
-# --------------------------------------------------------------------------------------------
-# Concentration on inputs the clean data barely uses (backdoors), code 9
-# --------------------------------------------------------------------------------------------
-
-#: Smallest group (parameters per input unit) and fewest groups :func:`input_groups` tests.
-MIN_GROUP_SIZE = 8
-MIN_GROUPS = 4
-#: Per-example gradient entries held at once in :func:`clean_input_shares` (rows per batch times
-#: parameters; 2**25 float32 = 128 MiB), and the most rows per batch.
-SHARE_BATCH_ENTRIES = 1 << 25
-SHARE_BATCH_ROWS = 256
-#: Largest side of the matrix whose singular values :func:`noise_variance` computes.
-NOISE_MAX_SIDE = 1024
-
-
-def input_groups(manifest: Manifest) -> tuple[str, int, list[str]] | None:
-    """The first layer's weight, the axis of its input units and their names, or ``None``.
-
-    A Linear layer's inputs are its columns (the manifest's features when it is the first layer),
-    a convolution's its input channels, an embedding's its rows (tokens). ``None`` when there are
-    fewer than :data:`MIN_GROUPS` inputs or fewer than :data:`MIN_GROUP_SIZE` parameters per input
-    (a one-channel CNN, a linear regression): too little to tell a concentration from DP noise.
-    """
-    model = build_model(manifest, seed=0)
-    for prefix, module in model.named_children():
-        weight = getattr(module, "weight", None)
-        if not isinstance(weight, torch.nn.Parameter):
-            continue
-        if isinstance(module, torch.nn.Embedding):
-            axis, names = 0, [f"token {j}" for j in range(weight.shape[0])]
-        elif isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
-            axis = 1
-            n_in = weight.shape[1]
-            names = (list(manifest.features) if isinstance(module, torch.nn.Linear) and n_in == len(manifest.features)
-                     else [f"input {j}" for j in range(n_in)])
-        else:
-            return None
-        groups = weight.shape[axis]
-        if groups < MIN_GROUPS or weight.numel() // groups < MIN_GROUP_SIZE:
-            return None
-        return f"{prefix}.weight", axis, names
-    return None
-
-
-def group_matrix(tensor: torch.Tensor, axis: int) -> torch.Tensor:
-    """``tensor`` as a float64 matrix with one row per input unit (``axis``) and its parameters as columns."""
-    t = tensor.detach().to(torch.float64)
-    return t.movedim(axis, 0).reshape(t.shape[axis], -1)
-
-
-@functools.lru_cache(maxsize=32)
-def _reference_low_energy(shape: tuple[int, int]) -> float:
-    gen = torch.Generator().manual_seed(0)
-    k = max(min(shape) // 2, 1)
-    draws = [torch.linalg.svdvals(torch.randn(*shape, generator=gen, dtype=torch.float64)).square()[-k:].mean()
-             for _ in range(8)]
-    return float(torch.stack(draws).mean())
-
-
-def noise_variance(matrix: torch.Tensor) -> float:
-    """Per-entry variance of the i.i.d. noise in ``matrix`` (signal plus Gaussian noise), estimated robustly.
-
-    The signal of a trained update is concentrated in a few directions; DP noise spreads evenly over
-    all singular values. The mean squared lower half of the singular values, divided by that of a
-    standard Gaussian matrix of the same shape (fixed seed, deterministic), estimates the noise
-    variance; a little signal left there only makes the estimate larger (fewer flags).
-    """
-    if matrix.ndim != 2 or min(matrix.shape) < 2:
-        raise ValidationError(f"noise_variance needs a matrix of at least 2 x 2, got shape {tuple(matrix.shape)}")
-    # a wide layer: an evenly spaced sub-matrix has the same noise and a cheap SVD
-    steps = [max(1, math.ceil(n / NOISE_MAX_SIDE)) for n in matrix.shape]
-    m = matrix.detach().to(torch.float64)[::steps[0], ::steps[1]]
-    k = min(m.shape) // 2
-    low = float(torch.linalg.svdvals(m).square()[-k:].mean())
-    return low / _reference_low_energy((int(m.shape[0]), int(m.shape[1])))
-
-
-#: How far an update's measured noise may exceed what its DP record and example bucket declare
-#: (:func:`declared_noise_std`; a row count in ``[b, 2b)`` alone gives 0.5 to 1) and still be that noise.
-NOISE_MARGIN = 1.25
-#: The part of a noisy update's norm its signal estimate cannot resolve (see :func:`noise_explains_norm`).
-NOISE_SIGNAL_SLACK = 0.25
-
-
-def declared_noise_std(manifest: Manifest, dp_metadata: str | None, bucket: str | None) -> float | None:
-    """The largest per-parameter std of DP noise an update can carry by its own declaration.
-
-    Plain DP-SGD (:func:`mine.dp.train_dp` with the bounty's ``sgd`` settings) adds, per step,
-    Gaussian noise of std ``sigma * C`` to the clipped sum and divides by ``q * n``; ``steps`` steps of
-    learning rate ``lr`` leave ``lr * sigma * C * sqrt(steps) / (q * n)`` per parameter, at most that with
-    ``n`` = the stated ``examples_bucket`` ``b <= n``. ``None`` if the update is not DP, states no
-    bucket, or the bounty's DP optimizer is not plain SGD (Adam rescales the noise).
-    """
-    from mine.dp import default_settings, parse_dp_metadata
-
-    try:
-        record = parse_dp_metadata(dp_metadata)
-        settings = default_settings(manifest)
-        b = int(bucket) if bucket is not None else 0
-    except (ValidationError, ValueError):
-        return None
-    if record is None or b < 1 or (settings.optimizer or manifest.training.get("optimizer")) != "sgd":
-        return None
-    lr = float(settings.lr if settings.lr is not None else manifest.training["lr"])
-    return lr * record.noise_multiplier * record.max_grad_norm * math.sqrt(record.steps) / (record.sample_rate * b)
-
-
-def noise_explains_norm(delta: Mapping[str, torch.Tensor], declared_std: float | None, limit: float) -> bool:
-    """Is an update's excess norm its own declared DP noise (a small shard's), not a boost?
-
-    True iff the noise measured in its largest weight matrix (:func:`noise_variance`) is at most
-    :data:`NOISE_MARGIN` times ``declared_std`` and what is left of the norm without that noise is
-    within ``limit`` (the round's robust norm limit) or within the estimate's error
-    (:data:`NOISE_SIGNAL_SLACK` of the noise's norm). A boosted update scales its noise with its
-    signal (x20: 10 to 17 times the declared noise, measured); an honest one of 10 rows has 0.5 to
-    0.9 times it, however large its norm.
-    """
-    if declared_std is None or not (math.isfinite(declared_std) and declared_std > 0):
-        return False
-    mats = [t for t in delta.values() if t.ndim == 2 and min(t.shape) >= 4]
-    if not mats:
-        return False
-    v = noise_variance(max(mats, key=lambda t: t.numel()))
-    if not (math.isfinite(v) and math.sqrt(v) <= NOISE_MARGIN * declared_std):
-        return False
-    noise = sum(t.numel() for t in delta.values()) * v
-    signal = math.sqrt(max(update_norm(delta) ** 2 - noise, 0.0))
-    # norm^2 - noise is a small difference of large numbers: the estimate of v is good to a few
-    # per cent, so a signal up to a quarter of the noise's norm is within that error
-    return signal <= max(limit, NOISE_SIGNAL_SLACK * math.sqrt(noise))
-
-
-def concentration_pvalues(matrix: torch.Tensor, allowed_shares: Sequence[float]) -> list[float]:
-    """For each input unit (row of ``matrix``), how likely its energy is if its signal share is at most allowed.
-
-    ``matrix`` is one update's first-layer weights grouped by input unit (:func:`group_matrix`),
-    each entry its signal plus DP noise of one unknown variance ``v`` (:func:`noise_variance`).
-    Row ``g``'s energy ``E_g`` over ``v`` is then noncentral chi-square with ``m`` (row length)
-    degrees of freedom and noncentrality ``signal_g / v``. The signal is estimated as
-    ``s_g = max(E_g - m v, 0)``, and ``S_g`` is that of all the *other* inputs. Under the hypothesis
-    that input ``g`` carries at most a share ``a_g = allowed_shares[g]`` of the update's signal (what
-    clean data of any one validation class does, :func:`clean_input_shares`), its signal is at most
-    ``a_g / (1 - a_g) * S_g``, and the p-value is ``P(chi2'(m, a_g / (1 - a_g) * S_g / v) >= E_g / v)``
-    (1 when ``a_g >= 1``). Small: the update leans on an input far more than any clean class does —
-    a trigger (a backdoor) or a feature the owner's data barely uses.
-    """
-    from scipy.stats import chi2, ncx2
-
-    if matrix.ndim != 2 or len(allowed_shares) != matrix.shape[0]:
-        raise ValidationError("concentration_pvalues needs one allowed share per row of the matrix")
-    m = int(matrix.shape[1])
-    v = noise_variance(matrix)
-    if not (math.isfinite(v) and v > 0):
-        return [1.0] * int(matrix.shape[0])
-    energy = matrix.detach().to(torch.float64).square().sum(dim=1)
-    signal = (energy - m * v).clamp_min(0.0)
-    total = float(signal.sum())
-    out = []
-    for e, s, share in zip(energy.tolist(), signal.tolist(), allowed_shares):
-        a = max(float(share), 0.0)
-        if a >= 1.0:
-            out.append(1.0)
-            continue
-        lam = a / (1.0 - a) * (total - s) / v  # the others' signal bounds this input's under the hypothesis
-        x = e / v
-        out.append(float(ncx2.sf(x, m, lam)) if lam > 0 else float(chi2.sf(x, m)))
-    return out
-
-
-def concentrated(pvalues: Sequence[float], *, alpha: float) -> int | None:
-    """The input whose p-value is below ``alpha / len(pvalues)`` (Bonferroni), the smallest; else ``None``."""
-    if not pvalues:
-        return None
-    j = min(range(len(pvalues)), key=lambda g: (pvalues[g], g))
-    return j if pvalues[j] < alpha / len(pvalues) else None
-
-
-def fisher_terms(pvalues: Sequence[float]) -> list[float]:
-    """``-2 ln p`` of each p-value (p floored at :data:`MIN_PVALUE`): Fisher's method sums these."""
-    return [-2.0 * math.log(min(max(float(p), MIN_PVALUE), 1.0)) for p in pvalues]
-
-
-def fisher_combined(term_sums: Sequence[float], count: int) -> list[float]:
-    """Fisher's combined p-value per input, from the sums of ``count`` independent updates'
-    :func:`fisher_terms`: ``P(chi2(2 count) >= sum)``. A trigger input that each update leans on a
-    little (p ~ 0.01 a round, never below the limit alone) is beyond it after a few rounds."""
-    from scipy.stats import chi2
-
-    if count < 1:
-        raise ValidationError(f"Fisher's method needs at least one p-value per input, got count {count}")
-    return [float(chi2.sf(t, 2 * count)) for t in term_sums]
-
-
-def clean_input_shares(manifest: Manifest, state: Mapping[str, torch.Tensor], X: Any, y: Any, groups: Any,
-                       name: str, axis: int) -> list[float]:
-    """For each input unit of weight ``name``: the largest share of the first-layer gradient energy it
-    gets from the clean validation data of any one subgroup.
-
-    Per validation row the gradient of the loss is clipped to norm 1 (as DP-SGD does), the clipped
-    gradients are averaged per subgroup (the classes, or the owner's group column; regression
-    without groups: all rows), and the energy of ``name`` is split by input unit. An honest update
-    trains on a mixture of such subgroups, so no input gets a much larger share of its signal
-    than this.
-    """
-    from torch.func import functional_call, grad, vmap
-
-    from mine.train import training_tensors
-
-    model = build_model(manifest, seed=0)
-    model.load_state_dict(dict(state), strict=True)
-    model.eval()
-    xt, yt, loss_fn = training_tensors(manifest, X, y)
-    # the classes (or, for regression, all rows) and the owner's subgroups, if any
-    partitions = [yt.numpy() if manifest.task == "classification" else np.zeros(len(xt), dtype=np.int64)]
-    if groups is not None:
-        partitions.append(np.asarray(groups))
-    params = {k: v.detach() for k, v in model.named_parameters()}
-
-    def one_loss(p: dict[str, torch.Tensor], xi: torch.Tensor, ti: torch.Tensor) -> torch.Tensor:
-        return loss_fn(functional_call(model, p, (xi.unsqueeze(0),)), ti.unsqueeze(0))
-
-    per_example = vmap(grad(one_loss), in_dims=(None, 0, 0))
-    keys = [(p, key) for p, labels in enumerate(partitions) for key in np.unique(labels).tolist()]
-    sums = {key: torch.zeros(params[name].shape, dtype=torch.float64) for key in keys}
-    batch = max(1, min(SHARE_BATCH_ROWS, SHARE_BATCH_ENTRIES // max(sum(p.numel() for p in params.values()), 1)))
-    with torch.no_grad():
-        for start in range(0, len(xt), batch):
-            rows = slice(start, start + batch)
-            g = per_example(params, xt[rows], yt[rows])
-            norms = torch.sqrt(sum(g[k].reshape(g[k].shape[0], -1).to(torch.float64).square().sum(dim=1) for k in g))
-            scale = (1.0 / norms.clamp_min(1e-12)).clamp(max=1.0)  # clipped to norm 1, as DP-SGD does
-            target = g[name].to(torch.float64) * scale.view(-1, *([1] * (g[name].ndim - 1)))
-            for p, key in keys:
-                mask = torch.from_numpy(partitions[p][rows] == key)
-                if bool(mask.any()):
-                    sums[(p, key)] += target[mask].sum(dim=0)
-    best = torch.zeros(params[name].shape[axis], dtype=torch.float64)
-    for key in keys:
-        e = group_matrix(sums[key], axis).square().sum(dim=1)
-        if float(e.sum()) > 0:
-            best = torch.maximum(best, e / e.sum())
-    return [float(x) for x in best]
-
-
-def signal_shares(matrix: torch.Tensor) -> list[float]:
-    """Each row's share of the matrix's signal energy, ``max(E_g - m v, 0) / sum``.
-
-    The estimate :func:`concentration_pvalues` tests; for the verdict's text.
-    """
-    m = int(matrix.shape[1])
-    signal = (matrix.detach().to(torch.float64).square().sum(dim=1) - m * noise_variance(matrix)).clamp_min(0.0)
-    total = float(signal.sum())
-    return [float(x) / total if total > 0 else 0.0 for x in signal]
 
 
 def shares_bps(contributions: Sequence[float], *, floor: float) -> list[int]:
