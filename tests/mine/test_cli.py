@@ -124,6 +124,10 @@ def test_train_submit_evaluate_withdraw(world: World, posted: int) -> None:
     assert "accepted 1 of 1" in evaluated.output, evaluated.output
     bounty = world.sonar.bounty(posted)
     assert bounty.latest_version == 1 and bounty.paid > 0
+    # the owner keeps the miner's pooled evidence for later rounds (`mine audit` rebuilds it)
+    owned = json.loads((world.owner_home / "owned" / f"{posted}.json").read_text())
+    evidence = owned["evidence"][dev_account(MINER).address.lower()]
+    assert evidence["concentration_tests"] == 1 and len(evidence["concentration_terms"]) == 64
 
     status = world.miner("status")
     assert "accepted" in status.output
