@@ -180,7 +180,8 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
         curve.append(_score(manifest, state, X_val, split.y_val))
     _set_shrink(0.0)
     out = {"final": curve[-1], "curve": curve, "bad_accepted": bad_accepted, "epsilon": eps, "train_s": t_train,
-           "honest_forfeits": honest_forfeits, "honest_in_version": honest_in_version / ((miners - malicious) * rounds), "attackers_never_forfeited": len(bad - bad_forfeited)}
+           "honest_forfeits": honest_forfeits, "honest_in_version": honest_in_version / ((miners - malicious) * rounds),
+           "attackers_never_forfeited": len(bad - bad_forfeited)}
     if trigger is not None:
         net = build_model(manifest)
         net.load_state_dict(state)

@@ -67,6 +67,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -253,17 +254,22 @@ def check_subgroups(before: Mapping[str, float], after: Mapping[str, float], *, 
                      f"(by {worst[0] / 1e6:.6f}, tolerance {limit})")
 
 
+def _record_epsilon(record: Any) -> float:
+    """The larger of a :class:`mine.dp.DPRecord`'s stated ε and what its stated mechanism gives."""
+    from mine.dp import epsilon_for
+
+    return max(record.epsilon, epsilon_for(record.noise_multiplier, record.sample_rate, record.steps, record.delta))
+
+
 def update_epsilon(dp_metadata: str | None) -> float:
     """An update's ε: the larger of what it states and what its stated mechanism gives (inf if not DP)."""
-    from mine.dp import epsilon_for, parse_dp_metadata
+    from mine.dp import parse_dp_metadata
 
     try:
         record = parse_dp_metadata(dp_metadata)
     except ValidationError:
         return math.inf
-    if record is None:
-        return math.inf
-    return max(record.epsilon, epsilon_for(record.noise_multiplier, record.sample_rate, record.steps, record.delta))
+    return math.inf if record is None else _record_epsilon(record)
 
 
 def check_epsilon(dp_metadata: str | None, *, max_epsilon: float | None, max_delta: float = 1e-5) -> Rejection | None:
@@ -278,7 +284,7 @@ def check_epsilon(dp_metadata: str | None, *, max_epsilon: float | None, max_del
     """
     if max_epsilon is None:
         return None
-    from mine.dp import epsilon_for, parse_dp_metadata
+    from mine.dp import parse_dp_metadata
 
     try:
         record = parse_dp_metadata(dp_metadata)
@@ -289,7 +295,7 @@ def check_epsilon(dp_metadata: str | None, *, max_epsilon: float | None, max_del
                                             f"epsilon <= {max_epsilon:g}")
     if record.delta > max_delta:
         return Rejection(EPSILON_TOO_HIGH, f"the update's delta {record.delta:g} is above the allowed {max_delta:g}")
-    eps = max(record.epsilon, epsilon_for(record.noise_multiplier, record.sample_rate, record.steps, record.delta))
+    eps = _record_epsilon(record)
     if eps > max_epsilon * (1 + 1e-9):
         return Rejection(EPSILON_TOO_HIGH, f"the update's epsilon {eps:.4g} (recomputed from its noise "
                                             f"{record.noise_multiplier:g}, sample rate {record.sample_rate:g}, "
@@ -1076,8 +1082,9 @@ class RoundPolicy:
         metas: dict[int, dict[str, str]] = {}
         by_index = {it.index: it for it in items}
 
-        def reject(it: RoundItem, code: int, reason: str, **kw: float) -> None:
-            verdicts[it.index] = ItemVerdict(it.index, it.submitter, 0, code, reason, code in REFUNDED_CODES, **kw)
+        def reject(it: RoundItem, code: int, reason: str, *, refund: bool | None = None, **kw: float) -> None:
+            verdicts[it.index] = ItemVerdict(it.index, it.submitter, 0, code, reason,
+                                             code in REFUNDED_CODES if refund is None else refund, **kw)
 
         for it in items:
             if it.update is None:
@@ -1107,14 +1114,12 @@ class RoundPolicy:
             if not out:
                 continue
             reason = f"update norm {norms[i]:.4g} is an outlier (round median {med:.4g})"
-            if self.refund_declared_noise and math.isfinite(norms[i]) and noise_explains_norm(deltas[i], declared_noise_std(
-                    manifest, metas[i].get("dp"), metas[i].get("examples_bucket")), limit):
-                # an honest small shard's DP update is mostly noise: too noisy to use, not an attack
-                verdicts[i] = ItemVerdict(i, by_index[i].submitter, 0, OUTLIER_NORM,
-                                          reason + "; the excess is the DP noise it declares (a small shard): "
-                                          "stake returned", True, norms[i])
-            else:
-                reject(by_index[i], OUTLIER_NORM, reason, norm=norms[i])
+            # an honest small shard's DP update is mostly noise: too noisy to use, not an attack
+            noisy = self.refund_declared_noise and math.isfinite(norms[i]) and noise_explains_norm(
+                deltas[i], declared_noise_std(manifest, metas[i].get("dp"), metas[i].get("examples_bucket")), limit)
+            reject(by_index[i], OUTLIER_NORM,
+                   reason + ("; the excess is the DP noise it declares (a small shard): stake returned" if noisy else ""),
+                   refund=noisy, norm=norms[i])
             live.remove(i)
         where = input_groups(manifest) if self.concentration_alpha is not None else None
         # a non-private update has no noise level to test against; one with very little noise (a large
@@ -1139,14 +1144,14 @@ class RoundPolicy:
                 combined = fisher_combined(terms, count) if self.pooled_concentration and count > 1 else pvalues
                 j = concentrated(combined, alpha=self.concentration_alpha)
                 if j is not None:
-                    limit = f"limit {self.concentration_alpha:g} / {len(pvalues)} inputs"
+                    bar = f"limit {self.concentration_alpha:g} / {len(pvalues)} inputs"
                     alone = combined is pvalues or pvalues[j] < self.concentration_alpha / len(pvalues)
                     reject(by_index[i], CONCENTRATED,
                            f"{signal_shares(matrix)[j]:.0%} of its signal is on {input_names[j]!r}, where the clean "
                            f"validation rows of any class or group put at most {allowed[j]:.1%} "
-                           + (f"(p = {pvalues[j]:.2g} with its DP noise; {limit})" if alone else
+                           + (f"(p = {pvalues[j]:.2g} with its DP noise; {bar})" if alone else
                               f"(p = {pvalues[j]:.2g} alone; with its {count - 1} earlier tested update(s) in this "
-                              f"bounty, Fisher's combined p = {combined[j]:.2g}; {limit})"),
+                              f"bounty, Fisher's combined p = {combined[j]:.2g}; {bar})"),
                            norm=norms[i])
                     live.remove(i)
         bound = statistics.median([norms[i] for i in live]) * self.clip_norm_factor if live else None
@@ -1175,9 +1180,9 @@ class RoundPolicy:
         if self.harm_factor is not None and live:
             # each update applied alone: a label flip raises the loss, honest DP noise scatters
             harms = {i: validation_loss(manifest, state_of([i]), X, y) - loss_before for i in live}
-            forfeits: dict[str, int] = {}
-            for m in suspects:
-                forfeits[m.lower()] = forfeits.get(m.lower(), 0) + (int(suspects[m]) if isinstance(suspects, Mapping) else 1)
+            forfeits: Counter[str] = Counter()
+            for m, n in (suspects.items() if isinstance(suspects, Mapping) else ((m, 1) for m in suspects)):
+                forfeits[m.lower()] += int(n)
             suspected = {m for m, n in forfeits.items() if n > 0}
             strict = self.harm_factor if self.suspect_harm_factor is None else self.suspect_harm_factor
             flags = standalone_harm([harms[i] for i in live], factor=[
@@ -1206,13 +1211,12 @@ class RoundPolicy:
                            harm=harms[i], similarity=similar[i])
                     live.remove(i)
                 elif (self.suspects_must_help is not None and harms[i] > 0
-                      and forfeits.get(by_index[i].submitter.lower(), 0) >= self.suspects_must_help):
-                    verdicts[i] = ItemVerdict(
-                        i, by_index[i].submitter, 0, NEGATIVE_CONTRIBUTION,
-                        f"applied alone it raises the validation loss by {harms[i]:.4g}; "
-                        f"{forfeits[by_index[i].submitter.lower()]} earlier updates of this miner were forfeited in "
-                        "this bounty, so only an update that helps alone is used (stake returned)", True, norms[i],
-                        math.nan, cosines[i], harms[i], similar[i])
+                      and forfeits[by_index[i].submitter.lower()] >= self.suspects_must_help):
+                    reject(by_index[i], NEGATIVE_CONTRIBUTION,
+                           f"applied alone it raises the validation loss by {harms[i]:.4g}; "
+                           f"{forfeits[by_index[i].submitter.lower()]} earlier updates of this miner were forfeited "
+                           "in this bounty, so only an update that helps alone is used (stake returned)", refund=True,
+                           norm=norms[i], alignment=cosines[i], harm=harms[i], similarity=similar[i])
                     live.remove(i)
         if self.collusion_factor is not None and live:
             flags = similarity_outliers([similar[i] for i in live], factor=self.collusion_factor,
