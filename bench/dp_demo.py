@@ -20,6 +20,8 @@ A config is JSON: ``mine.dp.DPSettings`` fields (over the demo's), and optionall
   b x (current - parent version), keep the better on validation), ``"polyak": true`` (also try the
   mean of the judged, current and parent versions), ``"shrink": c`` (each coordinate of the
   aggregate shrunk by ``max(0, 1 - c var / agg^2)``, var the round's pooled spread);
+* owner: ``"hold": true`` — a round that makes no version is not settled; its updates wait and are
+  judged with the next round's (the same base version), up to 32;
 * miner post-processing of its DP output: ``"rank": r`` (each weight matrix's delta truncated to
   rank r), ``"freeze_after": k`` (from round k only the last Linear layer's delta is sent).
 """
@@ -78,6 +80,7 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
     hidden, layers, std_floor = config.pop("hidden", None), config.pop("layers", None), config.pop("std_floor", None)
     heavy, polyak = config.pop("heavy_ball", 0.0), config.pop("polyak", False)
     rank, freeze_after = config.pop("rank", None), config.pop("freeze_after", None)
+    hold = config.pop("hold", False)
     _set_shrink(config.pop("shrink", 0.0))
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -127,8 +130,10 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
     version, eps, t_train, bad_accepted, honest_forfeits, honest_in_version = 0, 0.0, 0.0, 0, 0, 0
     bad_forfeited: set[int] = set()
     curve = []
+    held: list[RoundItem] = []
+    forfeit_reasons: Counter[int] = Counter()
     for rnd in range(rounds):
-        items = []
+        items = list(held)
         for i, (X_m, y_m) in enumerate(shard_data):
             net = build_model(manifest)
             net.load_state_dict(state)
@@ -154,15 +159,22 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
             addr = "0x%040x" % (i + 1)
             meta = {"bounty": "1", "base_version": str(version), "miner": addr, "dp": meta_dp,
                     "examples_bucket": str(dp.examples_bucket(len(y_m)))}
-            items.append(RoundItem(i, addr, version, make_update(state, net.state_dict(), meta)))
+            items.append(RoundItem(rnd * miners + i, addr, version, make_update(state, net.state_dict(), meta)))
         decision = policy.judge(manifest, state, items, (X_val, split.y_val, None), bounty_id=1,
                                 current_version=version, history=history, suspects=suspects, evidence=evidence)
+        if hold and decision.new_state is None and rnd < rounds - 1 and len(items) + miners <= 32:
+            held = items  # no gain: the owner waits for the next round's updates from the same version
+            curve.append(curve[-1] if curve else _score(manifest, state, X_val, split.y_val))
+            continue
+        held = []
         evidence = decision.evidence
         suspects.update(v.miner for v in decision.verdicts if not v.accepted and not v.refund)
-        bad_accepted += sum(1 for v in decision.accepted if v.index in bad)
-        honest_in_version += sum(1 for v in decision.accepted if v.index not in bad)
-        honest_forfeits += sum(1 for v in decision.verdicts if v.index not in bad and not v.accepted and not v.refund)
-        bad_forfeited |= {v.index for v in decision.verdicts if v.index in bad and not v.accepted and not v.refund}
+        bad_accepted += sum(1 for v in decision.accepted if v.index % miners in bad)
+        honest_in_version += sum(1 for v in decision.accepted if v.index % miners not in bad)
+        forfeit_reasons.update(v.reason_code for v in decision.verdicts
+                               if v.index % miners not in bad and not v.accepted and not v.refund)
+        honest_forfeits += sum(1 for v in decision.verdicts if v.index % miners not in bad and not v.accepted and not v.refund)
+        bad_forfeited |= {v.index % miners for v in decision.verdicts if v.index % miners in bad and not v.accepted and not v.refund}
         if decision.new_state is not None:
             new = decision.new_state
             if parent is not None:
@@ -180,7 +192,7 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
         curve.append(_score(manifest, state, X_val, split.y_val))
     _set_shrink(0.0)
     out = {"final": curve[-1], "curve": curve, "bad_accepted": bad_accepted, "epsilon": eps, "train_s": t_train,
-           "honest_forfeits": honest_forfeits, "honest_in_version": honest_in_version / ((miners - malicious) * rounds),
+           "honest_forfeits": honest_forfeits, "forfeit_reasons": dict(forfeit_reasons), "honest_in_version": honest_in_version / ((miners - malicious) * rounds),
            "attackers_never_forfeited": len(bad - bad_forfeited)}
     if trigger is not None:
         net = build_model(manifest)
@@ -218,6 +230,7 @@ def main() -> None:
                "per_seed": [round(v, 4) for v in per_seed], "finals": [round(f, 4) for f in finals],
                "bad_accepted": [r["bad_accepted"] for r in runs],
                "honest_forfeits": [r["honest_forfeits"] for r in runs],
+               "forfeit_reasons": dict(sum((Counter(r["forfeit_reasons"]) for r in runs), Counter())),
                "honest_in_version": [round(r["honest_in_version"], 2) for r in runs],
                "attackers_never_forfeited": [r["attackers_never_forfeited"] for r in runs],
                **({"backdoor_success": [round(r["backdoor_success"], 3) for r in runs]}

@@ -3,7 +3,8 @@
 A backdoor (a trigger stamped on some rows, relabelled) is invisible on the owner's clean validation
 set to the round policy's other rules, but to learn it the update must move the first-layer weights
 of the trigger's inputs far more than clean data ever does. Per input unit of the first layer
-(:func:`input_groups`: a Linear column, a convolution's input channel, an embedding row) the update's
+(:func:`input_groups`: a Linear column, a convolution's input channel, an embedding row; for a
+one-channel CNN its Linear head per output and feature-map position) the update's
 energy is its signal plus DP noise of a variance estimated from the update itself
 (:func:`noise_variance`); clean data of any one validation class (or owner's group) gives that input
 at most a share of its gradient energy (:func:`clean_input_shares`). :func:`concentration_pvalues`
@@ -18,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from mine.model import Manifest, build_model, update_norm
 
 __all__ = [
     "MIN_PVALUE",
+    "InputUnits",
     "NOISE_MARGIN",
     "NOISE_SIGNAL_SLACK",
     "clean_input_shares",
@@ -57,21 +59,54 @@ SHARE_BATCH_ROWS = 256
 NOISE_MAX_SIDE = 1024
 
 
-def input_groups(manifest: Manifest) -> tuple[str, int, list[str]] | None:
-    """The first layer's weight, the axis of its input units and their names, or ``None``.
+class InputUnits(NamedTuple):
+    """Where :func:`input_groups` found the input units: weight ``name`` (viewed as ``shape`` if
+    given), the axis (or axes) of its units (:func:`group_matrix`) and their names."""
+
+    name: str
+    axis: int | tuple[int, ...]
+    names: list[str]
+    shape: tuple[int, ...] | None = None
+
+
+def _flatten_input_shape(model: torch.nn.Module, n_features: int, flatten: torch.nn.Module) -> tuple[int, ...]:
+    seen: list[tuple[int, ...]] = []
+    handle = flatten.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape[1:])))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, n_features))
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def input_groups(manifest: Manifest, *, head: bool = True) -> InputUnits | None:
+    """The first layer's input units: its weight, the axis of its units and their names, or ``None``.
 
     A Linear layer's inputs are its columns (the manifest's features when it is the first layer),
-    a convolution's its input channels, an embedding's its rows (tokens). ``None`` when there are
-    fewer than :data:`MIN_GROUPS` inputs or fewer than :data:`MIN_GROUP_SIZE` parameters per input
-    (a one-channel CNN, a linear regression): too little to tell a concentration from DP noise.
+    a convolution's its input channels, an embedding's its rows (tokens). A convolution on fewer
+    than :data:`MIN_GROUPS` channels (a one-channel image) shares each kernel over every pixel, so a
+    trigger cannot show in it; its input units are then the first Linear layer after the Flatten
+    taken per output and *position* of the feature map (every channel's weight from one place to one
+    output; ``shape`` views the weight as outputs x channels x positions): a trigger sits at a place
+    and points to a label, so the Linear layer must move the weights from that place to that output
+    to learn it (``head=False``: ``None`` for such a model). ``None`` when there are fewer than
+    :data:`MIN_GROUPS` units or fewer than :data:`MIN_GROUP_SIZE` parameters per unit (a linear
+    regression): too little to tell a concentration from DP noise.
     """
     model = build_model(manifest, seed=0)
-    for prefix, module in model.named_children():
+    children = list(model.named_children())
+    for at, (prefix, module) in enumerate(children):
         weight = getattr(module, "weight", None)
         if not isinstance(weight, torch.nn.Parameter):
             continue
+        shape: tuple[int, ...] | None = None
         if isinstance(module, torch.nn.Embedding):
             axis, names = 0, [f"token {j}" for j in range(weight.shape[0])]
+        elif isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d)) and weight.shape[1] < MIN_GROUPS:
+            if not head:
+                return None
+            return _positions_after_flatten(model, children[at + 1:], len(manifest.features))
         elif isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
             axis = 1
             n_in = weight.shape[1]
@@ -79,17 +114,50 @@ def input_groups(manifest: Manifest) -> tuple[str, int, list[str]] | None:
                      else [f"input {j}" for j in range(n_in)])
         else:
             return None
-        groups = weight.shape[axis]
-        if groups < MIN_GROUPS or weight.numel() // groups < MIN_GROUP_SIZE:
-            return None
-        return f"{prefix}.weight", axis, names
+        return _checked(InputUnits(f"{prefix}.weight", axis, names, shape), weight)
     return None
 
 
-def group_matrix(tensor: torch.Tensor, axis: int) -> torch.Tensor:
-    """``tensor`` as a float64 matrix with one row per input unit (``axis``) and its parameters as columns."""
+def _positions_after_flatten(model: torch.nn.Module, rest: Sequence[tuple[str, torch.nn.Module]],
+                             n_features: int) -> InputUnits | None:
+    flatten = None
+    for prefix, module in rest:
+        if isinstance(module, torch.nn.Flatten):
+            flatten = module
+        elif isinstance(module, torch.nn.Linear) and flatten is not None:
+            channels, *spatial = _flatten_input_shape(model, n_features, flatten)
+            if not spatial:
+                return None
+            places = [divmod(j, spatial[-1]) if len(spatial) == 2 else (j,) for j in range(math.prod(spatial))]
+            where = [f"position {tuple(p)}" if len(p) > 1 else f"position {p[0]}" for p in places]
+            outputs = int(module.weight.shape[0])
+            names = [f"output {o} at {w}" for o in range(outputs) for w in where]
+            shape = (outputs, int(channels), len(places))
+            return _checked(InputUnits(f"{prefix}.weight", (0, 2), names, shape), module.weight)
+        elif getattr(module, "weight", None) is not None and not isinstance(module, (torch.nn.GroupNorm,
+                                                                                     torch.nn.LayerNorm)):
+            return None  # another layer with its own weights before the Linear one: not a plain head
+    return None
+
+
+def _checked(units: InputUnits, weight: torch.Tensor) -> InputUnits | None:
+    shape = units.shape or tuple(weight.shape)
+    groups = math.prod(shape[a] for a in ((units.axis,) if isinstance(units.axis, int) else units.axis))
+    if groups < MIN_GROUPS or weight.numel() // groups < MIN_GROUP_SIZE:
+        return None
+    return units
+
+
+def group_matrix(tensor: torch.Tensor, axis: int | Sequence[int], shape: Sequence[int] | None = None) -> torch.Tensor:
+    """``tensor`` (viewed as ``shape`` if given) as a float64 matrix with one row per input unit and
+    its parameters as columns; a unit is one index along ``axis`` (or one combination of indices
+    along several axes, in their order)."""
     t = tensor.detach().to(torch.float64)
-    return t.movedim(axis, 0).reshape(t.shape[axis], -1)
+    if shape is not None:
+        t = t.reshape(tuple(shape))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    t = t.movedim(axes, tuple(range(len(axes))))
+    return t.reshape(math.prod(t.shape[:len(axes)]), -1)
 
 
 @functools.lru_cache(maxsize=32)
@@ -236,7 +304,7 @@ def fisher_combined(term_sums: Sequence[float], count: int) -> list[float]:
 
 
 def clean_input_shares(manifest: Manifest, state: Mapping[str, torch.Tensor], X: Any, y: Any, groups: Any,
-                       name: str, axis: int) -> list[float]:
+                       name: str, axis: int | Sequence[int], shape: Sequence[int] | None = None) -> list[float]:
     """For each input unit of weight ``name``: the largest share of the first-layer gradient energy it
     gets from the clean validation data of any one subgroup.
 
@@ -278,11 +346,11 @@ def clean_input_shares(manifest: Manifest, state: Mapping[str, torch.Tensor], X:
                 mask = torch.from_numpy(partitions[p][rows] == key)
                 if bool(mask.any()):
                     sums[(p, key)] += target[mask].sum(dim=0)
-    best = torch.zeros(params[name].shape[axis], dtype=torch.float64)
+    best = None
     for key in keys:
-        e = group_matrix(sums[key], axis).square().sum(dim=1)
+        e = group_matrix(sums[key], axis, shape).square().sum(dim=1)
         if float(e.sum()) > 0:
-            best = torch.maximum(best, e / e.sum())
+            best = e / e.sum() if best is None else torch.maximum(best, e / e.sum())
     return [float(x) for x in best]
 
 

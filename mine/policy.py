@@ -986,7 +986,17 @@ class RoundPolicy:
       after round cannot collect a share of later pots (which hold the forfeited stakes) by hiding
       in a converged round's noise. 2, not 1: an honest miner forfeited once by bad luck (a skewed
       shard, about 1 update in 300) keeps being paid for updates that are merely not harmful.
-      ``None`` turns it off.
+      ``None`` turns it off;
+    * ``concentration_head`` — a model whose first layer is a convolution on fewer than 4 channels
+      (a one-channel image: a shared kernel shows no trigger) is tested at the Linear layer after its
+      Flatten, per output and position of the feature map (:func:`input_groups`); ``False``: such a
+      model is not tested (digits CNN, backdoor, 10 miners of which 3 attack, seeds 5 and 6, 3 runs
+      each: backdoor success 0.91–0.94 untested, 0.00–0.54 tested);
+    * ``harm_noise_from_all`` — the round's noise level for the harm rule (the median and robust
+      spread of standalone harms) is taken over every update that passed the norm check, those the
+      concentration test forfeited included; ``False``: over the updates still in the round. Taking
+      out the attackers first leaves fewer, more alike updates, and an honest miner with a skewed
+      shard then stands out (CNN backdoor runs: 10 honest forfeits in 6 runs, 0 from all).
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -997,7 +1007,8 @@ class RoundPolicy:
     #: a bounty posted before a setting existed replays without it.
     ADDED_LATER: ClassVar[dict[str, Any]] = {"pooled_concentration": False, "pooled_harm_z": None,
                                              "refund_declared_noise": False, "suspects_must_help": None,
-                                             "concentration_max_epsilon": None}
+                                             "concentration_max_epsilon": None, "concentration_head": False,
+                                             "harm_noise_from_all": False}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -1024,6 +1035,8 @@ class RoundPolicy:
     pooled_harm_z: float | None = None
     refund_declared_noise: bool = True
     suspects_must_help: int | None = 2
+    concentration_head: bool = True
+    harm_noise_from_all: bool = True
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -1121,16 +1134,17 @@ class RoundPolicy:
                    reason + ("; the excess is the DP noise it declares (a small shard): stake returned" if noisy else ""),
                    refund=noisy, norm=norms[i])
             live.remove(i)
-        where = input_groups(manifest) if self.concentration_alpha is not None else None
+        screened = list(live)  # passed the norm check: the round's noise level is measured on these
+        where = input_groups(manifest, head=self.concentration_head) if self.concentration_alpha is not None else None
         # a non-private update has no noise level to test against; one with very little noise (a large
         # epsilon) is not tested either: honest drift then exceeds what clean data puts on an input
         tested = [i for i in live if private[i] and (self.concentration_max_epsilon is None or
                                                      update_epsilon(metas[i].get("dp")) <= self.concentration_max_epsilon)]
         if where is not None and tested:
-            name, axis, input_names = where
-            allowed = clean_input_shares(manifest, current_state, X, y, groups, name, axis)
+            name, axis, input_names, shape = where
+            allowed = clean_input_shares(manifest, current_state, X, y, groups, name, axis, shape)
             for i in tested:
-                matrix = group_matrix(deltas[i][name], axis)
+                matrix = group_matrix(deltas[i][name], axis, shape)
                 pvalues = concentration_pvalues(matrix, allowed)
                 miner = by_index[i].submitter.lower()
                 prior = pooled.get(miner, MinerEvidence())
@@ -1180,16 +1194,23 @@ class RoundPolicy:
         if self.harm_factor is not None and live:
             # each update applied alone: a label flip raises the loss, honest DP noise scatters
             harms = {i: validation_loss(manifest, state_of([i]), X, y) - loss_before for i in live}
+            reference = [i for i in screened if i in live or self.harm_noise_from_all]
+            for i, scale in zip(reference, clip_scales([norms[i] for i in reference], bound)):
+                if i not in harms:  # forfeited by the concentration test: applied alone the same way
+                    alone = aggregate([deltas[i]], [self.server_lr * scale])
+                    harms[i] = validation_loss(manifest, {k: (current_state[k].detach().to(torch.float64) + alone[k])
+                                                          .to(torch.float32) for k in current_state}, X, y) - loss_before
             forfeits: Counter[str] = Counter()
             for m, n in (suspects.items() if isinstance(suspects, Mapping) else ((m, 1) for m in suspects)):
                 forfeits[m.lower()] += int(n)
             suspected = {m for m, n in forfeits.items() if n > 0}
             strict = self.harm_factor if self.suspect_harm_factor is None else self.suspect_harm_factor
-            flags = standalone_harm([harms[i] for i in live], factor=[
-                strict if by_index[i].submitter.lower() in suspected else self.harm_factor for i in live])
-            med_harm = statistics.median([harms[i] for i in live])
-            new_harm_z = {i: z for i, z in zip(live, harm_zscores([harms[i] for i in live])) if z is not None}
-            for i, bad in zip(list(live), flags):
+            flagged = dict(zip(reference, standalone_harm([harms[i] for i in reference], factor=[
+                strict if by_index[i].submitter.lower() in suspected else self.harm_factor for i in reference])))
+            med_harm = statistics.median([harms[i] for i in reference])
+            new_harm_z = {i: z for i, z in zip(reference, harm_zscores([harms[i] for i in reference])) if z is not None}
+            for i in list(live):
+                bad = flagged[i]
                 prior_z = pooled.get(by_index[i].submitter.lower(), MinerEvidence()).harm_z
                 z = new_harm_z.get(i)
                 if (not bad and self.pooled_harm_z is not None and prior_z and z is not None and z > 0

@@ -326,10 +326,18 @@ def test_a_concentrated_input_is_flagged_and_dp_noise_is_not() -> None:
 
 def test_input_groups_of_the_standard_models() -> None:
     mlp = M.default_manifest("digits")
-    name, axis, names = P.input_groups(mlp)
-    assert (name, axis, names) == ("0.weight", 1, list(mlp.features))
+    name, axis, names, shape = P.input_groups(mlp)
+    assert (name, axis, names, shape) == ("0.weight", 1, list(mlp.features), None)
     assert P.group_matrix(torch.zeros(32, 64), axis).shape == (64, 32)
-    assert P.input_groups(M.default_manifest("digits", "cnn")) is None   # one image channel: one group
+    # one image channel: the kernel is shared by every pixel, so the units are the head's weights
+    # from each position of the 4x4 feature map (16 channels) to each of the 10 outputs
+    cnn = P.input_groups(M.default_manifest("digits", "cnn"))
+    assert (cnn.name, cnn.axis, cnn.shape) == ("6.weight", (0, 2), (10, 16, 16))
+    assert len(cnn.names) == 160 and cnn.names[1] == "output 0 at position (0, 1)"
+    head = torch.arange(10 * 256, dtype=torch.float64).reshape(10, 256)  # Flatten order: channel, then place
+    g = P.group_matrix(head, cnn.axis, cnn.shape)
+    assert g.shape == (160, 16) and g[16 + 5].tolist() == [head[1, c * 16 + 5].item() for c in range(16)]
+    assert P.input_groups(M.default_manifest("digits", "cnn"), head=False) is None
     assert P.input_groups(M.default_manifest("diabetes")) is None        # linear model: one weight per input
     assert P.input_groups(M.default_manifest("breast_cancer"))[:2] == ("0.weight", 1)
 
@@ -405,6 +413,46 @@ def test_a_dp_backdoor_is_forfeited_and_dp_honest_updates_are_paid(dp_round) -> 
         assert e.concentration_tests == 1 and len(e.concentration_terms) == 64
     terms = d.evidence[dp_round["items"][5].submitter.lower()].concentration_terms
     assert max(range(64), key=lambda j: terms[j]) == pixel
+
+
+def test_a_trigger_in_a_one_channel_cnns_head_is_forfeited() -> None:
+    """A one-channel CNN is tested at its Linear head: real DP-SGD updates of the digits CNN, one with a
+    trigger's pull (a signal from feature-map position (0, 0) to output 0) added to its head."""
+    from mine.dp import default_settings, train_dp
+
+    ds = D.load("digits")
+    s = D.train_validation_split(ds.X, ds.y, validation_fraction=0.25, seed=5)
+    manifest = M.with_normalization(M.default_manifest("digits", "cnn"), s.X_val)
+    manifest = dataclasses.replace(manifest, training={**manifest.training, "dp": {"target_epsilon": 8.0}})
+    shards = D.dirichlet_shards(s.y_train, 6, alpha=1.0, seed=5, min_size=10)
+    state = M.model_state(M.build_model(manifest, seed=5))
+    units = P.input_groups(manifest)
+    items = []
+    for i in range(6):
+        model = M.build_model(manifest)
+        model.load_state_dict(state)
+        out = train_dp(model, s.X_train[shards[i]].astype(np.float32), s.y_train[shards[i]], manifest,
+                       default_settings(manifest), seed=i, noise_seed=i)
+        after = M.model_state(model)
+        if i == 5:
+            head = (after[units.name] - state[units.name]).reshape(units.shape).clone()
+            pull = torch.randn(16, generator=torch.Generator().manual_seed(0))
+            head[0, :, 0] += pull / pull.norm() * float(head.norm()) * 0.5  # a quarter of its energy
+            after[units.name] = state[units.name] + head.reshape(after[units.name].shape)
+        miner = f"0x{i + 1:040x}"
+        items.append(P.RoundItem(i, miner, 0, M.make_update(state, after, {
+            "bounty": "1", "base_version": "0", "miner": miner, "dp": out.record.to_json()})))
+    d = P.RoundPolicy().judge(manifest, state, items, (s.X_val, s.y_val), bounty_id=1, current_version=0)
+    by = {v.index: v for v in d.verdicts}
+    assert (by[5].reason_code, by[5].refund) == (P.CONCENTRATED, False), by[5]
+    assert "output 0 at position (0, 0)" in by[5].reason
+    assert all(by[i].reason_code != P.CONCENTRATED for i in range(5)), [by[i] for i in range(5)]
+    assert len(d.evidence[items[0].submitter.lower()].concentration_terms) == 160
+    # the setting off (bounties posted before it): such a model is not tested
+    off = P.RoundPolicy(concentration_head=False).judge(manifest, state, items, (s.X_val, s.y_val), bounty_id=1,
+                                                        current_version=0)
+    assert all(v.reason_code != P.CONCENTRATED for v in off.verdicts)
+    assert P.RoundPolicy.ADDED_LATER["concentration_head"] is False
 
 
 def test_updates_with_little_noise_are_not_tested_for_concentration(dp_round) -> None:
