@@ -455,6 +455,31 @@ def test_a_trigger_in_a_one_channel_cnns_head_is_forfeited() -> None:
     assert P.RoundPolicy.ADDED_LATER["concentration_head"] is False
 
 
+def test_the_harm_rules_noise_level_counts_the_updates_the_concentration_test_forfeited(dp_round) -> None:
+    """The median and spread of standalone harms are over every update that passed the norm check:
+    the backdoor (forfeited as code 9) counts in the round's noise level, unless the setting is off."""
+    import statistics
+
+    manifest, state, (X, y) = dp_round["manifest"], dp_round["state"], dp_round["val"]
+    miners = [it.submitter.lower() for it in dp_round["items"]]
+    d = _judge(dp_round)
+    by = {v.index: v for v in d.verdicts}
+    assert by[5].reason_code == P.CONCENTRATED and all(by[i].accepted for i in range(5))
+    honest = [by[i].harm for i in range(5)]
+    # the backdoor applied alone, clipped to the round's median norm like the others
+    delta, _ = M.read_update(manifest, dp_round["items"][5].update)
+    scale = P.clip_scales([by[5].norm], statistics.median(by[i].norm for i in range(5)))[0]
+    alone = {k: (state[k].to(torch.float64) + scale * delta[k].to(torch.float64)).to(torch.float32) for k in state}
+    harm5 = P.validation_loss(manifest, alone, X, y) - d.loss_before
+    with_all, live_only = P.harm_zscores([*honest, harm5])[:5], P.harm_zscores(honest)
+    assert with_all != pytest.approx(live_only)
+    assert [d.evidence[m].harm_z[-1] for m in miners[:5]] == pytest.approx(with_all)
+    off = _judge(dp_round, P.RoundPolicy(harm_noise_from_all=False))
+    assert [off.evidence[m].harm_z[-1] for m in miners[:5]] == pytest.approx(live_only)
+    assert miners[5] not in off.evidence or not off.evidence[miners[5]].harm_z  # forfeited: not pooled
+    assert not d.evidence[miners[5]].harm_z
+
+
 def test_updates_with_little_noise_are_not_tested_for_concentration(dp_round) -> None:
     """Above ``concentration_max_epsilon`` the clean-share bound is not a sound null (honest drift
     exceeds it): such an update is judged like one without DP. The same bytes stating ε 8 are tested."""
