@@ -838,23 +838,28 @@ class MinerEvidence:
     * ``concentration_tests`` / ``concentration_terms``: how many of its updates were tested for
       concentration (code 9), and per first-layer input the sum of their :func:`fisher_terms`;
     * ``harm_z``: the standalone-harm z-scores (:func:`harm_zscores`) of its updates that were not
-      forfeited (a forfeit is judged once; the pool is what the miner got away with).
+      forfeited (a forfeit is judged once; the pool is what the miner got away with);
+    * ``concentration_sum``: the sum of its tested updates' first-layer weights grouped by input
+      unit (:func:`group_matrix`, flattened row by row; ``()`` before the first test).
     """
 
     concentration_tests: int = 0
     concentration_terms: tuple[float, ...] = ()
     harm_z: tuple[float, ...] = ()
+    concentration_sum: tuple[float, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"concentration_tests": self.concentration_tests,
-                "concentration_terms": list(self.concentration_terms), "harm_z": list(self.harm_z)}
+                "concentration_terms": list(self.concentration_terms), "harm_z": list(self.harm_z),
+                "concentration_sum": list(self.concentration_sum)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MinerEvidence:
         try:
             return cls(int(data.get("concentration_tests", 0)),
                        tuple(float(v) for v in data.get("concentration_terms", ())),
-                       tuple(float(v) for v in data.get("harm_z", ())))
+                       tuple(float(v) for v in data.get("harm_z", ())),
+                       tuple(float(v) for v in data.get("concentration_sum", ())))
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValidationError(f"unreadable miner evidence {data!r}: {exc}") from None
 
@@ -996,7 +1001,15 @@ class RoundPolicy:
       spread of standalone harms) is taken over every update that passed the norm check, those the
       concentration test forfeited included; ``False``: over the updates still in the round. Taking
       out the attackers first leaves fewer, more alike updates, and an honest miner with a skewed
-      shard then stands out (CNN backdoor runs: 10 honest forfeits in 6 runs, 0 from all).
+      shard then stands out (CNN backdoor runs: 10 honest forfeits in 6 runs, 0 from all);
+    * ``summed_concentration`` — the concentration test also runs on the *sum* of the miner's tested
+      updates in this bounty (their first-layer units, :attr:`MinerEvidence.concentration_sum`):
+      a trigger pulls the same weights the same way every round, so its signal adds up k-fold while
+      independent DP noise adds up √k-fold; Fisher's method (``pooled_concentration``) pools only
+      each update's evidence. With both, each is tested at half the limit, so an honest update is
+      still forfeited with probability at most ``concentration_alpha``. Digits CNN, backdoor: every
+      attacker's summed p (x 160 units) is below the limit by the second round (Fisher: 0.14 for
+      one); the smallest honest value, over both models and 4 rounds, was 6.6 x the limit.
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -1008,7 +1021,7 @@ class RoundPolicy:
     ADDED_LATER: ClassVar[dict[str, Any]] = {"pooled_concentration": False, "pooled_harm_z": None,
                                              "refund_declared_noise": False, "suspects_must_help": None,
                                              "concentration_max_epsilon": None, "concentration_head": False,
-                                             "harm_noise_from_all": False}
+                                             "harm_noise_from_all": False, "summed_concentration": False}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -1037,6 +1050,7 @@ class RoundPolicy:
     suspects_must_help: int | None = 2
     concentration_head: bool = True
     harm_noise_from_all: bool = True
+    summed_concentration: bool = True
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -1154,18 +1168,38 @@ class RoundPolicy:
                     count = prior.concentration_tests + 1
                 else:
                     count = 1
-                pooled[miner] = dataclasses.replace(prior, concentration_tests=count, concentration_terms=tuple(terms))
+                flat = matrix.reshape(-1)
+                if count > 1 and len(prior.concentration_sum) == flat.numel():
+                    summed = torch.tensor(prior.concentration_sum, dtype=torch.float64) + flat
+                else:
+                    summed = flat
+                pooled[miner] = dataclasses.replace(prior, concentration_tests=count, concentration_terms=tuple(terms),
+                                                    concentration_sum=tuple(summed.tolist()))
                 combined = fisher_combined(terms, count) if self.pooled_concentration and count > 1 else pvalues
-                j = concentrated(combined, alpha=self.concentration_alpha)
+                alpha = self.concentration_alpha
+                summed_p: list[float] | None = None
+                if self.summed_concentration and count > 1:
+                    summed_p = concentration_pvalues(summed.reshape(matrix.shape), allowed)
+                    alpha = alpha / 2  # two tests of one update: each at half the limit
+                j = concentrated(combined, alpha=alpha)
+                by_sum = j is None and summed_p is not None and concentrated(summed_p, alpha=alpha) is not None
+                if by_sum:
+                    j = concentrated(summed_p, alpha=alpha)
                 if j is not None:
-                    bar = f"limit {self.concentration_alpha:g} / {len(pvalues)} inputs"
-                    alone = combined is pvalues or pvalues[j] < self.concentration_alpha / len(pvalues)
+                    bar = f"limit {alpha:g} / {len(pvalues)} inputs"
+                    alone = combined is pvalues or pvalues[j] < alpha / len(pvalues)
+                    if by_sum:
+                        share = signal_shares(summed.reshape(matrix.shape))[j]
+                        evidence = (f"(p = {pvalues[j]:.2g} alone; the sum of its {count} tested updates in this bounty "
+                                    f"gives p = {summed_p[j]:.2g}; {bar})")  # type: ignore[index]
+                    else:
+                        share = signal_shares(matrix)[j]
+                        evidence = (f"(p = {pvalues[j]:.2g} with its DP noise; {bar})" if alone else
+                                    f"(p = {pvalues[j]:.2g} alone; with its {count - 1} earlier tested update(s) in "
+                                    f"this bounty, Fisher's combined p = {combined[j]:.2g}; {bar})")
                     reject(by_index[i], CONCENTRATED,
-                           f"{signal_shares(matrix)[j]:.0%} of its signal is on {input_names[j]!r}, where the clean "
-                           f"validation rows of any class or group put at most {allowed[j]:.1%} "
-                           + (f"(p = {pvalues[j]:.2g} with its DP noise; {bar})" if alone else
-                              f"(p = {pvalues[j]:.2g} alone; with its {count - 1} earlier tested update(s) in this "
-                              f"bounty, Fisher's combined p = {combined[j]:.2g}; {bar})"),
+                           f"{share:.0%} of its {'summed ' if by_sum else ''}signal is on {input_names[j]!r}, where "
+                           f"the clean validation rows of any class or group put at most {allowed[j]:.1%} " + evidence,
                            norm=norms[i])
                     live.remove(i)
         bound = statistics.median([norms[i] for i in live]) * self.clip_norm_factor if live else None

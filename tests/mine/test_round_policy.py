@@ -627,6 +627,36 @@ def test_a_miners_earlier_concentration_counts_in_its_round(dp_round) -> None:
     assert _judge(dp_round).verdicts[0].accepted
 
 
+def test_a_pull_that_adds_up_over_a_miners_updates_is_forfeited(dp_round) -> None:
+    """The sum of a miner's tested updates: earlier updates that each pulled input 10 the same way
+    (their p-values unremarkable, Fisher's terms 0) add up with this one's weights past the limit."""
+    import json
+
+    manifest, state = dp_round["manifest"], dp_round["state"]
+    item = dp_round["items"][0]
+    delta, _ = M.read_update(manifest, item.update)
+    units = P.input_groups(manifest)
+    matrix = P.group_matrix(delta[units.name], units.axis)  # 64 inputs x 32 weights
+    pull = torch.zeros_like(matrix)
+    pull[10] = matrix.norm() / matrix.shape[0] ** 0.5 * 6  # 6x an average input's norm, on input 10
+    evidence = {item.submitter: P.MinerEvidence(2, (0.0,) * 64, (), tuple(pull.reshape(-1).tolist()))}
+    d = _judge(dp_round, evidence=evidence)
+    v = d.verdicts[0]
+    assert (v.reason_code, v.refund) == (P.CONCENTRATED, False), v
+    assert "the sum of its 3 tested updates" in v.reason and repr(manifest.features[10]) in v.reason
+    after = d.evidence[item.submitter.lower()]
+    assert after.concentration_tests == 3
+    assert torch.tensor(after.concentration_sum).reshape(64, -1) == pytest.approx(pull + matrix)
+    again = _judge(dp_round, evidence=P.evidence_from_json(json.loads(json.dumps(P.evidence_to_json(evidence)))))
+    assert again.verdicts == d.verdicts and again.evidence == d.evidence
+    # the setting off (bounties posted before it), or no such history: paid
+    assert _judge(dp_round, P.RoundPolicy(summed_concentration=False), evidence=evidence).verdicts[0].accepted
+    assert _judge(dp_round).verdicts[0].accepted
+    # a first test starts the sum with the update itself
+    first = _judge(dp_round).evidence[item.submitter.lower()]
+    assert torch.tensor(first.concentration_sum).reshape(64, -1) == pytest.approx(matrix)
+
+
 def test_a_miner_that_keeps_hurting_a_little_is_forfeited(dp_round) -> None:
     """With ``pooled_harm_z`` on (off by default: skewed honest shards also hurt a little every round)."""
     pooled = P.RoundPolicy(pooled_harm_z=4.0)
