@@ -55,6 +55,10 @@ MIN_GROUPS = 4
 #: parameters; 2**25 float32 = 128 MiB), and the most rows per batch.
 SHARE_BATCH_ENTRIES = 1 << 25
 SHARE_BATCH_ROWS = 256
+#: Bootstrap resamples per subgroup for :func:`clean_input_shares`' ``quantile`` (fewer, down to
+#: :data:`SHARE_MIN_BOOTSTRAPS`, for a first layer so large that they would not fit in the batch budget).
+SHARE_BOOTSTRAPS = 64
+SHARE_MIN_BOOTSTRAPS = 16
 #: Largest side of the matrix whose singular values :func:`noise_variance` computes.
 NOISE_MAX_SIDE = 1024
 
@@ -304,7 +308,8 @@ def fisher_combined(term_sums: Sequence[float], count: int) -> list[float]:
 
 
 def clean_input_shares(manifest: Manifest, state: Mapping[str, torch.Tensor], X: Any, y: Any, groups: Any,
-                       name: str, axis: int | Sequence[int], shape: Sequence[int] | None = None) -> list[float]:
+                       name: str, axis: int | Sequence[int], shape: Sequence[int] | None = None, *,
+                       quantile: float | None = None) -> list[float]:
     """For each input unit of weight ``name``: the largest share of the first-layer gradient energy it
     gets from the clean validation data of any one subgroup.
 
@@ -313,6 +318,13 @@ def clean_input_shares(manifest: Manifest, state: Mapping[str, torch.Tensor], X:
     without groups: all rows), and the energy of ``name`` is split by input unit. An honest update
     trains on a mixture of such subgroups, so no input gets a much larger share of its signal
     than this.
+
+    The validation rows are a sample too: a subgroup of 50 rows can put little on an input that a
+    miner's 200 rows of the same population lean on (breast cancer, seed 0: an honest miner with
+    the largest shard put 11 % of its signal on 'worst texture', allowed 3.7 %). With ``quantile``
+    the share of each subgroup is that quantile over :data:`SHARE_BOOTSTRAPS` Poisson bootstrap
+    resamples of its rows (a fixed seed, so an audit replays it): an upper bound of what such data
+    puts there. An input clean data never moves (a constant pixel) stays at 0.
     """
     from torch.func import functional_call, grad, vmap
 
@@ -333,7 +345,24 @@ def clean_input_shares(manifest: Manifest, state: Mapping[str, torch.Tensor], X:
 
     per_example = vmap(grad(one_loss), in_dims=(None, 0, 0))
     keys = [(p, key) for p, labels in enumerate(partitions) for key in np.unique(labels).tolist()]
-    sums = {key: torch.zeros(params[name].shape, dtype=torch.float64) for key in keys}
+    numel = params[name].numel()
+    boots = 0
+    if quantile is not None:
+        if not 0.0 < quantile < 1.0:
+            raise ValidationError(f"quantile must be between 0 and 1 (exclusive), got {quantile!r}")
+        boots = max(SHARE_MIN_BOOTSTRAPS, min(SHARE_BOOTSTRAPS, SHARE_BATCH_ENTRIES // max(numel * len(keys), 1)))
+    # per subgroup: row 0 sums every row once, rows 1.. a Poisson(1) bootstrap weight per row
+    gen = torch.Generator().manual_seed(0)
+    weights = {}
+    for p, key in keys:
+        mask = partitions[p] == key
+        w = torch.zeros(1 + boots, len(xt), dtype=torch.float64)
+        w[0, torch.from_numpy(mask)] = 1.0
+        if boots:
+            w[1:, torch.from_numpy(mask)] = torch.poisson(torch.ones(boots, int(mask.sum()), dtype=torch.float64),
+                                                          generator=gen)
+        weights[(p, key)] = w
+    sums = {key: torch.zeros(1 + boots, numel, dtype=torch.float64) for key in keys}
     batch = max(1, min(SHARE_BATCH_ROWS, SHARE_BATCH_ENTRIES // max(sum(p.numel() for p in params.values()), 1)))
     with torch.no_grad():
         for start in range(0, len(xt), batch):
@@ -341,16 +370,21 @@ def clean_input_shares(manifest: Manifest, state: Mapping[str, torch.Tensor], X:
             g = per_example(params, xt[rows], yt[rows])
             norms = torch.sqrt(sum(g[k].reshape(g[k].shape[0], -1).to(torch.float64).square().sum(dim=1) for k in g))
             scale = (1.0 / norms.clamp_min(1e-12)).clamp(max=1.0)  # clipped to norm 1, as DP-SGD does
-            target = g[name].to(torch.float64) * scale.view(-1, *([1] * (g[name].ndim - 1)))
-            for p, key in keys:
-                mask = torch.from_numpy(partitions[p][rows] == key)
-                if bool(mask.any()):
-                    sums[(p, key)] += target[mask].sum(dim=0)
-    best = None
+            target = g[name].to(torch.float64).reshape(g[name].shape[0], -1) * scale.view(-1, 1)
+            for key in keys:
+                sums[key] += weights[key][:, rows] @ target
+    units = (tuple(shape) if shape is not None else tuple(params[name].shape))
+    best: torch.Tensor | None = None
     for key in keys:
-        e = group_matrix(sums[key], axis, shape).square().sum(dim=1)
-        if float(e.sum()) > 0:
-            best = e / e.sum() if best is None else torch.maximum(best, e / e.sum())
+        e = torch.stack([group_matrix(row.reshape(units), axis, shape).square().sum(dim=1) for row in sums[key]])
+        total = e.sum(dim=1, keepdim=True)
+        if float(total[0]) <= 0:
+            continue
+        share = e / total.clamp_min(1e-300)
+        value = share[0] if not boots else torch.quantile(share[1:], quantile, dim=0)
+        best = value if best is None else torch.maximum(best, value)
+    if best is None:
+        best = torch.zeros(group_matrix(torch.zeros(units), axis, shape).shape[0], dtype=torch.float64)
     return [float(x) for x in best]
 
 

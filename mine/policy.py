@@ -1009,7 +1009,11 @@ class RoundPolicy:
       each update's evidence. With both, each is tested at half the limit, so an honest update is
       still forfeited with probability at most ``concentration_alpha``. Digits CNN, backdoor: every
       attacker's summed p (x 160 units) is below the limit by the second round (Fisher: 0.14 for
-      one); the smallest honest value, over both models and 4 rounds, was 6.6 x the limit.
+      one); the smallest honest value, over both models and 4 rounds, was 6.6 x the limit;
+    * ``share_quantile`` — what clean data may put on an input is taken at this quantile over
+      bootstrap resamples of each class's validation rows (:func:`clean_input_shares`): a small
+      validation set under-allows inputs a large honest shard leans on (breast cancer, 143 rows:
+      honest updates forfeited by the pooled tests); ``None``: the plain class means.
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -1021,7 +1025,8 @@ class RoundPolicy:
     ADDED_LATER: ClassVar[dict[str, Any]] = {"pooled_concentration": False, "pooled_harm_z": None,
                                              "refund_declared_noise": False, "suspects_must_help": None,
                                              "concentration_max_epsilon": None, "concentration_head": False,
-                                             "harm_noise_from_all": False, "summed_concentration": False}
+                                             "harm_noise_from_all": False, "summed_concentration": False,
+                                             "share_quantile": None}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -1051,6 +1056,7 @@ class RoundPolicy:
     concentration_head: bool = True
     harm_noise_from_all: bool = True
     summed_concentration: bool = True
+    share_quantile: float | None = 0.9
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -1080,6 +1086,9 @@ class RoundPolicy:
         a = self.concentration_alpha
         if a is not None and not (math.isfinite(a) and 0 < a < 1):
             raise ValidationError(f"concentration_alpha must be between 0 and 1 (exclusive) or None, got {a!r}")
+        q = self.share_quantile
+        if q is not None and not (isinstance(q, (int, float)) and 0 < q < 1):
+            raise ValidationError(f"share_quantile must be between 0 and 1 (exclusive) or None, got {q!r}")
 
     def settings(self) -> dict[str, Any]:
         """The settings as a dict (with ``policy`` = the registry name)."""
@@ -1156,7 +1165,8 @@ class RoundPolicy:
                                                      update_epsilon(metas[i].get("dp")) <= self.concentration_max_epsilon)]
         if where is not None and tested:
             name, axis, input_names, shape = where
-            allowed = clean_input_shares(manifest, current_state, X, y, groups, name, axis, shape)
+            allowed = clean_input_shares(manifest, current_state, X, y, groups, name, axis, shape,
+                                         quantile=self.share_quantile)
             for i in tested:
                 matrix = group_matrix(deltas[i][name], axis, shape)
                 pvalues = concentration_pvalues(matrix, allowed)

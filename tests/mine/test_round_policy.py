@@ -353,6 +353,21 @@ def test_clean_input_shares_are_zero_on_constant_inputs(world) -> None:
     groups = (s.y_val % 2).astype(np.int64)
     more = P.clean_input_shares(manifest, world["state"], s.X_val, s.y_val, groups, "0.weight", 1)
     assert all(b >= a - 1e-12 for a, b in zip(shares, more))
+    # the bootstrap bound: above the class means where clean data uses an input, still 0 where it
+    # never does, the same on every call (an audit replays it)
+    bound = P.clean_input_shares(manifest, world["state"], s.X_val, s.y_val, None, "0.weight", 1, quantile=0.9)
+    assert bound == P.clean_input_shares(manifest, world["state"], s.X_val, s.y_val, None, "0.weight", 1, quantile=0.9)
+    assert all(bound[j] == 0.0 for j in np.flatnonzero(zero))
+    used = [j for j in range(64) if shares[j] > 0]
+    assert sum(bound[j] > shares[j] for j in used) > 0.9 * len(used)
+    assert sum(bound) > 1.2 * sum(shares)
+    low = P.clean_input_shares(manifest, world["state"], s.X_val, s.y_val, None, "0.weight", 1, quantile=0.5)
+    assert sum(low) < sum(bound)
+    for q in (0.0, 1.0, -0.5):
+        with pytest.raises(ValidationError):
+            P.clean_input_shares(manifest, world["state"], s.X_val, s.y_val, None, "0.weight", 1, quantile=q)
+    with pytest.raises(ValidationError):
+        P.RoundPolicy(share_quantile=1.5)
 
 
 @pytest.fixture(scope="module")
