@@ -133,6 +133,10 @@ MAD_TO_SIGMA = 1.4826
 MIN_HARM_SAMPLES = 5
 #: Largest magnitude of a harm z-score (:func:`harm_zscores`): finite, so the evidence stays JSON.
 HARM_Z_CAP = 100.0
+#: Most first-layer weights whose sum over a miner's updates is kept (:attr:`MinerEvidence.concentration_sum`,
+#: in the owner's bounty file, about 20 bytes each): a larger first layer is tested per update and by
+#: Fisher's method only.
+SUM_MAX_ENTRIES = 1 << 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -996,7 +1000,7 @@ class RoundPolicy:
       (a one-channel image: a shared kernel shows no trigger) is tested at the Linear layer after its
       Flatten, per output and position of the feature map (:func:`input_groups`); ``False``: such a
       model is not tested (digits CNN, backdoor, 10 miners of which 3 attack, seeds 5 and 6, 3 runs
-      each: backdoor success 0.91–0.94 untested, 0.00–0.54 tested);
+      each: backdoor success 0.91–0.94 untested, 0.10–0.83 tested this way alone);
     * ``harm_noise_from_all`` — the round's noise level for the harm rule (the median and robust
       spread of standalone harms) is taken over every update that passed the norm check, those the
       concentration test forfeited included; ``False``: over the updates still in the round. Taking
@@ -1179,16 +1183,18 @@ class RoundPolicy:
                 else:
                     count = 1
                 flat = matrix.reshape(-1)
-                if count > 1 and len(prior.concentration_sum) == flat.numel():
-                    summed = torch.tensor(prior.concentration_sum, dtype=torch.float64) + flat
-                else:
+                summed: torch.Tensor | None = None
+                if flat.numel() <= SUM_MAX_ENTRIES:  # a huge first layer is not summed (the owner's file)
                     summed = flat
-                pooled[miner] = dataclasses.replace(prior, concentration_tests=count, concentration_terms=tuple(terms),
-                                                    concentration_sum=tuple(summed.tolist()))
+                    if count > 1 and len(prior.concentration_sum) == flat.numel():
+                        summed = torch.tensor(prior.concentration_sum, dtype=torch.float64) + flat
+                pooled[miner] = dataclasses.replace(
+                    prior, concentration_tests=count, concentration_terms=tuple(terms),
+                    concentration_sum=tuple(summed.tolist()) if summed is not None else ())
                 combined = fisher_combined(terms, count) if self.pooled_concentration and count > 1 else pvalues
                 alpha = self.concentration_alpha
                 summed_p: list[float] | None = None
-                if self.summed_concentration and count > 1:
+                if self.summed_concentration and count > 1 and summed is not None:
                     summed_p = concentration_pvalues(summed.reshape(matrix.shape), allowed)
                     alpha = alpha / 2  # two tests of one update: each at half the limit
                 j = concentrated(combined, alpha=alpha)
@@ -1199,7 +1205,7 @@ class RoundPolicy:
                     bar = f"limit {alpha:g} / {len(pvalues)} inputs"
                     alone = combined is pvalues or pvalues[j] < alpha / len(pvalues)
                     if by_sum:
-                        share = signal_shares(summed.reshape(matrix.shape))[j]
+                        share = signal_shares(summed.reshape(matrix.shape))[j]  # type: ignore[union-attr]
                         evidence = (f"(p = {pvalues[j]:.2g} alone; the sum of its {count} tested updates in this bounty "
                                     f"gives p = {summed_p[j]:.2g}; {bar})")  # type: ignore[index]
                     else:

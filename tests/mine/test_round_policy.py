@@ -642,7 +642,7 @@ def test_a_miners_earlier_concentration_counts_in_its_round(dp_round) -> None:
     assert _judge(dp_round).verdicts[0].accepted
 
 
-def test_a_pull_that_adds_up_over_a_miners_updates_is_forfeited(dp_round) -> None:
+def test_a_pull_that_adds_up_over_a_miners_updates_is_forfeited(dp_round, monkeypatch) -> None:
     """The sum of a miner's tested updates: earlier updates that each pulled input 10 the same way
     (their p-values unremarkable, Fisher's terms 0) add up with this one's weights past the limit."""
     import json
@@ -670,6 +670,10 @@ def test_a_pull_that_adds_up_over_a_miners_updates_is_forfeited(dp_round) -> Non
     # a first test starts the sum with the update itself
     first = _judge(dp_round).evidence[item.submitter.lower()]
     assert torch.tensor(first.concentration_sum).reshape(64, -1) == pytest.approx(matrix)
+    # a first layer too large to keep its sum in the owner's file is not summed
+    monkeypatch.setattr(P, "SUM_MAX_ENTRIES", matrix.numel() - 1)
+    big = _judge(dp_round, evidence=evidence)
+    assert big.verdicts[0].accepted and big.evidence[item.submitter.lower()].concentration_sum == ()
 
 
 def test_a_miner_that_keeps_hurting_a_little_is_forfeited(dp_round) -> None:
