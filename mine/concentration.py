@@ -32,6 +32,7 @@ __all__ = [
     "InputUnits",
     "NOISE_MARGIN",
     "NOISE_SIGNAL_SLACK",
+    "clean_input_bounds",
     "clean_input_shares",
     "concentrated",
     "concentration_pvalues",
@@ -326,6 +327,15 @@ def clean_input_shares(manifest: Manifest, state: Mapping[str, torch.Tensor], X:
     resamples of its rows (a fixed seed, so an audit replays it): an upper bound of what such data
     puts there. An input clean data never moves (a constant pixel) stays at 0.
     """
+    plain, bound = clean_input_bounds(manifest, state, X, y, groups, name, axis, shape, quantile=quantile)
+    return plain if bound is None else bound
+
+
+def clean_input_bounds(manifest: Manifest, state: Mapping[str, torch.Tensor], X: Any, y: Any, groups: Any,
+                       name: str, axis: int | Sequence[int], shape: Sequence[int] | None = None, *,
+                       quantile: float | None = None) -> tuple[list[float], list[float] | None]:
+    """:func:`clean_input_shares` both ways from one pass over the rows: the class means' shares,
+    and (with ``quantile``, else ``None``) their bootstrap bound."""
     from torch.func import functional_call, grad, vmap
 
     from mine.train import training_tensors
@@ -374,18 +384,18 @@ def clean_input_shares(manifest: Manifest, state: Mapping[str, torch.Tensor], X:
             for key in keys:
                 sums[key] += weights[key][:, rows] @ target
     units = (tuple(shape) if shape is not None else tuple(params[name].shape))
-    best: torch.Tensor | None = None
+    zero = torch.zeros(group_matrix(torch.zeros(units), axis, shape).shape[0], dtype=torch.float64)
+    plain, bound = zero, zero
     for key in keys:
         e = torch.stack([group_matrix(row.reshape(units), axis, shape).square().sum(dim=1) for row in sums[key]])
         total = e.sum(dim=1, keepdim=True)
         if float(total[0]) <= 0:
             continue
         share = e / total.clamp_min(1e-300)
-        value = share[0] if not boots else torch.quantile(share[1:], quantile, dim=0)
-        best = value if best is None else torch.maximum(best, value)
-    if best is None:
-        best = torch.zeros(group_matrix(torch.zeros(units), axis, shape).shape[0], dtype=torch.float64)
-    return [float(x) for x in best]
+        plain = torch.maximum(plain, share[0])
+        if boots:
+            bound = torch.maximum(bound, torch.quantile(share[1:], quantile, dim=0))  # type: ignore[arg-type]
+    return [float(x) for x in plain], [float(x) for x in bound] if boots else None
 
 
 def signal_shares(matrix: torch.Tensor) -> list[float]:

@@ -73,10 +73,10 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
-from mine.concentration import (MIN_PVALUE, NOISE_MARGIN, NOISE_SIGNAL_SLACK,  # noqa: F401 - re-exported
-                                clean_input_shares, concentrated, concentration_pvalues, declared_noise_std,
-                                fisher_combined, fisher_terms, group_matrix, input_groups, noise_explains_norm,
-                                noise_variance, signal_shares)
+from mine.concentration import (  # noqa: F401 - re-exported
+    MIN_PVALUE, NOISE_MARGIN, NOISE_SIGNAL_SLACK, clean_input_bounds, clean_input_shares, concentrated,
+    concentration_pvalues, declared_noise_std, fisher_combined, fisher_terms, group_matrix, input_groups,
+    noise_explains_norm, noise_variance, signal_shares)
 from mine.errors import ValidationError
 from mine.evaluate import EvalResult, evaluate, score_to_chain
 from mine.model import (Manifest, UnreadableError, apply_update, build_model, parameter_shapes, read_update,
@@ -100,6 +100,7 @@ __all__ = [
     "check_outlier",
     "check_structure",
     "check_subgroups",
+    "clean_input_bounds",
     "clean_input_shares",
     "concentrated",
     "concentration_pvalues",
@@ -1169,14 +1170,17 @@ class RoundPolicy:
                                                      update_epsilon(metas[i].get("dp")) <= self.concentration_max_epsilon)]
         if where is not None and tested:
             name, axis, input_names, shape = where
-            allowed = clean_input_shares(manifest, current_state, X, y, groups, name, axis, shape,
-                                         quantile=self.share_quantile)
+            # this update alone is tested against the class means; the pooled tests (which add up the
+            # same validation set's sampling error round after round) against their bootstrap bound
+            allowed, bound = clean_input_bounds(manifest, current_state, X, y, groups, name, axis, shape,
+                                                quantile=self.share_quantile)
+            pooled_allowed = allowed if bound is None else bound
             for i in tested:
                 matrix = group_matrix(deltas[i][name], axis, shape)
                 pvalues = concentration_pvalues(matrix, allowed)
                 miner = by_index[i].submitter.lower()
                 prior = pooled.get(miner, MinerEvidence())
-                terms = fisher_terms(pvalues)
+                terms = fisher_terms(pvalues if bound is None else concentration_pvalues(matrix, bound))
                 if prior.concentration_tests and len(prior.concentration_terms) == len(terms):
                     terms = [a + b for a, b in zip(prior.concentration_terms, terms)]
                     count = prior.concentration_tests + 1
@@ -1191,32 +1195,36 @@ class RoundPolicy:
                 pooled[miner] = dataclasses.replace(
                     prior, concentration_tests=count, concentration_terms=tuple(terms),
                     concentration_sum=tuple(summed.tolist()) if summed is not None else ())
-                combined = fisher_combined(terms, count) if self.pooled_concentration and count > 1 else pvalues
-                alpha = self.concentration_alpha
-                summed_p: list[float] | None = None
+                # the tests of this update; each at the limit divided by their number
+                tests: list[tuple[str, list[float], list[float]]] = []
+                if count == 1 or not self.pooled_concentration or bound is not None:
+                    tests.append(("alone", pvalues, allowed))
+                if self.pooled_concentration and count > 1:
+                    tests.append(("fisher", fisher_combined(terms, count), pooled_allowed))
                 if self.summed_concentration and count > 1 and summed is not None:
-                    summed_p = concentration_pvalues(summed.reshape(matrix.shape), allowed)
-                    alpha = alpha / 2  # two tests of one update: each at half the limit
-                j = concentrated(combined, alpha=alpha)
-                by_sum = j is None and summed_p is not None and concentrated(summed_p, alpha=alpha) is not None
-                if by_sum:
-                    j = concentrated(summed_p, alpha=alpha)
-                if j is not None:
+                    tests.append(("sum", concentration_pvalues(summed.reshape(matrix.shape), pooled_allowed),
+                                  pooled_allowed))
+                alpha = self.concentration_alpha / len(tests)
+                hit = next(((kind, pv, allow, j) for kind, pv, allow in tests
+                            if (j := concentrated(pv, alpha=alpha)) is not None), None)
+                if hit is not None:
+                    kind, pv, allow, j = hit
                     bar = f"limit {alpha:g} / {len(pvalues)} inputs"
-                    alone = combined is pvalues or pvalues[j] < alpha / len(pvalues)
-                    if by_sum:
+                    if kind == "sum":
                         share = signal_shares(summed.reshape(matrix.shape))[j]  # type: ignore[union-attr]
-                        evidence = (f"(p = {pvalues[j]:.2g} alone; the sum of its {count} tested updates in this bounty "
-                                    f"gives p = {summed_p[j]:.2g}; {bar})")  # type: ignore[index]
+                        evidence = (f"(p = {pvalues[j]:.2g} alone; the sum of its {count} tested updates in this "
+                                    f"bounty gives p = {pv[j]:.2g}; {bar})")
+                    elif kind == "fisher":
+                        share = signal_shares(matrix)[j]
+                        evidence = (f"(p = {pvalues[j]:.2g} alone; with its {count - 1} earlier tested update(s) in "
+                                    f"this bounty, Fisher's combined p = {pv[j]:.2g}; {bar})")
                     else:
                         share = signal_shares(matrix)[j]
-                        evidence = (f"(p = {pvalues[j]:.2g} with its DP noise; {bar})" if alone else
-                                    f"(p = {pvalues[j]:.2g} alone; with its {count - 1} earlier tested update(s) in "
-                                    f"this bounty, Fisher's combined p = {combined[j]:.2g}; {bar})")
+                        evidence = f"(p = {pvalues[j]:.2g} with its DP noise; {bar})"
                     reject(by_index[i], CONCENTRATED,
-                           f"{share:.0%} of its {'summed ' if by_sum else ''}signal is on {input_names[j]!r}, where "
-                           f"the clean validation rows of any class or group put at most {allowed[j]:.1%} " + evidence,
-                           norm=norms[i])
+                           f"{share:.0%} of its {'summed ' if kind == 'sum' else ''}signal is on {input_names[j]!r}, "
+                           f"where the clean validation rows of any class or group put at most {allow[j]:.1%} "
+                           + evidence, norm=norms[i])
                     live.remove(i)
         bound = statistics.median([norms[i] for i in live]) * self.clip_norm_factor if live else None
         scales = dict(zip(live, clip_scales([norms[i] for i in live], bound)))
@@ -1248,8 +1256,9 @@ class RoundPolicy:
             for i, scale in zip(reference, clip_scales([norms[i] for i in reference], bound)):
                 if i not in harms:  # forfeited by the concentration test: applied alone the same way
                     alone = aggregate([deltas[i]], [self.server_lr * scale])
-                    harms[i] = validation_loss(manifest, {k: (current_state[k].detach().to(torch.float64) + alone[k])
-                                                          .to(torch.float32) for k in current_state}, X, y) - loss_before
+                    applied = {k: (current_state[k].detach().to(torch.float64) + alone[k]).to(torch.float32)
+                               for k in current_state}
+                    harms[i] = validation_loss(manifest, applied, X, y) - loss_before
             forfeits: Counter[str] = Counter()
             for m, n in (suspects.items() if isinstance(suspects, Mapping) else ((m, 1) for m in suspects)):
                 forfeits[m.lower()] += int(n)
