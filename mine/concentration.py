@@ -56,8 +56,9 @@ MIN_GROUPS = 4
 #: parameters; 2**25 float32 = 128 MiB), and the most rows per batch.
 SHARE_BATCH_ENTRIES = 1 << 25
 SHARE_BATCH_ROWS = 256
-#: Bootstrap resamples per subgroup for :func:`clean_input_shares`' ``quantile`` (fewer, down to
-#: :data:`SHARE_MIN_BOOTSTRAPS`, for a first layer so large that they would not fit in the batch budget).
+#: Bootstrap resamples per subgroup for :func:`clean_input_shares`' ``quantile``: fewer for a first
+#: layer so large that they would not fit in :data:`SHARE_BATCH_ENTRIES` (float64 sums), and none
+#: (the class means only) below :data:`SHARE_MIN_BOOTSTRAPS`.
 SHARE_BOOTSTRAPS = 64
 SHARE_MIN_BOOTSTRAPS = 16
 #: Largest side of the matrix whose singular values :func:`noise_variance` computes.
@@ -105,7 +106,6 @@ def input_groups(manifest: Manifest, *, head: bool = True) -> InputUnits | None:
         weight = getattr(module, "weight", None)
         if not isinstance(weight, torch.nn.Parameter):
             continue
-        shape: tuple[int, ...] | None = None
         if isinstance(module, torch.nn.Embedding):
             axis, names = 0, [f"token {j}" for j in range(weight.shape[0])]
         elif isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d)) and weight.shape[1] < MIN_GROUPS:
@@ -119,7 +119,7 @@ def input_groups(manifest: Manifest, *, head: bool = True) -> InputUnits | None:
                      else [f"input {j}" for j in range(n_in)])
         else:
             return None
-        return _checked(InputUnits(f"{prefix}.weight", axis, names, shape), weight)
+        return _checked(InputUnits(f"{prefix}.weight", axis, names), weight)
     return None
 
 
@@ -360,18 +360,11 @@ def clean_input_bounds(manifest: Manifest, state: Mapping[str, torch.Tensor], X:
     if quantile is not None:
         if not 0.0 < quantile < 1.0:
             raise ValidationError(f"quantile must be between 0 and 1 (exclusive), got {quantile!r}")
-        boots = max(SHARE_MIN_BOOTSTRAPS, min(SHARE_BOOTSTRAPS, SHARE_BATCH_ENTRIES // max(numel * len(keys), 1)))
-    # per subgroup: row 0 sums every row once, rows 1.. a Poisson(1) bootstrap weight per row
+        boots = min(SHARE_BOOTSTRAPS, SHARE_BATCH_ENTRIES // max(numel * len(keys), 1))
+        boots = boots if boots >= SHARE_MIN_BOOTSTRAPS else 0  # a first layer too large: class means only
+    # per subgroup: row 0 sums every row once, rows 1.. with a Poisson(1) bootstrap weight per row,
+    # drawn batch by batch in a fixed order (the batch size depends only on the model: audits replay it)
     gen = torch.Generator().manual_seed(0)
-    weights = {}
-    for p, key in keys:
-        mask = partitions[p] == key
-        w = torch.zeros(1 + boots, len(xt), dtype=torch.float64)
-        w[0, torch.from_numpy(mask)] = 1.0
-        if boots:
-            w[1:, torch.from_numpy(mask)] = torch.poisson(torch.ones(boots, int(mask.sum()), dtype=torch.float64),
-                                                          generator=gen)
-        weights[(p, key)] = w
     sums = {key: torch.zeros(1 + boots, numel, dtype=torch.float64) for key in keys}
     batch = max(1, min(SHARE_BATCH_ROWS, SHARE_BATCH_ENTRIES // max(sum(p.numel() for p in params.values()), 1)))
     with torch.no_grad():
@@ -381,8 +374,14 @@ def clean_input_bounds(manifest: Manifest, state: Mapping[str, torch.Tensor], X:
             norms = torch.sqrt(sum(g[k].reshape(g[k].shape[0], -1).to(torch.float64).square().sum(dim=1) for k in g))
             scale = (1.0 / norms.clamp_min(1e-12)).clamp(max=1.0)  # clipped to norm 1, as DP-SGD does
             target = g[name].to(torch.float64).reshape(g[name].shape[0], -1) * scale.view(-1, 1)
-            for key in keys:
-                sums[key] += weights[key][:, rows] @ target
+            for p, key in keys:
+                mask = torch.from_numpy(partitions[p][rows] == key)
+                if not bool(mask.any()):
+                    continue
+                w = torch.ones(1 + boots, int(mask.sum()), dtype=torch.float64)
+                if boots:
+                    w[1:] = torch.poisson(w[1:], generator=gen)
+                sums[(p, key)] += w @ target[mask]
     units = (tuple(shape) if shape is not None else tuple(params[name].shape))
     zero = torch.zeros(group_matrix(torch.zeros(units), axis, shape).shape[0], dtype=torch.float64)
     plain, bound = zero, zero
