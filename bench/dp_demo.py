@@ -9,7 +9,7 @@ in the demo, so repeats of a seed differ) and the owner judges the round with th
 :class:`mine.policy.RoundPolicy` (``mine.demo.POLICY_SETTINGS`` plus the config's ``policy``).
 It reproduces the demo's verdicts (seed 0 without DP: the same versions and rejections) in about
 a second a run. A row: the final validation accuracy (mean, per seed, every run), the malicious
-updates accepted per run, the ε of one update.
+updates accepted per run, honest forfeits (and their reason codes), the ε of one update.
 
 A config is JSON: ``mine.dp.DPSettings`` fields (over the demo's), and optionally
 
@@ -171,10 +171,10 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
         suspects.update(v.miner for v in decision.verdicts if not v.accepted and not v.refund)
         bad_accepted += sum(1 for v in decision.accepted if v.index % miners in bad)
         honest_in_version += sum(1 for v in decision.accepted if v.index % miners not in bad)
-        forfeit_reasons.update(v.reason_code for v in decision.verdicts
-                               if v.index % miners not in bad and not v.accepted and not v.refund)
-        honest_forfeits += sum(1 for v in decision.verdicts if v.index % miners not in bad and not v.accepted and not v.refund)
-        bad_forfeited |= {v.index % miners for v in decision.verdicts if v.index % miners in bad and not v.accepted and not v.refund}
+        forfeited = [v for v in decision.verdicts if not v.accepted and not v.refund]
+        forfeit_reasons.update(v.reason_code for v in forfeited if v.index % miners not in bad)
+        honest_forfeits += sum(1 for v in forfeited if v.index % miners not in bad)
+        bad_forfeited |= {v.index % miners for v in forfeited if v.index % miners in bad}
         if decision.new_state is not None:
             new = decision.new_state
             if parent is not None:
@@ -192,7 +192,8 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
         curve.append(_score(manifest, state, X_val, split.y_val))
     _set_shrink(0.0)
     out = {"final": curve[-1], "curve": curve, "bad_accepted": bad_accepted, "epsilon": eps, "train_s": t_train,
-           "honest_forfeits": honest_forfeits, "forfeit_reasons": dict(forfeit_reasons), "honest_in_version": honest_in_version / ((miners - malicious) * rounds),
+           "honest_forfeits": honest_forfeits, "forfeit_reasons": dict(forfeit_reasons),
+           "honest_in_version": honest_in_version / ((miners - malicious) * rounds),
            "attackers_never_forfeited": len(bad - bad_forfeited)}
     if trigger is not None:
         net = build_model(manifest)
