@@ -1172,15 +1172,15 @@ class RoundPolicy:
             name, axis, input_names, shape = where
             # this update alone is tested against the class means; the pooled tests (which add up the
             # same validation set's sampling error round after round) against their bootstrap bound
-            allowed, bound = clean_input_bounds(manifest, current_state, X, y, groups, name, axis, shape,
+            allowed, upper = clean_input_bounds(manifest, current_state, X, y, groups, name, axis, shape,
                                                 quantile=self.share_quantile)
-            pooled_allowed = allowed if bound is None else bound
+            pooled_allowed = allowed if upper is None else upper
             for i in tested:
                 matrix = group_matrix(deltas[i][name], axis, shape)
                 pvalues = concentration_pvalues(matrix, allowed)
                 miner = by_index[i].submitter.lower()
                 prior = pooled.get(miner, MinerEvidence())
-                terms = fisher_terms(pvalues if bound is None else concentration_pvalues(matrix, bound))
+                terms = fisher_terms(pvalues if upper is None else concentration_pvalues(matrix, upper))
                 if prior.concentration_tests and len(prior.concentration_terms) == len(terms):
                     terms = [a + b for a, b in zip(prior.concentration_terms, terms)]
                     count = prior.concentration_tests + 1
@@ -1197,7 +1197,7 @@ class RoundPolicy:
                     concentration_sum=tuple(summed.tolist()) if summed is not None else ())
                 # the tests of this update; each at the limit divided by their number
                 tests: list[tuple[str, list[float], list[float]]] = []
-                if count == 1 or not self.pooled_concentration or bound is not None:
+                if count == 1 or not self.pooled_concentration or upper is not None:
                     tests.append(("alone", pvalues, allowed))
                 if self.pooled_concentration and count > 1:
                     tests.append(("fisher", fisher_combined(terms, count), pooled_allowed))
@@ -1253,11 +1253,9 @@ class RoundPolicy:
             # each update applied alone: a label flip raises the loss, honest DP noise scatters
             harms = {i: validation_loss(manifest, state_of([i]), X, y) - loss_before for i in live}
             reference = [i for i in screened if i in live or self.harm_noise_from_all]
-            for i, scale in zip(reference, clip_scales([norms[i] for i in reference], bound)):
+            for i in reference:
                 if i not in harms:  # forfeited by the concentration test: applied alone the same way
-                    alone = aggregate([deltas[i]], [self.server_lr * scale])
-                    applied = {k: (current_state[k].detach().to(torch.float64) + alone[k]).to(torch.float32)
-                               for k in current_state}
+                    applied = apply_update(current_state, deltas[i], scale=self.server_lr, max_norm=bound)
                     harms[i] = validation_loss(manifest, applied, X, y) - loss_before
             forfeits: Counter[str] = Counter()
             for m, n in (suspects.items() if isinstance(suspects, Mapping) else ((m, 1) for m in suspects)):
