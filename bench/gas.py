@@ -1,8 +1,9 @@
 """Gas per Sonar transaction, from receipts on an anvil this module starts (or is given).
 
 * one of everything: post a bounty (ETH, ERC-20), submit (ETH, ERC-20 stake), settle (one update
-  accepted / refunded / forfeited, and rounds of 1, 8 and 32 accepted updates, per update),
-  revealAudit, skip, reclaimStake, withdraw, close — sent through :class:`mine.chain.SonarClient`
+  accepted / refunded / forfeited / forfeited with clawback of its miner's vesting rewards, and
+  rounds of 1, 8 and 32 accepted updates, per update), revealAudit, skip, reclaimStake, release (a
+  miner's vesting to its credits), withdraw, close — sent through :class:`mine.chain.SonarClient`
   (the client's own code path). v1's commit + reveal (measured at commit f4f4ef9) is kept as the
   reference a single-transaction submit replaces;
 * scale: submit and a one-update settle of the 1st and of the ``submissions``-th submission to one
@@ -40,6 +41,7 @@ GOALS = {"submit": 60_000, "settle_per_update_32": 20_000, "withdraw": 45_000}
 # v1 (commit–reveal) gas, measured with `make gas` at commit f4f4ef9 (the last v1 contract)
 V1 = {"commit": 79_346, "reveal": 41_612, "accept": 99_749, "reject": 63_397}
 ACCEPT, REFUND, FORFEIT = Verdict(share_bps=10_000), Verdict(reason=2, refund=True), Verdict(reason=4)
+CLAWBACK = Verdict(reason=9, clawback=True)
 BATCH = 150  # transactions per evm_mine (each sent with gas <= 200k: 150 fit a 30M block)
 
 # dev account roles (anvil's test mnemonic)
@@ -229,7 +231,10 @@ def measure(w3: Web3, *, submissions: int = 1000, open_bounties: int = 100) -> d
     g["settle_refund"] = gas_used(owner.settle(bid, [REFUND]))
     _submit(miner2, bid, 4)
     g["settle_forfeit"] = gas_used(owner.settle(bid, [FORFEIT]))
-    # rounds of k accepted updates from miners who already hold a credit (the steady state)
+    # rounds of k accepted updates from miners who already have something vesting (the steady state):
+    # `miner` since settle_accept, `miner2` from this unmeasured round on
+    _submit(miner2, bid, 99)
+    owner.settle(bid, [ACCEPT], scores.next(), word("v", 99), CODEC_MODEL)
     for k in (1, 8, MAX_ROUND):
         for j in range(k):
             _submit(miner if j % 2 else miner2, bid, 100 * k + j)
@@ -240,8 +245,18 @@ def measure(w3: Web3, *, submissions: int = 1000, open_bounties: int = 100) -> d
         for j in range(MAX_ROUND):
             _submit(miner, bid, 5000 + 100 * len(name) + j)
         g[f"settle_per_update_{MAX_ROUND}_{name}"] = gas_used(owner.settle(bid, [verdict] * MAX_ROUND)) // MAX_ROUND
+    # a forfeit whose clawback takes the rewards `miner` has vesting in the bounty (accepted above)
+    _submit(miner, bid, 6000)
+    receipt = owner.settle(bid, [CLAWBACK])
+    (clawed,) = owner.receipt_events(receipt, "RewardsClawedBack")
+    if clawed["args"]["amount"] == 0:
+        raise RuntimeError("settle_forfeit_clawback clawed nothing back")
+    g["settle_forfeit_clawback"] = gas_used(receipt)
+    # a plain withdraw of an existing credit: the 32 stakes refunded above (accepted pay vests)
     g["withdraw"] = gas_used(miner.withdraw())
-    owner2.settle(token_bounty, [ACCEPT], 999_000, word("v", 3), CODEC_MODEL)
+    owner2.settle(token_bounty, [ACCEPT], 999_000, word("v", 3), CODEC_MODEL)  # Completed: vesting ends
+    # reward and stake of the Completed token bounty to `miner`'s (empty) token credit
+    g["release"] = gas_used(miner.release(token_bounty))
     g["withdraw_erc20"] = gas_used(miner.withdraw(token.address))
     g["reveal_audit"] = gas_used(owner.reveal_audit(bid, word("val", 3), CODEC_UPDATE))
     _submit(miner2, bid, 7000)

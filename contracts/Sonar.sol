@@ -23,9 +23,15 @@ import {ISonar} from "./interfaces/ISonar.sol";
 ///   its stake back ({reclaimStake}, {skip}): the owner cannot settle past the window (F-01), so it
 ///   cannot front-run a reclaim.
 /// * Attackers lose. A harmful update (outlier, regression, copied, unreadable) forfeits its stake.
+///   An accepted update's reward and stake vest until the bounty ends ({release}): evidence against
+///   a miner often needs several of its updates (a backdoor pulls the same weights every round), so
+///   a forfeit with `clawback` also takes back the rewards that miner has vesting in the bounty and
+///   burns them. Nobody can release before no settlement is possible any more, so an attacker paid
+///   in an early round cannot leave with the pay before the later evidence.
 /// * The owner gains nothing by cheating. Forfeited stakes never reach the owner: they go to later
 ///   accepted contributors, and what is left at close is burned (credited to BURN_ADDRESS, which
-///   nobody can withdraw from). The refund at close is the unpaid escrow only, and only after the
+///   nobody can withdraw from). Clawed-back rewards are burned at once: in the pool, an owner that
+///   clawed back honest pay could win it back with a second address's accepted update. The refund at close is the unpaid escrow only, and only after the
 ///   deadline (a Completed bounty with nothing pending excepted: nobody can submit to it any more)
 ///   once nothing is pending inside its window. What the contract cannot see is whether verdicts and
 ///   scores are honest (rejecting a good update the owner then uses, or accepting its own second
@@ -36,13 +42,16 @@ import {ISonar} from "./interfaces/ISonar.sol";
 ///
 /// Storage: what {submit} reads is in slot 0 and slot 1 of a bounty and it writes only slot 1 and
 /// one fresh slot for the submission (miner, base version, time, status); the update's CID is only
-/// in the {UpdateSubmitted} event. {settle} loops over its calldata (at most MAX_ROUND items); no
-/// function loops over anything users can grow.
+/// in the {UpdateSubmitted} event. {settle} loops over its calldata (at most MAX_ROUND items) and
+/// writes one slot per item (the submission) plus one per paid miner (its vesting slot, or its
+/// credit for a refund); no function loops over anything users can grow.
 ///
 /// Bounds (why nothing overflows): reward <= MAX_REWARD < 2^96, 0 < stake <= reward, and a bounty
 /// has fewer than 2^32 submissions (checked uint32 counter). So all stakes a bounty can ever forfeit
 /// sum to < 2^96 · 2^32 = 2^128, and reward + forfeits < 2^128: the uint128 escrow, forfeitPool,
-/// paid and burned cannot overflow. Products are taken in uint256 (reward × improvement < 2^160,
+/// paid, burned (forfeits and clawed-back rewards, which were paid from reward + forfeits) and a
+/// miner's vesting rewards (a part of what the bounty paid) and vesting stakes (a part of all its
+/// stakes) cannot overflow. Products are taken in uint256 (reward × improvement < 2^160,
 /// pot × shareBps < 2^142). Credits are uint256 and bounded by the contract's token balance.
 contract Sonar is ISonar, ReentrancyGuard {
     using SafeERC20 for IERC20;
@@ -108,6 +117,12 @@ contract Sonar is ISonar, ReentrancyGuard {
         uint40 createdAt;
     }
 
+    /// @dev What a miner has vesting in a bounty, in one slot: accepted rewards and their stakes.
+    struct Vesting {
+        uint128 rewards;
+        uint128 stakes;
+    }
+
     /// @dev What the second pass of {settle} needs (memory, against stack depth).
     struct Round {
         uint256 bountyId;
@@ -117,6 +132,7 @@ contract Sonar is ISonar, ReentrancyGuard {
         uint256 pot; // round reward + pool
         uint256 cap; // most one accepted update may earn
         uint256 version; // recorded by the round (0: none)
+        uint256 clawedBack; // vesting rewards taken back (and burned) by this round's forfeits
         address token;
     }
 
@@ -126,6 +142,7 @@ contract Sonar is ISonar, ReentrancyGuard {
     mapping(uint256 bountyId => mapping(uint256 index => Submission)) private _submissions;
     mapping(uint256 bountyId => mapping(uint256 version => VersionData)) private _versions;
     mapping(address token => mapping(address account => uint256)) private _credits;
+    mapping(uint256 bountyId => mapping(address miner => Vesting)) private _vesting;
 
     /*//////////////////////////////////////////////////////////////
                               BOUNTY OWNER
@@ -171,11 +188,15 @@ contract Sonar is ISonar, ReentrancyGuard {
     /// (`modelDigest`, `modelCodec`) becomes a new model version; the round's pot — the reward for
     /// the improvement plus the forfeit pool (this round's forfeits included) — is split by the
     /// accepted shares, each capped at MAX_SHARE_BPS of the reward unless a single accepted update
-    /// reaches the target. Accepted and refunded miners get their stake back; forfeited stakes join
-    /// the pool. Without an accepted update `score` and the CID are ignored.
-    /// @return paid the rewards credited (stakes excluded).
-    /// Emits an {UpdateAccepted} or {UpdateRejected} event per submission, a {RoundSettled} event,
-    /// and a {ModelVersionRecorded} (and {TargetReached}) event when an update is accepted.
+    /// reaches the target. An accepted update's reward and stake vest until the bounty ends
+    /// ({release}); a refunded stake is credited at once; forfeited stakes join the pool, and a
+    /// forfeit with `clawback` also burns its miner's vesting rewards of the bounty (those vesting
+    /// at its place in the round: a later accepted update of the same miner still vests).
+    /// Without an accepted update `score` and the CID are ignored.
+    /// @return paid the rewards this round granted (they vest; stakes and clawbacks excluded).
+    /// Emits an {UpdateAccepted} or {UpdateRejected} event per submission (preceded by a
+    /// {RewardsClawedBack} event for a clawback that took something), a {RoundSettled} event, and a
+    /// {ModelVersionRecorded} (and {TargetReached}) event when an update is accepted.
     function settle(
         uint256 bountyId,
         Verdict[] calldata verdicts,
@@ -194,6 +215,7 @@ contract Sonar is ISonar, ReentrancyGuard {
             pot: 0,
             cap: 0,
             version: 0,
+            clawedBack: 0,
             token: b.token
         });
         uint256 count = verdicts.length;
@@ -222,12 +244,18 @@ contract Sonar is ISonar, ReentrancyGuard {
         paid = _applyVerdicts(verdicts, r);
 
         // the pool pays first, so forfeited stakes reach contributors and never the owner's refund;
-        // the rest (<= the round's reward <= escrow) comes from escrow, what the cap held back stays
+        // the rest (<= the round's reward <= escrow) comes from escrow, what the cap held back stays;
+        // clawed-back rewards leave `paid` and are burned
         uint256 pool = r.pool;
         uint256 fromPool = paid < pool ? paid : pool;
+        uint256 clawedBack = r.clawedBack;
         b.forfeitPool = uint128(pool - fromPool);
         b.escrow -= uint128(paid - fromPool);
-        b.paid += uint128(paid);
+        b.paid = uint128(b.paid + paid - clawedBack);
+        if (clawedBack != 0) {
+            b.burned += uint128(clawedBack);
+            _credits[r.token][BURN_ADDRESS] += clawedBack;
+        }
         b.nextEval = uint32(r.first + count);
         b.pending -= uint32(count);
         emit RoundSettled(bountyId, r.first, count, r.version, score, paid);
@@ -247,7 +275,8 @@ contract Sonar is ISonar, ReentrancyGuard {
         emit AuditRevealed(bountyId, digest, codec);
     }
 
-    /// @notice End the bounty: credit the escrow left to the owner and burn the forfeit pool.
+    /// @notice End the bounty: credit the escrow left to the owner and burn the forfeit pool (the
+    /// {BountyClosed} event's `burned`; the bounty's `burned` also counts clawed-back rewards).
     /// Only after the deadline (or once Completed with nothing pending), when no submission is
     /// pending inside its window, and — for an auditable bounty — after {revealAudit}.
     /// @return refunded the amount credited to the owner.
@@ -274,7 +303,7 @@ contract Sonar is ISonar, ReentrancyGuard {
         uint128 burned = b.forfeitPool;
         b.escrow = 0;
         b.forfeitPool = 0;
-        b.burned = burned;
+        b.burned += burned;
         b.status = BountyStatus.Closed;
         address token = b.token;
         _credits[token][msg.sender] += refunded;
@@ -366,8 +395,28 @@ contract Sonar is ISonar, ReentrancyGuard {
         emit Skipped(bountyId, index);
     }
 
+    /// @notice Credit `miner` with what it has vesting in a bounty (accepted rewards and their
+    /// stakes), once the bounty can settle nothing more: it is closed, or it takes no submissions
+    /// (Completed, or past its deadline) and every pending submission's window is over. Anyone may
+    /// call it; the amount goes to `miner`'s credits ({withdraw}).
+    /// @return amount the amount credited.
+    /// Emits a {Released} event.
+    function release(uint256 bountyId, address miner) external returns (uint256 amount) {
+        BountyData storage b = _bounty(bountyId);
+        uint256 until = _vestingEnd(b, bountyId);
+        // time rule by design: windows are >= 10 minutes, a block's few seconds of drift cannot matter
+        // slither-disable-next-line timestamp
+        if (block.timestamp <= until) revert SonarStillVesting(bountyId, until);
+        Vesting memory v = _vesting[bountyId][miner];
+        amount = uint256(v.rewards) + v.stakes;
+        if (amount == 0) revert SonarNothingToRelease(bountyId, miner);
+        delete _vesting[bountyId][miner];
+        _credits[b.token][miner] += amount;
+        emit Released(bountyId, miner, v.rewards, v.stakes);
+    }
+
     /// @notice Send the caller everything credited to it in `token` (address(0) for ETH):
-    /// rewards, returned stakes and refunded escrow.
+    /// released rewards and stakes, refunded and reclaimed stakes, and refunded escrow.
     /// @return amount the amount sent.
     /// Emits a {Withdrawn} event.
     function withdraw(address token) external nonReentrant returns (uint256 amount) {
@@ -440,6 +489,18 @@ contract Sonar is ISonar, ReentrancyGuard {
     /// @notice What `account` can withdraw in `token` (address(0) for ETH).
     function credits(address token, address account) external view returns (uint256) {
         return _credits[token][account];
+    }
+
+    /// @notice What `miner` has vesting in a bounty, and the time after which {release} can move it
+    /// to its credits (0: now; for an open bounty the deadline, later while submissions are pending).
+    function getVesting(uint256 bountyId, address miner)
+        external
+        view
+        returns (uint256 rewards, uint256 stakes, uint256 releasableAfter)
+    {
+        BountyData storage b = _bounty(bountyId);
+        Vesting memory v = _vesting[bountyId][miner];
+        return (v.rewards, v.stakes, _vestingEnd(b, bountyId));
     }
 
     /// @notice The reward (from escrow, forfeit pool not included) a round reaching `score` would
@@ -534,6 +595,8 @@ contract Sonar is ISonar, ReentrancyGuard {
             } else if (!v.refund) {
                 ++forfeits;
             }
+            // a clawback belongs to a forfeit only
+            if (v.clawback && (v.shareBps != 0 || v.refund)) revert SonarInvalidParams("clawback");
         }
     }
 
@@ -550,11 +613,23 @@ contract Sonar is ISonar, ReentrancyGuard {
                 if (amount > r.cap) amount = r.cap;
                 paid += amount;
                 s.status = SubmissionStatus.Accepted;
-                _credits[r.token][miner] += r.stake + amount;
+                Vesting storage vest = _vesting[r.bountyId][miner];
+                // one slot: both halves written together (bounds: see "Bounds" in the header)
+                (vest.rewards, vest.stakes) = (vest.rewards + uint128(amount), vest.stakes + uint128(r.stake));
                 emit UpdateAccepted(r.bountyId, index, miner, v.shareBps, amount);
             } else {
                 s.status = SubmissionStatus.Rejected;
-                if (v.refund) _credits[r.token][miner] += r.stake;
+                if (v.refund) {
+                    _credits[r.token][miner] += r.stake;
+                } else if (v.clawback) {
+                    Vesting storage vest = _vesting[r.bountyId][miner];
+                    uint128 taken = vest.rewards;
+                    if (taken != 0) {
+                        vest.rewards = 0;
+                        r.clawedBack += taken;
+                        emit RewardsClawedBack(r.bountyId, index, miner, taken);
+                    }
+                }
                 emit UpdateRejected(r.bountyId, index, miner, v.reason, v.refund);
             }
         }
@@ -580,6 +655,19 @@ contract Sonar is ISonar, ReentrancyGuard {
         uint256 n = b.submissions;
         if (n == 0) return 0;
         return uint256(_submissions[bountyId][n - 1].submittedAt) + b.evalWindow;
+    }
+
+    /// @dev The time after which nothing of the bounty can be settled any more, so vesting can be
+    /// released: 0 (now) for a closed bounty or one that takes no submissions and has none pending,
+    /// else the later of the deadline (while Open) and the last pending window.
+    function _vestingEnd(BountyData storage b, uint256 bountyId) private view returns (uint256 end) {
+        BountyStatus status = b.status;
+        if (status == BountyStatus.Closed) return 0;
+        if (status == BountyStatus.Open) end = b.deadline;
+        if (b.pending != 0) {
+            uint256 due = _lastDue(b, bountyId);
+            if (due > end) end = due;
+        }
     }
 
     function _bounty(uint256 bountyId) private view returns (BountyData storage b) {

@@ -282,6 +282,14 @@ class SonarClient(SonarViews):
     def close(self, bounty_id: int) -> dict[str, Any]:
         return self._transact("close", bounty_id)
 
+    def release(self, bounty_id: int, miner: str | None = None) -> dict[str, Any]:
+        """Move `miner`'s (default: this account's) vesting rewards and stakes of an ended bounty to its credits."""
+        if miner is None:
+            if self.account is None:
+                raise ChainError("releasing for this account needs an account")
+            miner = self.account.address
+        return self._transact("release", bounty_id, to_checksum_address(miner))
+
     def withdraw(self, token: str = ZERO_ADDRESS) -> dict[str, Any]:
         return self._transact("withdraw", to_checksum_address(token))
 

@@ -171,6 +171,11 @@ def fmt_eth(wei: int) -> str:
     return f"{wei / 10**18:.6g} ETH"
 
 
+def _when(timestamp: int) -> str:
+    """A chain timestamp as UTC date and time."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+
+
 # ---------------------------------------------------------------------- root
 
 
@@ -537,8 +542,9 @@ def submit(obj: Ctx, bounty_id: int, update: Path | None) -> None:
 @pass_ctx
 def status(obj: Ctx) -> None:
     """My submissions and their states, with why each was paid what it was (finishes interrupted submissions first)."""
+    from mine.amounts import format_amount
     from mine.miner import resume_all, unfinished
-    from mine.overview import my_submissions
+    from mine.overview import my_submissions, vesting
 
     home = obj.home()
     home.load_config()
@@ -554,20 +560,38 @@ def status(obj: Ctx) -> None:
         table.add_row(str(row.bounty), str(row.index), row.cid, row.state, detail)
     out_console.print(table)
     out_console.print(f"withdrawable: {fmt_eth(reader.credits(me))}")
+    now = reader.now()
+    for bid, v in vesting(reader, me).items():
+        decimals, symbol = reader.token_meta(reader.bounty(bid).token)
+        when = ("releasable now (`mine withdraw` releases it)" if v.releasable_after <= now
+                else f"until the bounty ends ({_when(v.releasable_after)})")
+        out_console.print(f"vesting in bounty {bid}: {format_amount(v.total, decimals, symbol)} "
+                          f"(rewards {format_amount(v.rewards, decimals, symbol)} + stakes "
+                          f"{format_amount(v.stakes, decimals, symbol)}), {when}")
 
 
 @cli.command()
 @click.option("--token", default=None, help="ERC-20 address (default: ETH).")
 @pass_ctx
 def withdraw(obj: Ctx, token: str | None) -> None:
-    """Withdraw everything credited to this account (rewards, stakes, refunds)."""
+    """Withdraw everything credited to this account (rewards, stakes, refunds).
+
+    Rewards and stakes of accepted updates vest until their bounty ends (so a miner caught later by
+    the owner's pooled evidence cannot leave with them); this first releases the vesting of every
+    bounty that has ended, then withdraws.
+    """
     from mine.amounts import format_amount
     from mine.contract import ZERO_ADDRESS
-    from mine.overview import withdraw_credits
+    from mine.overview import releasable, vesting, withdraw_credits
 
     token = token or ZERO_ADDRESS
-    if obj.reader().credits(obj.address(), token) == 0:  # nothing to sign: answer without web3 or a password
-        out_console.print("nothing to withdraw")
+    reader, me = obj.reader(), obj.address()
+    # nothing to sign: answer without web3 or a password
+    if reader.credits(me, token) == 0 and not releasable(reader, me, token):
+        waiting = [bid for bid, v in vesting(reader, me).items() if reader.bounty(bid).token.lower() == token.lower()]
+        later = f" (still vesting in bount{'y' if len(waiting) == 1 else 'ies'} {', '.join(map(str, waiting))}: " \
+                "released once the bounty ends; `mine status` shows when)" if waiting else ""
+        out_console.print(f"nothing to withdraw{later}")
         return
     client = obj.client()
     amount = withdraw_credits(client, token)

@@ -90,20 +90,42 @@ class Verdict:
     """The owner's verdict on one submission of a round (ISonar.Verdict).
 
     share_bps > 0: accepted, its share of the round's pot in basis points (the accepted shares of a
-    round sum to BPS). share_bps == 0: rejected with `reason`; `refund` returns the stake (honest
-    but unhelpful), otherwise it is forfeited to the bounty's pool.
+    round sum to BPS); reward and stake vest until the bounty ends. share_bps == 0: rejected with
+    `reason`; `refund` returns the stake (honest but unhelpful), otherwise it is forfeited to the
+    bounty's pool, and `clawback` also moves the miner's vesting rewards of the bounty there.
     """
 
     share_bps: int = 0
     reason: int = 0
     refund: bool = False
+    clawback: bool = False
+
+    def __post_init__(self) -> None:
+        if self.clawback and (self.share_bps or self.refund):
+            raise ValueError("a clawback belongs to a forfeited verdict only")
 
     @property
     def accepted(self) -> bool:
         return self.share_bps > 0
 
-    def as_tuple(self) -> tuple[int, int, bool]:
-        return (self.share_bps, self.reason, self.refund)
+    def as_tuple(self) -> tuple[int, int, bool, bool]:
+        return (self.share_bps, self.reason, self.refund, self.clawback)
+
+
+@dataclass(frozen=True)
+class Vesting:
+    """What a miner has vesting in a bounty (accepted rewards and their stakes) and when it can be released.
+
+    `releasable_after`: the time after which `release` can move it to the miner's credits (0: now).
+    """
+
+    rewards: int
+    stakes: int
+    releasable_after: int
+
+    @property
+    def total(self) -> int:
+        return self.rewards + self.stakes
 
 
 @dataclass(frozen=True)
@@ -239,6 +261,10 @@ class SonarViews:
 
     def preview_reward(self, bounty_id: int, score: int) -> int:
         return int(self._call("previewReward", bounty_id, score))
+
+    def vesting(self, bounty_id: int, miner: str) -> Vesting:
+        rewards, stakes, after = self._call("getVesting", bounty_id, self._address(miner))
+        return Vesting(int(rewards), int(stakes), int(after))
 
 
 def unreachable(rpc_url: str, exc: BaseException) -> ChainUnreachableError:

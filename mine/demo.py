@@ -38,6 +38,7 @@ from mine.ledger import PrivacyLedger
 from mine.miner import submit_many, train_update
 from mine.model import build_model, default_manifest, with_normalization
 from mine.owner import RoundResult, Validation, audit, create_bounty, fetch_audit_bundle, reveal_audit, settle_round
+from mine.overview import withdraw_credits
 from mine.report import write_report
 from mine.store import Store, cid_from_chain, open_store
 from mine.train import train
@@ -300,9 +301,8 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
         # --- settle: past the deadline the owner reveals the audit bundle and closes ------------
         closed = _close_after_deadline(owner_client, store, owner_home, owned, val)
         final_bounty = owner_client.bounty(bounty_id)
-        for m in miners:
-            if m.client.credits(m.client.account.address) > 0:
-                m.client.withdraw()  # withdrawing nothing is not an error: only who has credit withdraws
+        for m in miners:  # releases what vested in the ended bounty, then withdraws (only who has credit)
+            withdraw_credits(m.client)
         versions = [owner_client.model_version(bounty_id, v) for v in range(final_bounty.latest_version + 1)]
         # anyone can now replay the bounty from chain + store + the revealed audit bundle
         t0 = time.perf_counter()
@@ -339,6 +339,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                 "score_before": result.score_before, "score_after": result.score_after,
                 "version": result.version if accepted else None,
                 "reward_wei": int(v["reward"]), "stake_wei": settings.stake_wei, "stake_returned": returned,
+                "clawed_back_wei": int(v.get("clawed_back", 0)),
                 "norm": v["norm"], "contribution": v["contribution"], "alignment": v.get("alignment"),
                 "harm": v.get("harm"), "similarity": v.get("similarity"),
                 "epsilon": epsilons.get((m.name, rnd)),
@@ -347,10 +348,12 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
     for m in miners:
         mine_subs = [s for s in submissions if s["miner"] == m.name]
         reward = sum(s["reward_wei"] for s in mine_subs)
+        clawed = sum(s["clawed_back_wei"] for s in mine_subs)
         forfeited = sum(s["stake_wei"] for s in mine_subs if not s["stake_returned"])
         per_miner[m.name] = {"honest": m.honest, "submitted": len(mine_subs),
                              "accepted": sum(s["accepted"] for s in mine_subs), "reward_wei": reward,
-                             "forfeited_wei": forfeited, "net_wei": reward - forfeited,
+                             "clawed_back_wei": clawed, "forfeited_wei": forfeited,
+                             "net_wei": reward - clawed - forfeited,
                              "epsilon_spent": _epsilon_spent(m.home) if settings.dp else None}
     paid = int(final_bounty.paid)
     timings["total"] = time.perf_counter() - t_start
@@ -407,15 +410,15 @@ def _print_tables(summary: dict[str, Any], console: Console) -> None:
             reason = SHORT_REASONS.get(s["reason_code"], str(s["reason_code"]))
             reason += "" if s["stake_returned"] else " (forfeit)"
             rejected.setdefault(s["miner"], {})[reason] = rejected.setdefault(s["miner"], {}).get(reason, 0) + 1
-    table = Table("miner", "honest", "submitted", "accepted", "rejected (reasons)", "reward (ETH)", "forfeited (ETH)",
-                  "net (ETH)", "ε spent", title="Miners")
+    table = Table("miner", "honest", "submitted", "accepted", "rejected (reasons)", "reward (ETH)", "clawed back (ETH)",
+                  "forfeited (ETH)", "net (ETH)", "ε spent", title="Miners")
     for name in sorted(summary["miners_summary"], key=lambda n: int(n[5:])):
         row = summary["miners_summary"][name]
         reasons = ", ".join(f"{k} ×{v}" for k, v in rejected.get(name, {}).items()) or "-"
         net = row["net_wei"] / ETHER
         table.add_row(name, "yes" if row["honest"] else "[red]no[/]", str(row["submitted"]), str(row["accepted"]),
                       f"{row['submitted'] - row['accepted']} ({reasons})", f"{row['reward_wei'] / ETHER:.4f}",
-                      f"{row['forfeited_wei'] / ETHER:.4f}", f"[{'green' if net >= 0 else 'red'}]{net:+.4f}[/]",
+                      f"{row.get('clawed_back_wei', 0) / ETHER:.4f}", f"{row['forfeited_wei'] / ETHER:.4f}", f"[{'green' if net >= 0 else 'red'}]{net:+.4f}[/]",
                       "off" if row.get("epsilon_spent") is None else f"{row['epsilon_spent']:.2f}")
     console.print(table)
     versions = Table("version", "score", "cid", title=f"Model versions ({summary['metric']})")

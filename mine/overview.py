@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mine.amounts import format_amount
-from mine.contract import ZERO_ADDRESS, BountyStatus, SubmissionStatus
+from mine.contract import ZERO_ADDRESS, BountyStatus, SubmissionStatus, Vesting
 from mine.errors import ChainError, StoreError, ValidationError
 from mine.home import MineHome, read_json
 from mine.store import Store, cid_from_chain
@@ -139,7 +139,8 @@ class SubmissionRow:
     state: str  # prepared / abandoned / submitted / accepted / rejected / reclaimed
     base_version: int
     stake: int = 0
-    reward: int = 0  # credited on top of the returned stake
+    reward: int = 0  # vests with the returned stake until the bounty ends
+    clawed_back: int = 0  # rejected with clawback: my vesting rewards in the bounty it took back
     share_bps: int = 0
     reason: str = ""
     stake_returned: bool | None = None  # None while pending
@@ -160,10 +161,11 @@ class SubmissionRow:
                       if self.score_after != self.score_before else f"; model unchanged at {self.score_before:.4f}")
         if self.state == "accepted":
             return (f"accepted with {self.share_bps / 100:.2f}% of the round's pot: paid {amt(self.reward)} "
-                    f"and the stake {amt(self.stake)} returned{scores}")
+                    f"and the stake {amt(self.stake)} returned, both vesting until the bounty ends{scores}")
         if self.state == "rejected":
             back = "returned" if self.stake_returned else "forfeited"
-            return f"rejected: {self.reason}; stake {amt(self.stake)} {back}{scores}"
+            taken = f", and {amt(self.clawed_back)} of vesting rewards taken back" if self.clawed_back else ""
+            return f"rejected: {self.reason}; stake {amt(self.stake)} {back}{taken}{scores}"
         if self.state == "reclaimed":
             return f"not judged within the evaluation window; stake {amt(self.stake)} reclaimed"
         if self.state == "submitted":
@@ -193,6 +195,8 @@ def my_submissions(client: ChainView, home: MineHome, miner: str | None = None) 
         outcome[(log["args"]["bountyId"], log["args"]["index"])] = {
             "reason": f"[{code}] {REASONS.get(code, 'unknown')}", "stake_returned": bool(log["args"]["refunded"]),
             "block": log["blockNumber"], "tx": log["transactionHash"]}
+    clawed = {(log["args"]["bountyId"], log["args"]["index"]): int(log["args"]["amount"])
+              for log in client.events("RewardsClawedBack", miner=me)}
     for log in client.events("UpdateAccepted", miner=me):
         outcome[(log["args"]["bountyId"], log["args"]["index"])] = {
             "share_bps": int(log["args"]["shareBps"]), "reward": int(log["args"]["reward"]), "stake_returned": True,
@@ -220,6 +224,7 @@ def my_submissions(client: ChainView, home: MineHome, miner: str | None = None) 
                 row.share_bps = found.get("share_bps", 0)
                 row.reason = found.get("reason", "")
                 row.stake_returned = found["stake_returned"]
+                row.clawed_back = clawed.get((entry.bounty, entry.index), 0)
                 row.settled_at = _block_time(client, found["block"], times)
                 tx = found["tx"]
                 if tx not in rounds:
@@ -240,13 +245,46 @@ def my_submissions(client: ChainView, home: MineHome, miner: str | None = None) 
 
 
 def earnings(client: ChainView, miner: str) -> list[tuple[int, int]]:
-    """(block timestamp, cumulative rewards credited in wei) after each accepted update of `miner`."""
+    """(block timestamp, cumulative rewards earned in wei) after each accepted update of `miner`, and
+    after each clawback of its vesting rewards (which lowers the total)."""
     times: dict[int, int] = {}
     points, total = [], 0
-    for log in sorted(client.events("UpdateAccepted", miner=miner), key=lambda e: (e["blockNumber"], e["logIndex"])):
-        total += int(log["args"]["reward"])
+    logs = [(log, 1, "reward") for log in client.events("UpdateAccepted", miner=miner)]
+    logs += [(log, -1, "amount") for log in client.events("RewardsClawedBack", miner=miner)]
+    for log, sign, key in sorted(logs, key=lambda x: (x[0]["blockNumber"], x[0]["logIndex"])):
+        total += sign * int(log["args"][key])
         points.append((_block_time(client, log["blockNumber"], times), total))
     return points
+
+
+def vesting(client: ChainView, miner: str) -> dict[int, Vesting]:
+    """What `miner` has vesting, per bounty (those it was ever accepted in, from the events; empty ones left out)."""
+    bounties = sorted({int(e["args"]["bountyId"]) for e in client.events("UpdateAccepted", miner=miner)})
+    found = {bid: client.vesting(bid, miner) for bid in bounties}
+    return {bid: v for bid, v in found.items() if v.total}
+
+
+def releasable(client: ChainView, miner: str, token: str | None = None) -> dict[int, Vesting]:
+    """The part of :func:`vesting` that `release` can move to credits now (in `token`, if given)."""
+    now = client.now()
+    ready = {bid: v for bid, v in vesting(client, miner).items() if v.releasable_after <= now}
+    if token is not None:
+        ready = {bid: v for bid, v in ready.items() if client.bounty(bid).token.lower() == token.lower()}
+    return ready
+
+
+def release_ended(client: SonarClient, token: str | None = None) -> int:
+    """Release this account's vesting in every bounty that has ended (in `token`, if given); returns the amount.
+
+    Safe to repeat after a crash: a release that was mined left nothing vesting behind.
+    """
+    if client.account is None:
+        raise ChainError("releasing needs an account")
+    total = 0
+    for bid, v in releasable(client, client.account.address, token).items():
+        client.release(bid)
+        total += v.total
+    return total
 
 
 def withdrawn(client: ChainView, account: str) -> int:
@@ -257,10 +295,13 @@ def withdrawn(client: ChainView, account: str) -> int:
 def withdraw_credits(client: SonarClient, token: str = ZERO_ADDRESS, *, threshold: int = 0) -> int:
     """Withdraw this account's credits in `token` if they reach `threshold` (and are > 0); returns the amount.
 
+    Vesting of bounties that have ended is released first (:func:`release_ended`).
+
     Safe to repeat after a crash: a withdrawal that was mined left zero credits behind.
     """
     if client.account is None:
         raise ChainError("withdrawing needs an account")
+    release_ended(client, token)
     amount = client.credits(client.account.address, token)
     if amount == 0 or amount < threshold:
         return 0

@@ -347,8 +347,8 @@ def settle_round(
     decision = policy.judge(current.manifest, current.state, items, (val.X, val.y, val.groups), bounty_id=bid,
                             current_version=current.version, history=owned.accepted_norms,
                             suspects=forfeited_miners(client, bid, head), evidence=evidence_from_json(owned.evidence))
-    verdicts = [Verdict(v.share_bps, 0 if v.accepted else v.reason_code, False if v.accepted else v.refund)
-                for v in decision.verdicts]
+    verdicts = [Verdict(v.share_bps, 0 if v.accepted else v.reason_code, False if v.accepted else v.refund,
+                        v.clawback) for v in decision.verdicts]
     new_version: LoadedVersion | None = None
     if decision.new_state is not None:
         accepted = [v.index for v in decision.accepted]
@@ -362,6 +362,8 @@ def settle_round(
         receipt = client.settle(bid, verdicts, bounty.best_score)
     (settled,) = client.receipt_events(receipt, "RoundSettled")
     rewards = {int(e["args"]["index"]): int(e["args"]["reward"]) for e in client.receipt_events(receipt, "UpdateAccepted")}
+    clawed = {int(e["args"]["index"]): int(e["args"]["amount"])
+              for e in client.receipt_events(receipt, "RewardsClawedBack")}
     version = int(settled["args"]["version"])
     if new_version is not None:
         new_version.version = version
@@ -370,7 +372,8 @@ def settle_round(
     owned.evidence = evidence_to_json(decision.evidence)
     result = RoundResult(head, len(items), version, decision.score_before,
                          decision.score_after if decision.new_state is not None else decision.score_before,
-                         [{**_verdict_dict(v), "reward": rewards.get(v.index, 0)} for v in decision.verdicts], waiting,
+                         [{**_verdict_dict(v), "reward": rewards.get(v.index, 0), "clawed_back": clawed.get(v.index, 0)}
+                          for v in decision.verdicts], waiting,
                          dict(decision.per_group_after) if new_version is not None and val.groups is not None else {})
     owned.rounds.append(asdict(result))
     owned.save(home)
@@ -424,7 +427,8 @@ def audit(client: SonarClient, store: Store, bounty_id: int, val: Validation, se
 
     Each round (`RoundSettled`: first index, count) is judged again with the policy recorded in
     version 0, against the version that was current then; every verdict (share, reason, refund),
-    the reported score and the published weights must match. Returns (items checked, mismatches).
+    every clawback that took rewards (`RewardsClawedBack`), the reported score and the published
+    weights must match. Returns (items checked, mismatches).
     """
     findings: list[AuditFinding] = []
     bounty = client.bounty(bounty_id)
@@ -442,6 +446,9 @@ def audit(client: SonarClient, store: Store, bounty_id: int, val: Validation, se
         reported[int(e["args"]["index"])] = (int(e["args"]["shareBps"]), 0, False)
     for e in client.events("UpdateRejected", bountyId=bounty_id):
         reported[int(e["args"]["index"])] = (0, int(e["args"]["reason"]), bool(e["args"]["refunded"]))
+    # a clawback shows on chain only when it took something: the replay must have asked for each one
+    clawed = {int(e["args"]["index"]): int(e["args"]["amount"])
+              for e in client.events("RewardsClawedBack", bountyId=bounty_id)}
     submissions = {i: client.submission(bounty_id, i) for i in reported}
     rounds = sorted((e["args"] for e in client.events("RoundSettled", bountyId=bounty_id)),
                     key=lambda a: int(a["firstIndex"]))
@@ -472,6 +479,10 @@ def audit(client: SonarClient, store: Store, bounty_id: int, val: Validation, se
                 if reported[v.index] != mine_:
                     findings.append(AuditFinding(f"{what}: submission #{v.index}", _verdict_text(*reported[v.index]),
                                                  _verdict_text(*mine_), v.reason if not v.accepted else ""))
+                if v.index in clawed and not v.clawback:
+                    findings.append(AuditFinding(f"{what}: submission #{v.index}",
+                                                 f"clawback of {clawed[v.index]} wei", "no clawback",
+                                                 "the replayed policy takes back no rewards here"))
             if (version != 0) != (decision.new_state is not None):
                 findings.append(AuditFinding(what, "a new version" if version else "no new version",
                                              "a new version" if decision.new_state is not None else "no new version"))

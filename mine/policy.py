@@ -905,6 +905,7 @@ class ItemVerdict:
     alignment: float = math.nan
     harm: float = math.nan  # validation loss change of the update applied alone (positive = worse)
     similarity: float = math.nan  # largest cosine with another update of the round (FoolsGold's signal)
+    clawback: bool = False  # forfeited, and the miner's vesting rewards in the bounty go to the pool too
 
     @property
     def accepted(self) -> bool:
@@ -1018,7 +1019,14 @@ class RoundPolicy:
     * ``share_quantile`` — what clean data may put on an input is taken at this quantile over
       bootstrap resamples of each class's validation rows (:func:`clean_input_shares`): a small
       validation set under-allows inputs a large honest shard leans on (breast cancer, 143 rows:
-      honest updates forfeited by the pooled tests); ``None``: the plain class means.
+      honest updates forfeited by the pooled tests); ``None``: the plain class means;
+    * ``clawback_concentrated`` — an update forfeited by the concentration test (code 9) also takes
+      back the rewards its miner has vesting in the bounty (the contract's ``clawback``): a backdoor
+      pulls the same weights every round, so the update that gives it away convicts the earlier
+      ones that passed alone (digits CNN, backdoor: an attacker paid in the first round, before its
+      pooled evidence, kept up to 1.24 ETH). Its honest cost is the code-9 false-positive rate,
+      which the test holds at ``concentration_alpha``; other codes (harm, norm) can befall an honest
+      miner with a skewed shard once in a while and do not claw back. ``False``: no clawback.
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -1031,7 +1039,7 @@ class RoundPolicy:
                                              "refund_declared_noise": False, "suspects_must_help": None,
                                              "concentration_max_epsilon": None, "concentration_head": False,
                                              "harm_noise_from_all": False, "summed_concentration": False,
-                                             "share_quantile": None}
+                                             "share_quantile": None, "clawback_concentrated": False}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -1062,6 +1070,7 @@ class RoundPolicy:
     harm_noise_from_all: bool = True
     summed_concentration: bool = True
     share_quantile: float | None = 0.9
+    clawback_concentrated: bool = True
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -1110,6 +1119,20 @@ class RoundPolicy:
         ``evidence``: the pooled evidence of the bounty's earlier rounds (:attr:`RoundDecision.evidence`
         of the round before; empty for the first).
         """
+        decision = self._judge(manifest, current_state, items, validation, bounty_id=bounty_id,
+                               current_version=current_version, history=history, suspects=suspects,
+                               evidence=evidence)
+        if not self.clawback_concentrated:
+            return decision
+        verdicts = [dataclasses.replace(v, clawback=True)
+                    if not v.accepted and not v.refund and v.reason_code == CONCENTRATED else v
+                    for v in decision.verdicts]
+        return dataclasses.replace(decision, verdicts=verdicts)
+
+    def _judge(self, manifest: Manifest, current_state: Mapping[str, torch.Tensor], items: Sequence[RoundItem],
+               validation: Validation, *, bounty_id: int, current_version: int, history: Sequence[float],
+               suspects: Collection[str] | Mapping[str, int],
+               evidence: Mapping[str, MinerEvidence] | None) -> RoundDecision:
         pooled: dict[str, MinerEvidence] = {m.lower(): e for m, e in (evidence or {}).items()}
         new_harm_z: dict[int, float] = {}  # this round's harm z-scores, pooled once the verdicts are known
         X, y, groups = _unpack_validation(validation)

@@ -83,7 +83,7 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
     net_rows = "".join(
         f"<tr class='{'' if row['honest'] else 'bad'}'><td>{html.escape(name)}</td><td>{'yes' if row['honest'] else 'no'}</td>"
         f"<td>{row['submitted']}</td><td>{row['accepted']}</td><td>{row['reward_wei'] / ETHER:.4f}</td>"
-        f"<td>{row['forfeited_wei'] / ETHER:.4f}</td><td class='{'pos' if row['net_wei'] >= 0 else 'neg'}'>"
+        f"<td>{row.get('clawed_back_wei', 0) / ETHER:.4f}</td><td>{row['forfeited_wei'] / ETHER:.4f}</td><td class='{'pos' if row['net_wei'] >= 0 else 'neg'}'>"
         f"{row['net_wei'] / ETHER:+.4f}</td><td>{_eps(row.get('epsilon_spent'))}</td></tr>"
         for name, row in sorted(per_miner.items(), key=lambda kv: int(kv[0][5:]))
     )
@@ -123,8 +123,8 @@ svg {{ border: 1px solid #eee; background: #fff; font-family: system-ui, sans-se
 <li>time {t['total']:.1f} s — training {t['train']:.1f} s, chain {t['chain']:.1f} s, store {t['store']:.1f} s, evaluation {t['evaluate']:.1f} s</li>
 </ul>
 <div class="charts">{score_chart}{reward_chart}{round_chart}</div>
-<h2>Net per miner (rewards − forfeited stakes)</h2>
-<table><tr><th>miner</th><th>honest</th><th>submitted</th><th>accepted</th><th>reward (ETH)</th><th>forfeited (ETH)</th><th>net (ETH)</th><th>ε spent (ledger)</th></tr>
+<h2>Net per miner (rewards − rewards clawed back − forfeited stakes)</h2>
+<table><tr><th>miner</th><th>honest</th><th>submitted</th><th>accepted</th><th>reward (ETH)</th><th>clawed back (ETH)</th><th>forfeited (ETH)</th><th>net (ETH)</th><th>ε spent (ledger)</th></tr>
 {net_rows}</table>
 <h2>Submissions</h2>
 <table><tr><th>round</th><th>miner</th><th>honest</th><th>verdict</th><th>reason</th><th>score before</th><th>score after</th><th>reward (ETH)</th><th>stake</th><th>ε</th></tr>

@@ -37,6 +37,7 @@ from mine.contract import (
     ModelVersion,
     SonarViews,
     Submission,
+    Vesting,
     contract_abi,
     no_address,
     no_contract,
@@ -499,6 +500,8 @@ class ChainView(Protocol):
     def model_version(self, bounty_id: int, version: int) -> ModelVersion: ...
 
     def credits(self, account: str, token: str = ZERO_ADDRESS) -> int: ...
+
+    def vesting(self, bounty_id: int, miner: str) -> Vesting: ...
 
     def events(self, name: str, *, from_block: int | None = None, to_block: int | None = None,
                **filters: Any) -> list[Any]: ...

@@ -327,7 +327,7 @@ class Watcher:
     def _on_log(self, contract: Any, raw: Any) -> None:
         from web3.exceptions import MismatchedABI
 
-        for name in ("BountyPosted", "RoundSettled", "UpdateAccepted", "UpdateRejected"):
+        for name in ("BountyPosted", "RoundSettled", "UpdateAccepted", "UpdateRejected", "RewardsClawedBack"):
             try:
                 event = getattr(contract.events, name)().process_log(raw)
             except MismatchedABI:
@@ -345,7 +345,8 @@ class Watcher:
             elif args.get("miner") == self.me and name == "UpdateAccepted":
                 memory.mine_rejected_in_a_row = 0
                 self.log("accepted", f"bounty {bid} #{args['index']}: accepted, share {args['shareBps'] / 100:.2f}%, "
-                         f"reward {self._amount(args['reward'], self.client.bounty(bid).token)} (+ stake back)",
+                         f"reward {self._amount(args['reward'], self.client.bounty(bid).token)} (+ stake back; both vest until "
+                         "the bounty ends)",
                          bounty=bid, index=int(args["index"]), reward=int(args["reward"]))
             elif args.get("miner") == self.me and name == "UpdateRejected":
                 from mine.reasons import REASONS
@@ -355,6 +356,10 @@ class Watcher:
                 self.log("rejected", f"bounty {bid} #{args['index']}: rejected [{code}] {REASONS.get(code, '?')}; "
                          f"stake {'returned' if args['refunded'] else 'forfeited'}",
                          bounty=bid, index=int(args["index"]), reason=code, refunded=bool(args["refunded"]))
+            elif args.get("miner") == self.me and name == "RewardsClawedBack":
+                self.log("clawed back", f"bounty {bid} #{args['index']}: the owner's verdict took back "
+                         f"{self._amount(args['amount'], self.client.bounty(bid).token)} of vesting rewards",
+                         bounty=bid, index=int(args["index"]), amount=int(args["amount"]))
             return
 
     def _follow(self) -> None:

@@ -30,7 +30,8 @@ V1_COMMIT, V1_REVEAL = 79_346, 41_612
 GOALS = {"submit": 60_000, "settle per update (round of 32)": 20_000, "withdraw": 45_000}
 GOAL_ROWS = {"submit": "submit", "settle per update (round of 32)": "settle: round of 32, per update",
              "withdraw": "withdraw (ETH)"}
-ACCEPT, REFUND, FORFEIT = (10_000, 0, False), (0, 2, True), (0, 4, False)
+ACCEPT, REFUND, FORFEIT = (10_000, 0, False, False), (0, 2, True, False), (0, 4, False, False)
+CLAWBACK = (0, 9, False, True)  # forfeited, and the miner's vesting rewards burned
 
 
 def word(tag, n):
@@ -46,7 +47,7 @@ def params(token=ZERO, deadline=None, higher=True, n=0, auditable=False):
 
 
 def shares(k):
-    return [(10_000 // k + (10_000 % k if i == 0 else 0), 0, False) for i in range(k)]
+    return [(10_000 // k + (10_000 % k if i == 0 else 0), 0, False, False) for i in range(k)]
 
 
 def send_raw(sender, contract, fn_name, args, value=0, gas=3_000_000):
@@ -133,8 +134,11 @@ def measure():
     submit_all(sonar, bid, [miner] * 32, 6000)
     used = gas_of(owner, sonar, "settle", bid, [FORFEIT] * 32, 0, word("v", 0), 0)
     gas["settle: round of 32 forfeited, per update"] = used // 32
-    gas["withdraw (ETH)"] = sonar.withdraw(ZERO, {"from": miner}).gas_used
-    sonar.settle(tok_bid, [ACCEPT], 999_000, word("v", 3), 0x70, {"from": owner2})
+    submit_all(sonar, bid, [miner2], 6500)
+    gas["settle: 1 forfeited with clawback"] = gas_of(owner, sonar, "settle", bid, [CLAWBACK], 0, word("v", 0), 0)
+    gas["withdraw (ETH)"] = sonar.withdraw(ZERO, {"from": miner}).gas_used  # the 32 refunded stakes
+    sonar.settle(tok_bid, [ACCEPT], 999_000, word("v", 3), 0x70, {"from": owner2})  # Completed: vesting ends
+    gas["release"] = sonar.release(tok_bid, miner, {"from": miner}).gas_used
     gas["withdraw (ERC-20)"] = sonar.withdraw(token, {"from": miner}).gas_used
     gas["revealAudit"] = sonar.revealAudit(bid, word("val", 3), 0x55, {"from": owner}).gas_used
     submit_all(sonar, bid, [miner2], 7000)

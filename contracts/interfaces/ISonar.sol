@@ -28,7 +28,7 @@ interface ISonar {
     enum SubmissionStatus {
         None,
         Submitted, // stake paid, waiting in the queue for the owner's verdict
-        Accepted, // part of a model version; stake and its share of the round's pot credited
+        Accepted, // part of a model version; stake and its share of the round's pot vest until the bounty ends
         Rejected, // stake refunded (verdict `refund`) or moved to the bounty's forfeit pool
         Reclaimed // not settled within its window; stake credited back to the miner
     }
@@ -54,6 +54,7 @@ interface ISonar {
         uint16 shareBps; // > 0: accepted, its share of the round's pot (accepted shares sum to 10000)
         uint8 reason; // when rejected: a client-defined reason code (see the `mine` client)
         bool refund; // when rejected: true returns the stake (honest but unhelpful), false forfeits it
+        bool clawback; // when forfeited: also burn the miner's vesting rewards of this bounty
     }
 
     struct Bounty {
@@ -69,8 +70,8 @@ interface ISonar {
         uint128 reward;
         uint128 escrow; // reward not yet paid (refunded to the owner at close)
         uint128 forfeitPool; // forfeited stakes waiting for later accepted contributors
-        uint128 paid; // rewards credited to miners so far (from escrow and forfeit pool)
-        uint128 burned; // forfeit pool burned at close
+        uint128 paid; // rewards granted to miners so far (from escrow and forfeit pool), less those clawed back
+        uint128 burned; // clawed-back rewards, and the forfeit pool burned at close
         uint64 initialScore;
         uint64 targetScore;
         uint64 bestScore;
@@ -127,17 +128,22 @@ interface ISonar {
         uint16 codec,
         uint256 baseVersion
     );
-    /// @dev `reward` is credited on top of the returned stake.
+    /// @dev `reward` vests with the returned stake until the bounty ends (see {release}).
     event UpdateAccepted(
         uint256 indexed bountyId, uint256 indexed index, address indexed miner, uint256 shareBps, uint256 reward
     );
     event UpdateRejected(
         uint256 indexed bountyId, uint256 indexed index, address indexed miner, uint8 reason, bool refunded
     );
-    /// @dev `version` is 0 when nothing was accepted; `paid` is the rewards credited (stakes excluded).
+    /// @dev `version` is 0 when nothing was accepted; `paid` is the rewards granted (they vest; stakes and
+    /// this round's clawbacks excluded).
     event RoundSettled(
         uint256 indexed bountyId, uint256 firstIndex, uint256 count, uint256 version, uint256 score, uint256 paid
     );
+    /// @dev A forfeit with `clawback`: the miner's vesting rewards in the bounty taken back and burned.
+    event RewardsClawedBack(uint256 indexed bountyId, uint256 indexed index, address indexed miner, uint256 amount);
+    /// @dev A miner's vested rewards and stakes of a bounty moved to its credits.
+    event Released(uint256 indexed bountyId, address indexed miner, uint256 rewards, uint256 stakes);
     event StakeReclaimed(uint256 indexed bountyId, uint256 indexed index, address indexed miner, uint256 stake);
     event Skipped(uint256 indexed bountyId, uint256 indexed index);
     event TargetReached(uint256 indexed bountyId, uint256 score);
@@ -172,6 +178,8 @@ interface ISonar {
     error SonarAuditAlreadyRevealed(uint256 bountyId);
     error SonarAuditNotRevealed(uint256 bountyId);
     error SonarNothingToWithdraw(address account, address token);
+    error SonarStillVesting(uint256 bountyId, uint256 until);
+    error SonarNothingToRelease(uint256 bountyId, address miner);
     error SonarTransferFailed(address to, uint256 amount);
 
     /*//////////////////////////////////////////////////////////////
@@ -194,6 +202,7 @@ interface ISonar {
     function skip(uint256 bountyId) external;
     function revealAudit(uint256 bountyId, bytes32 digest, uint16 codec) external;
     function close(uint256 bountyId) external returns (uint256 refunded);
+    function release(uint256 bountyId, address miner) external returns (uint256 amount);
     function withdraw(address token) external returns (uint256 amount);
 
     // the getters of Sonar's public constants: UPPER_CASE like the constants they read
@@ -213,5 +222,9 @@ interface ISonar {
     function getSubmission(uint256 bountyId, uint256 index) external view returns (Submission memory);
     function getModelVersion(uint256 bountyId, uint256 version) external view returns (ModelVersion memory);
     function credits(address token, address account) external view returns (uint256);
+    function getVesting(uint256 bountyId, address miner)
+        external
+        view
+        returns (uint256 rewards, uint256 stakes, uint256 releasableAfter);
     function previewReward(uint256 bountyId, uint64 score) external view returns (uint256);
 }

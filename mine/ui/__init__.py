@@ -45,7 +45,7 @@ def gather(view: MineView) -> dict[str, Any]:
     from mine.amounts import format_amount
     from mine.chain import BountyStatus
     from mine.scores import score_from_chain
-    from mine.overview import earnings, list_bounties, my_submissions, withdrawn
+    from mine.overview import earnings, list_bounties, my_submissions, vesting, withdrawn
     from mine.owner import OwnedBounty, audit_results
     from mine.vault import Vault
     from mine.watch import lock_holder, recent_log
@@ -78,7 +78,11 @@ def gather(view: MineView) -> dict[str, Any]:
         "cid": _short(s.cid, 14),
     } for s in reversed(subs)]
     points = earnings(client, me) if me else []
-    credits = client.credits(me) if me else 0
+    vests = vesting(client, me) if me else {}
+    now = client.now()
+    vesting_wei = sum(v.total for v in vests.values() if v.releasable_after > now)
+    # what `withdraw` sends: credits, and the vesting of bounties that have ended (released first)
+    credits = (client.credits(me) if me else 0) + sum(v.total for v in vests.values() if v.releasable_after <= now)
     total_withdrawn = withdrawn(client, me) if me else 0
     earned = points[-1][1] if points else 0
     if points:  # the curve starts from zero just before the first reward
@@ -118,6 +122,7 @@ def gather(view: MineView) -> dict[str, Any]:
         "me": me, "sonar": client.address, "home": str(home.root), "block": int(client.w3.eth.block_number),
         "datasets": datasets, "bounties": bounties, "submissions": submissions, "chart": chart,
         "earned": eth(earned), "credits": eth(credits), "credits_wei": credits, "withdrawn": eth(total_withdrawn),
+        "vesting": eth(vesting_wei), "vesting_bounties": sum(1 for v in vests.values() if v.releasable_after > now),
         "owned": owned, "watch_pid": pid, "log": recent_log(home, 12),
         "accepted": sum(1 for s in subs if s.state == "accepted"),
         "rejected": sum(1 for s in subs if s.state == "rejected"), "now": time.strftime("%H:%M:%S"),

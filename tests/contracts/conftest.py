@@ -5,8 +5,11 @@ module fixtures and reverts to it before every test, so each test starts from th
 
 Helpers are fixtures too (the brownie-mix way): `E` formats the revert string brownie gives a
 custom error, `params` builds a `BountyParams` tuple, `post` posts a bounty, `submit` submits an
-update, `accept`/`reject`/`refund` build verdicts, `round_model` predicts a settlement, `sleep` moves
-time forward.
+update, `accept`/`reject`/`refund`/`clawback` build verdicts, `round_model` predicts a settlement,
+`sleep` moves time forward, `vest_out` waits for a bounty's vesting to end and releases it.
+
+Accepted rewards and their stakes vest (`getVesting`) until the bounty can settle nothing more;
+`release` moves them to the miner's credits, which `withdraw` pays out.
 """
 
 import pytest
@@ -231,18 +234,45 @@ def submit(sonar):
 
 
 def accept(share_bps=10_000):
-    """ISonar.Verdict of an accepted update with `share_bps` of the round's pot."""
-    return (share_bps, 0, False)
+    """ISonar.Verdict of an accepted update with `share_bps` of the round's pot (reward and stake vest)."""
+    return (share_bps, 0, False, False)
 
 
 def reject(reason=4):
     """ISonar.Verdict of a harmful update: stake forfeited."""
-    return (0, reason, False)
+    return (0, reason, False, False)
 
 
 def refund(reason=2):
-    """ISonar.Verdict of an honest update that did not help: stake returned."""
-    return (0, reason, True)
+    """ISonar.Verdict of an honest update that did not help: stake returned (credited at once)."""
+    return (0, reason, True, False)
+
+
+def clawback(reason=9):
+    """ISonar.Verdict of a harmful update whose miner also loses its vesting rewards in the bounty:
+    stake forfeited, vesting rewards moved to the forfeit pool."""
+    return (0, reason, False, True)
+
+
+def vest_out(sonar, bounty, *miners, sender=None):
+    """Wait until `bounty`'s vesting has ended (past getVesting's `releasableAfter`), then release
+    each miner's vesting (from `sender`, default the miner itself). Returns the release receipts."""
+    until = sonar.getVesting(bounty, ZERO_ADDRESS)[2]
+    t = now()
+    if until >= t:
+        chain.sleep(until - t + 1)
+        chain.mine()
+    return [sonar.release(bounty, m, {"from": sender or m}) for m in miners]
+
+
+@pytest.fixture(scope="module")
+def vested(sonar):
+    """vested(bountyId, *miners, sender=None) -> receipts: `vest_out` on the module's Sonar."""
+
+    def _vested(bounty, *miners, sender=None):
+        return vest_out(sonar, bounty, *miners, sender=sender)
+
+    return _vested
 
 
 def round_reward(reward, escrow, best, score, initial, target, higher):
@@ -258,10 +288,12 @@ def round_reward(reward, escrow, best, score, initial, target, higher):
     return min(reward * improvement // span, escrow), False
 
 
-def round_model(verdicts, *, reward, escrow, pool, stake, best, score, initial, target, higher):
+def round_model(verdicts, *, reward, escrow, pool, stake, best, score, initial, target, higher, clawed=0):
     """Python model of Sonar.settle's arithmetic. Returns a dict: per-verdict `credits` (what each
-    item's miner is credited, stake included), `rewards` (rewards only), `paid`, the new `escrow`
-    and `pool`, and `reached`."""
+    item's miner is credited at once: a refunded stake), `vesting` (what vests for it: reward and
+    stake of an accepted update), `rewards` (rewards only), `paid` (the round's rewards), the new
+    `escrow` and `pool`, `burned` (what the round burns) and `reached`. `clawed`: the vesting rewards
+    the round's clawbacks take (burned at once, never in the pool)."""
     accepted = [v for v in verdicts if v[0] > 0]
     pool += stake * sum(1 for v in verdicts if v[0] == 0 and not v[2])
     reached = False
@@ -270,23 +302,27 @@ def round_model(verdicts, *, reward, escrow, pool, stake, best, score, initial, 
         r, reached = round_reward(reward, escrow, best, score, initial, target, higher)
         pot = r + pool
         cap = 2**256 if reached and len(accepted) == 1 else reward * 3500 // 10_000
-    rewards, credits = [], []
+    rewards, credits, vesting = [], [], []
     for v in verdicts:
         if v[0] > 0:
             amount = min(pot * v[0] // 10_000, cap)
             rewards.append(amount)
-            credits.append(stake + amount)
+            credits.append(0)
+            vesting.append((amount, stake))
         else:
             rewards.append(0)
             credits.append(stake if v[2] else 0)
+            vesting.append((0, 0))
     paid = sum(rewards)
     from_pool = min(paid, pool)
     return {
         "credits": credits,
+        "vesting": vesting,
         "rewards": rewards,
         "paid": paid,
         "escrow": escrow - (paid - from_pool),
         "pool": pool - from_pool,
+        "burned": clawed,
         "reached": reached,
     }
 

@@ -5,7 +5,7 @@ import brownie
 import pytest
 from brownie import ZERO_ADDRESS
 
-from conftest import BURN, NEW_MODEL, REWARD, STAKE, WINDOW, accept, digest_for, refund, reject
+from conftest import BURN, NEW_MODEL, REWARD, STAKE, WINDOW, accept, digest_for, refund, reject, vest_out
 
 CAP = REWARD * 3500 // 10_000
 
@@ -20,10 +20,17 @@ def reentrant(ReentrantMiner, sonar, deployer):
     return ReentrantMiner.deploy(sonar, {"from": deployer})
 
 
+def vesting(sonar, bid, miner):
+    """(rewards, stakes) vesting for `miner` in bounty `bid`."""
+    return tuple(sonar.getVesting(bid, miner)[:2])
+
+
 def credited_reentrant(sonar, owner, bid, reentrant, attacker, score=820_000):
-    """The ReentrantMiner submits through itself and gets accepted; returns its credit."""
+    """The ReentrantMiner submits through itself and gets accepted; once the bounty's vesting ends
+    (its deadline) the attacker releases it to the ReentrantMiner's credit; returns that credit."""
     reentrant.submit(bid, digest_for(1), 0x55, 0, {"from": attacker, "value": STAKE})
     sonar.settle(bid, [accept()], score, NEW_MODEL, 0, {"from": owner})
+    vest_out(sonar, bid, reentrant, sender=attacker)
     return sonar.credits(ZERO_ADDRESS, reentrant)
 
 
@@ -63,6 +70,7 @@ def test_reentrancy_cannot_drain_other_bounties(sonar, owner, owner2, post, reen
 def test_double_withdraw_reverts(sonar, owner, bounty, miner, submit, E):
     submit(bounty, miner)
     sonar.settle(bounty, [accept()], 900_000, NEW_MODEL, 0, {"from": owner})
+    vest_out(sonar, bounty, miner)
     sonar.withdraw(ZERO_ADDRESS, {"from": miner})
     with brownie.reverts(E.SonarNothingToWithdraw(miner, ZERO_ADDRESS)):
         sonar.withdraw(ZERO_ADDRESS, {"from": miner})
@@ -75,7 +83,7 @@ def test_settling_a_round_twice_pays_once(sonar, owner, bounty, miner, miner2, s
     sonar.settle(bounty, [accept(5000), accept(5000)], 820_000, NEW_MODEL, 0, {"from": owner})
     with brownie.reverts(E.SonarInvalidRound(bounty, 2, 0)):
         sonar.settle(bounty, [accept(5000), accept(5000)], 830_000, NEW_MODEL, 0, {"from": owner})
-    assert sonar.credits(ZERO_ADDRESS, miner) == REWARD // 10 + STAKE
+    assert vesting(sonar, bounty, miner) == (REWARD // 10, STAKE)
 
 
 def test_accepted_miner_cannot_also_reclaim_its_stake(sonar, owner, bounty, miner, submit, sleep, E):
@@ -111,8 +119,9 @@ def test_copied_cid_front_running_the_original_forfeits_the_copiers_stake(sonar,
     sonar.submit(bounty, digest_for(42), 0x55, 0, {"from": miner, "value": STAKE})  # the original
     sonar.settle(bounty, [reject(6), accept()], 820_000, NEW_MODEL, 0, {"from": owner})
     assert sonar.credits(ZERO_ADDRESS, stranger) == 0
+    assert vesting(sonar, bounty, stranger) == (0, 0)
     # the copier's stake went to the round's pot: the victim is paid it
-    assert sonar.credits(ZERO_ADDRESS, miner) == REWARD // 5 + 2 * STAKE
+    assert vesting(sonar, bounty, miner) == (REWARD // 5 + STAKE, STAKE)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -139,6 +148,10 @@ def test_owner_of_one_bounty_cannot_settle_another(sonar, owner, owner2, post, m
 def test_another_miners_reward_cannot_be_claimed(sonar, owner, bounty, miner, stranger, submit, E):
     submit(bounty, miner)
     sonar.settle(bounty, [accept()], 820_000, NEW_MODEL, 0, {"from": owner})
+    with brownie.reverts(E.SonarNothingToWithdraw(stranger, ZERO_ADDRESS)):
+        sonar.withdraw(ZERO_ADDRESS, {"from": stranger})
+    # releasing someone else's vesting credits that someone, not the caller
+    vest_out(sonar, bounty, miner, sender=stranger)
     with brownie.reverts(E.SonarNothingToWithdraw(stranger, ZERO_ADDRESS)):
         sonar.withdraw(ZERO_ADDRESS, {"from": stranger})
     assert sonar.credits(ZERO_ADDRESS, miner) == REWARD // 5 + STAKE
@@ -171,7 +184,8 @@ def test_target_reward_is_capped_by_its_own_bounty(sonar, owner, owner2, miner, 
     tx = sonar.settle(small, [accept()], 999_999, NEW_MODEL, 0, {"from": owner})
     assert tx.events["UpdateAccepted"]["reward"] == 10**15
     assert sonar.getBounty(big)["escrow"] == 20 * REWARD
-    assert sonar.credits(ZERO_ADDRESS, miner) == 10**15 + 10**14
+    assert vesting(sonar, small, miner) == (10**15, 10**14)
+    assert vesting(sonar, big, miner) == (0, 0)
 
 
 def test_completed_bounty_pays_nothing_more(sonar, owner, owner2, miner, post, submit):
@@ -201,6 +215,7 @@ def test_erc20_bounty_never_pays_eth(sonar, token, owner, owner2, miner, post, s
     tok = post(owner, token=token, reward=REWARD)
     submit(tok, miner)
     sonar.settle(tok, [accept()], 900_000, NEW_MODEL, 0, {"from": owner})
+    vest_out(sonar, tok, miner)
     assert sonar.credits(ZERO_ADDRESS, miner) == 0
     assert sonar.credits(token, miner) == REWARD + STAKE
     assert sonar.getBounty(eth)["escrow"] == 5 * REWARD
@@ -224,6 +239,10 @@ def test_everything_withdrawn_leaves_only_the_burned_stakes(
     sleep(WINDOW + 1)
     sonar.close(a, {"from": owner})
     sonar.close(b, {"from": owner2})
+    for bid in (a, b):
+        for acct in (miner, miner2):
+            if sum(vesting(sonar, bid, acct)):
+                sonar.release(bid, acct, {"from": acct})
     for acct in (owner, owner2, miner, miner2):
         for tkn in (ZERO_ADDRESS, token):
             if sonar.credits(tkn, acct):
@@ -252,5 +271,7 @@ def test_largest_stake_forfeited_many_times_does_not_overflow(sonar, token, owne
     tx = sonar.settle(bid, [accept()], 900_000, NEW_MODEL, 0, {"from": owner})
     # a single update reaching the target takes everything: the pool and the escrow
     assert tx.events["UpdateAccepted"]["reward"] == 21 * big
+    assert vesting(sonar, bid, miner) == (21 * big, big)  # the uint128 vesting halves hold it too
+    vest_out(sonar, bid, miner)
     assert sonar.credits(token, miner) == 22 * big
     assert token.balanceOf(sonar) == 22 * big

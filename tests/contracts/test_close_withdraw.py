@@ -17,6 +17,7 @@ from conftest import (
     accept,
     refund,
     reject,
+    vest_out,
 )
 
 CAP = REWARD * 3500 // 10_000
@@ -235,7 +236,9 @@ def test_withdraw_sends_eth_credit(sonar, owner, miner, post, submit):
     bid = post(owner)
     submit(bid, miner)
     sonar.settle(bid, [accept()], 820_000, NEW_MODEL, 0, {"from": owner})
+    vest_out(sonar, bid, miner)  # after the deadline
     credit = REWARD // 5 + STAKE
+    assert sonar.credits(ZERO_ADDRESS, miner) == credit
     before = miner.balance()
     tx = sonar.withdraw(ZERO_ADDRESS, {"from": miner})
     assert miner.balance() == before + credit - gas_cost(tx)
@@ -262,6 +265,7 @@ def test_withdraw_sends_erc20_credit(sonar, token, owner, miner, post, submit):
     bid = post(owner, token=token)
     submit(bid, miner)
     sonar.settle(bid, [accept()], 900_000, NEW_MODEL, 0, {"from": owner})
+    vest_out(sonar, bid, miner)  # Completed with nothing pending: at once
     before = token.balanceOf(miner)
     tx = sonar.withdraw(token, {"from": miner})
     assert token.balanceOf(miner) == before + REWARD + STAKE
@@ -290,6 +294,7 @@ def test_withdraw_to_contract_that_refuses_eth_reverts(sonar, token, owner, post
     bid = post(owner)
     sonar.submit(bid, b"\x01" * 32, 0x55, 0, {"from": refuser, "value": STAKE})
     sonar.settle(bid, [accept()], 900_000, NEW_MODEL, 0, {"from": owner})
+    vest_out(sonar, bid, refuser)
     with brownie.reverts(E.SonarTransferFailed(refuser, REWARD + STAKE)):
         sonar.withdraw(ZERO_ADDRESS, {"from": refuser})
     assert sonar.credits(ZERO_ADDRESS, refuser) == REWARD + STAKE

@@ -20,7 +20,7 @@ from conftest import REWARD, STAKE
 
 OPEN_BOUNTIES = 100
 WINDOW = 86400
-REFUND = (0, 2, True)
+REFUND = (0, 2, True, False)
 SUBMIT_BUDGET = 60_000  # design target ~55k (v1: commit 79k + reveal 42k)
 
 
@@ -68,7 +68,7 @@ def measured(sonar, accounts, params, n_submissions):
         index = sonar.getBounty(bid)["submissions"]
         s = receipt(send_raw(miner, sonar.submit, bid, word("d", n), 0x55, 0, value=STAKE))
         score[0] += 1000
-        a = receipt(send_raw(owner, sonar.settle, bid, [(10_000, 0, False)], score[0], word("m", n), 0x70))
+        a = receipt(send_raw(owner, sonar.settle, bid, [(10_000, 0, False, False)], score[0], word("m", n), 0x70))
         assert sonar.getSubmission(bid, index)["status"] == 2  # Accepted
         return {"index": index, "submit": s["gasUsed"], "settle": a["gasUsed"]}
 
@@ -86,11 +86,12 @@ def measured(sonar, accounts, params, n_submissions):
         receipt(last)
 
     def round_of(k, start):
-        """Per-update gas of a round of k accepted updates by k miners who already hold a credit."""
+        """Per-update gas of a round of k accepted updates by miners who already have something
+        vesting in the bounty (the steady state: a warm, non-zero vesting slot)."""
         for n in range(start, start + k):
             last = send_raw(accounts[8 + n % 2], sonar.submit, bid, word("d", n), 0x55, 0, value=STAKE)
         receipt(last)
-        shares = [(10_000 // k + (10_000 % k if i == 0 else 0), 0, False) for i in range(k)]
+        shares = [(10_000 // k + (10_000 % k if i == 0 else 0), 0, False, False) for i in range(k)]
         score[0] += 1000
         r = receipt(send_raw(owner, sonar.settle, bid, shares, score[0], word("m", start), 0x70))
         return r["gasUsed"]
@@ -110,7 +111,7 @@ def test_submit_gas_of_the_nth_submission_equals_the_1st(measured):
 
 
 def test_settle_gas_of_the_nth_submission_equals_the_1st(measured):
-    # both miners are fresh accounts, so both settlements create a credit slot
+    # both miners are fresh accounts, so both settlements create a vesting slot
     assert measured["nth"]["settle"] == measured["1st"]["settle"]
 
 
@@ -124,5 +125,5 @@ def test_a_round_costs_less_per_update_than_single_settlements(measured):
 
 
 def test_per_update_gas_of_a_full_round_is_bounded(measured):
-    """Each extra accepted update costs a submission-slot rewrite, a warm credit, an event: O(1)."""
+    """Each extra accepted update costs a submission-slot rewrite, a warm vesting slot, an event: O(1)."""
     assert measured["round32"] / 32 <= 20_000

@@ -17,6 +17,7 @@ from conftest import (
     accept,
     refund,
     reject,
+    vest_out,
 )
 
 CAP = REWARD * 3500 // 10_000
@@ -40,12 +41,18 @@ def queue(submit, bid, *miners):
 # -------------------------------------------------------------------------------------------------
 
 
+def vesting(sonar, bid, miner):
+    """(rewards, stakes) vesting for `miner` in bounty `bid`."""
+    return tuple(sonar.getVesting(bid, miner)[:2])
+
+
 def test_single_accepted_update_earns_the_improvements_share_plus_its_stake(sonar, owner, bounty, miner, submit):
     submit(bounty, miner)
     tx = settle(sonar, owner, bounty, [accept()], 820_000)
-    # 0.02 of a 0.1 span: a fifth of the reward, under the cap
+    # 0.02 of a 0.1 span: a fifth of the reward, under the cap; reward and stake vest
     assert tx.events["UpdateAccepted"]["reward"] == REWARD // 5
-    assert sonar.credits(ZERO_ADDRESS, miner) == REWARD // 5 + STAKE
+    assert vesting(sonar, bounty, miner) == (REWARD // 5, STAKE)
+    assert sonar.credits(ZERO_ADDRESS, miner) == 0
     assert tx.return_value == REWARD // 5
 
 
@@ -84,7 +91,7 @@ def test_accepted_shares_split_the_pot(sonar, owner, bounty, miner, miner2, mine
     tx = settle(sonar, owner, bounty, [accept(5000), accept(3000), accept(2000)], 850_000)
     pot = REWARD // 2
     assert [e["reward"] for e in tx.events["UpdateAccepted"]] == [pot // 2, pot * 3 // 10, pot // 5]
-    assert sonar.credits(ZERO_ADDRESS, miner2) == pot * 3 // 10 + STAKE
+    assert vesting(sonar, bounty, miner2) == (pot * 3 // 10, STAKE)
     assert sonar.getSubmission(bounty, 2)["status"] == SUB_ACCEPTED
 
 
@@ -138,6 +145,8 @@ def test_erc20_round_credits_the_token(sonar, token, owner, miner, post, submit)
     bid = post(owner, token=token)
     submit(bid, miner)
     settle(sonar, owner, bid, [accept()], 820_000)
+    assert vesting(sonar, bid, miner) == (REWARD // 5, STAKE)
+    vest_out(sonar, bid, miner)
     assert sonar.credits(token, miner) == REWARD // 5 + STAKE
     assert sonar.credits(ZERO_ADDRESS, miner) == 0
 
@@ -164,6 +173,7 @@ def test_forfeited_stake_joins_the_pool_not_the_owner(sonar, owner, bounty, mine
     b = sonar.getBounty(bounty)
     assert (b["forfeitPool"], b["escrow"]) == (STAKE, REWARD)
     assert sonar.credits(ZERO_ADDRESS, miner) == sonar.credits(ZERO_ADDRESS, owner) == 0
+    assert vesting(sonar, bounty, miner) == vesting(sonar, bounty, owner) == (0, 0)
 
 
 def test_round_without_accepted_update_records_no_version(sonar, owner, bounty, miner, miner2, submit):
@@ -238,7 +248,7 @@ def test_settling_the_same_submission_twice_reverts(sonar, owner, bounty, miner,
     settle(sonar, owner, bounty, [accept()], 820_000)
     with brownie.reverts(E.SonarInvalidRound(bounty, 1, 0)):
         settle(sonar, owner, bounty, [accept()], 830_000)
-    assert sonar.credits(ZERO_ADDRESS, miner) == REWARD // 5 + STAKE
+    assert vesting(sonar, bounty, miner) == (REWARD // 5, STAKE)
 
 
 @pytest.mark.parametrize("shares,total", [([9999], 9999), ([5000, 5001], 10001), ([6000, 6000], 12000)])
@@ -298,7 +308,9 @@ def test_completed_bounty_still_settles_its_pending_queue(sonar, owner, bounty, 
     settle(sonar, owner, bounty, [refund()])
     b = sonar.getBounty(bounty)
     assert (b["status"], b["pending"]) == (BOUNTY_COMPLETED, 0)
+    # a refunded stake is credited at once, even while the accepted one vests
     assert sonar.credits(ZERO_ADDRESS, miner2) == STAKE
+    assert vesting(sonar, bounty, miner2) == (0, 0)
 
 
 def test_closed_bounty_cannot_be_settled(sonar, owner, miner, post, submit, sleep, now, E):
@@ -332,3 +344,6 @@ def test_settlement_matches_the_python_model(sonar, owner, miner, miner2, miner3
     assert [e["reward"] for e in tx.events["UpdateAccepted"]] == [expected["rewards"][0], expected["rewards"][2]]
     b = sonar.getBounty(bid)
     assert (b["escrow"], b["forfeitPool"], b["paid"]) == (expected["escrow"], expected["pool"], expected["paid"])
+    # miner and miner3 were not paid in the first round (forfeits): their vesting is this round's
+    assert [vesting(sonar, bid, m) for m in (miner, miner2, miner3)] == expected["vesting"]
+    assert sonar.credits(ZERO_ADDRESS, miner2) == b["stake"]  # refunded in the first round

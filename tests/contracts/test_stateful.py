@@ -1,16 +1,20 @@
 """Stateful property test: random sequences of every action by 2 owners and 3 miners.
 
 A Python model of Sonar predicts each action's outcome. An action the model calls valid must
-succeed with exactly the predicted effects (rewards, credits, queue heads, pools); one it calls
-invalid must revert; one whose outcome depends on which second the next block gets (within
-`MARGIN` of a time boundary) is not sent. After every step, from the contract's own views:
+succeed with exactly the predicted effects (rewards, vesting, clawbacks, credits, queue heads,
+pools); one it calls invalid must revert; one whose outcome depends on which second the next block
+gets (within `MARGIN` of a time boundary) is not sent. After every step, from the contract's own
+views:
 
 * ETH:   balance(Sonar) == Σ escrow + Σ forfeit pools + Σ pending × stake (ETH bounties)
+                           + Σ vesting (rewards + stakes, every miner of the ETH bounties)
                            + Σ credits(ETH), the burn address's credits included
 * token: balanceOf(Sonar) == the same over the token bounties and token credits
 * per bounty: paid ≤ deposited, where deposited = reward + forfeited stakes, and
-  paid + escrow + pool + burned + refunded == deposited (nothing created or lost)
-* the contract's bounty fields and credits equal the model's.
+  paid + escrow + pool + burned + refunded == deposited (nothing created or lost; burned counts
+  clawed-back rewards, burned at once, and the pool burned at close), and
+  paid == Σ vesting rewards + rewards released (a clawback takes from both paid and vesting)
+* the contract's bounty fields, vesting (with its releasableAfter) and credits equal the model's.
 
 `make test` runs a short profile (brownie-config.yaml: 25 examples of up to 20 steps). `make fuzz`
 sets SONAR_FUZZ_STEPS=10000: the machine is run again and again (fresh examples each time) until
@@ -24,7 +28,7 @@ from brownie import ZERO_ADDRESS, chain
 from brownie.test import strategy
 from hypothesis import Phase
 
-from conftest import BURN, digest_for, fast_balance, fast_call
+from conftest import BURN, _Errors, digest_for, fast_balance, fast_call
 
 # No `target` phase: hypothesis's Pareto optimisation re-runs whole sequences (each a few dozen
 # transactions) for no gain here; failures are still shrunk.
@@ -39,6 +43,10 @@ OPEN, COMPLETED, CLOSED = 1, 2, 3
 SUBMITTED, ACCEPTED, REJECTED, RECLAIMED = 1, 2, 3, 4
 STEPS = {"n": 0}
 DONE = {}  # successful transactions per action, reported by `make fuzz`
+E = _Errors()  # E.SonarStillVesting(1, t) -> the revert message brownie decodes
+# rule_settle's st_bits for one accepted verdict: count 1, kind 0, bits 16 and 24 keep the 1-in-16
+# wrong total and invalid clawback off
+SEED_BITS = (1 << 16) | (1 << 24)
 
 
 def done(action):
@@ -56,9 +64,20 @@ class Bounty:
         self.initial, self.target, self.higher, self.auditable = initial, target, higher, auditable
         self.escrow, self.best, self.status = reward, initial, OPEN
         self.pool = self.paid = self.burned = self.refunded = self.forfeited = 0
+        self.released = 0  # vesting rewards released to credits (part of `paid`)
         self.revealed = False
         self.subs = []  # dicts: miner, at (submit time), status (ISonar.SubmissionStatus)
         self.next_eval = self.pending = self.latest_version = 0
+
+    def vesting_end(self):
+        """Sonar._vestingEnd: 0 once Closed; else the deadline while Open, raised to the last
+        submission's window end while anything is pending; 0 otherwise."""
+        if self.status == CLOSED:
+            return 0
+        end = self.deadline if self.status == OPEN else 0
+        if self.pending:
+            end = max(end, self.subs[-1]["at"] + self.window)
+        return end
 
     def improves(self, score):
         return score > self.best if self.higher else score < self.best
@@ -74,16 +93,22 @@ class Bounty:
 
 
 def verdicts_from(bits, count):
-    """`count` verdicts drawn from the bits of a random word: accept / forfeit / refund, and the
-    accepted ones share 10000 bps (or, 1 time in 16, a wrong total)."""
+    """`count` verdicts drawn from the bits of a random word: accept / forfeit / refund, a forfeit
+    with clawback half the time, and the accepted ones share 10000 bps (or, 1 time in 16, a wrong
+    total; and 1 time in 16 a clawback on an accepted or refunded verdict, which is invalid)."""
     kinds = [(bits >> (2 * i)) & 3 for i in range(count)]
     accepted = [i for i, k in enumerate(kinds) if k in (0, 3)]
-    verdicts = [(0, 4, False) if k == 1 else (0, 2, True) for k in kinds]
+    verdicts = [(0, 4, False, bool((bits >> (16 + i)) & 1)) if k == 1 else (0, 2, True, False)
+                for i, k in enumerate(kinds)]
     for j, i in enumerate(accepted):
         share = BPS // len(accepted) + (BPS % len(accepted) if j == 0 else 0)
-        verdicts[i] = (share, 0, False)
+        verdicts[i] = (share, 0, False, False)
     if accepted and (bits >> 12) % 16 == 0:
-        verdicts[accepted[0]] = (verdicts[accepted[0]][0] - 1, 0, False)
+        verdicts[accepted[0]] = (verdicts[accepted[0]][0] - 1, 0, False, False)
+    others = [i for i, v in enumerate(verdicts) if v[0] > 0 or v[2]]
+    if others and (bits >> 20) % 16 == 0:
+        i = others[(bits >> 24) % len(others)]
+        verdicts[i] = verdicts[i][:3] + (True,)
     return verdicts
 
 
@@ -111,6 +136,7 @@ class StateMachine:
         chain.mine()  # fresh block: the snapshot's block may be old by now
         self.bounties = []
         self.credits = {}  # (token address, account address) -> amount
+        self.vesting = {}  # (bounty id, miner address) -> [rewards, stakes]
         self.n = 0
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -118,6 +144,9 @@ class StateMachine:
     def _credit(self, token, account, amount):
         key = (token, str(account))
         self.credits[key] = self.credits.get(key, 0) + amount
+
+    def _vest(self, b, miner):
+        return self.vesting.setdefault((b.bid, str(miner)), [0, 0])
 
     def _pick_bounty(self, pick):
         return self.bounties[pick % len(self.bounties)] if self.bounties else None
@@ -140,10 +169,18 @@ class StateMachine:
 
     # -- rules -------------------------------------------------------------------------------------
 
-    def initialize_bounties(self, st_reward, st_stake_frac, st_span, st_offset):
-        """Every sequence starts with an ETH bounty (owner 0) and an auditable token bounty (owner 1)."""
+    def initialize_bounties(self, st_reward, st_stake_frac, st_span, st_offset, st_flag):
+        """Every sequence starts with an ETH bounty (owner 0) and an auditable token bounty (owner 1);
+        half of them also with two updates of miner 0 in the ETH bounty, the first accepted, the
+        second pending, so that releases and clawbacks that take something are common even in
+        short sequences."""
         self.rule_post(0, False, st_reward, st_stake_frac, True, st_span, st_offset, 0, False)
         self.rule_post(1, True, st_reward, st_stake_frac, False, st_span, st_offset, 1, True)
+        if st_flag:
+            self.rule_submit(0, 0, 1)  # bounty 1, miner 0, base version 0
+            self.rule_submit(0, 0, 1)
+            # the only settleable bounty; one verdict (SEED_BITS is even), accepted; 3/4 of the span
+            self.rule_settle(1, SEED_BITS, 150, False)
 
     def rule_post(self, st_owner, st_erc20, st_reward, st_stake_frac, st_higher, st_span, st_offset, st_pick, st_flag):
         owner = self.owners[st_owner]
@@ -185,13 +222,19 @@ class StateMachine:
         done("submit")
         b.pending += 1
 
-    def rule_settle(self, st_pick, st_bits, st_frac):
+    def rule_settle(self, st_pick, st_bits, st_frac, st_flag):
         b = self._pick_settleable(st_pick)
         if b is None:
             return
         queued = len(b.subs) - b.next_eval
         count = 1 + st_bits % max(1, min(queued, MAX_ROUND_HERE))
         verdicts = verdicts_from(st_bits >> 4, count)
+        if st_flag:
+            # clawbacks that take something: a refund or forfeit of a miner with rewards vesting
+            # becomes a forfeit with clawback (the accepted shares are untouched)
+            for i, s in enumerate(b.subs[b.next_eval : b.next_eval + count]):
+                if verdicts[i][0] == 0 and not verdicts[i][3] and self.vesting.get((b.bid, str(s["miner"])), [0])[0]:
+                    verdicts[i] = (0, 9, False, True)
         span = abs(b.target - b.initial)
         step = span * st_frac // 200  # 0 (no improvement) .. 1.27 × span (past the target)
         score = b.best + step if b.higher else max(b.best - step, 0)
@@ -206,6 +249,7 @@ class StateMachine:
             or count > queued
             or t > head["at"] + b.window
             or (accepted and (sum(v[0] for v in accepted) != BPS or not b.improves(score)))
+            or any(v[3] and (v[0] > 0 or v[2]) for v in verdicts)
         )
         if invalid:
             with brownie.reverts():
@@ -227,26 +271,44 @@ class StateMachine:
         tx = self.sonar.settle(*args)
         done("settle")
         tkn = self._tkn(b)
-        rewards = []
-        for v, s in zip(verdicts, items):
+        rewards, clawed = [], []  # clawed: (index, miner, amount) of each clawback that took something
+        for i, (v, s) in enumerate(zip(verdicts, items)):
+            vest = self._vest(b, s["miner"])
             if v[0] > 0:
                 amount = min(pot * v[0] // BPS, cap)
                 rewards.append(amount)
                 s["status"] = ACCEPTED
-                self._credit(tkn, s["miner"], b.stake + amount)
+                vest[0] += amount
+                vest[1] += b.stake
             else:
                 s["status"] = REJECTED
                 if v[2]:
                     self._credit(tkn, s["miner"], b.stake)
+                elif v[3] and vest[0]:
+                    clawed.append((b.next_eval + i, str(s["miner"]), vest[0]))
+                    vest[0] = 0
         paid = sum(rewards)
+        clawed_back = sum(c[2] for c in clawed)
         assert [e["reward"] for e in tx.events["UpdateAccepted"]] == rewards if rewards else "UpdateAccepted" not in tx.events
+        got = [(e["index"], e["miner"], e["amount"]) for e in tx.events["RewardsClawedBack"]] \
+            if "RewardsClawedBack" in tx.events else []
+        assert got == clawed
+        # each RewardsClawedBack comes right before the UpdateRejected of the same submission
+        order = [(e.name, e["index"]) for e in tx.events if e.name in ("RewardsClawedBack", "UpdateRejected")]
+        for j, (name, index) in enumerate(order):
+            if name == "RewardsClawedBack":
+                assert order[j + 1] == ("UpdateRejected", index)
+        if clawed:
+            done("clawback")
         assert tx.events["RoundSettled"]["paid"] == paid
         assert ("TargetReached" in tx.events) == (reached and b.status == OPEN)
         from_pool = min(paid, pool)
         b.forfeited += forfeits * b.stake
         b.pool = pool - from_pool
         b.escrow -= paid - from_pool
-        b.paid += paid
+        b.paid += paid - clawed_back
+        b.burned += clawed_back  # clawed-back rewards are burned at once
+        self._credit(tkn, BURN, clawed_back)
         b.next_eval += count
         b.pending -= count
         if accepted:
@@ -340,10 +402,53 @@ class StateMachine:
         assert (ev["paid"], ev["refunded"], ev["burned"]) == (b.paid, b.escrow, b.pool)
         self._credit(self._tkn(b), b.owner, b.escrow)
         self._credit(self._tkn(b), BURN, b.pool)
-        b.refunded, b.burned = b.escrow, b.pool
+        b.refunded = b.escrow
+        b.burned += b.pool
         b.escrow = b.pool = 0
         b.status = CLOSED
         done("close")
+
+    def rule_release(self, st_pick, st_miner, st_frac):
+        """Anyone releases a miner's vesting: three times in four a (bounty, miner) with something
+        vesting, otherwise any bounty and any account (often nothing to release). One time in
+        three the caller first waits until the bounty's vesting has ended."""
+        if not self.bounties:
+            return
+        caller = self.accounts[st_frac % len(self.accounts)]
+        vesting = [(b, m) for b in self.bounties for m in self.miners if sum(self.vesting.get((b.bid, str(m)), (0, 0)))]
+        if vesting and st_pick % 4:
+            b, miner = vesting[(st_pick // 4) % len(vesting)]
+        else:
+            b = self._pick_bounty(st_pick)
+            miner = self.accounts[(st_miner + st_frac // 8) % len(self.accounts)]
+        rewards, stakes = self.vesting.get((b.bid, str(miner)), (0, 0))
+        until = b.vesting_end()
+        t = latest()
+        if st_frac % 3 == 0 and t <= until:
+            chain.sleep(until - t + 1)
+            chain.mine()
+            t = latest()
+        if t + MARGIN <= until:
+            with brownie.reverts(E.SonarStillVesting(b.bid, until)):
+                self.sonar.release(b.bid, miner, {"from": caller})
+            return
+        if t <= until:
+            if rewards + stakes == 0:
+                with brownie.reverts():  # SonarStillVesting or SonarNothingToRelease, by the second
+                    self.sonar.release(b.bid, miner, {"from": caller})
+            return  # might land either side of the end of the vesting
+        if rewards + stakes == 0:
+            with brownie.reverts(E.SonarNothingToRelease(b.bid, miner)):
+                self.sonar.release(b.bid, miner, {"from": caller})
+            return
+        tx = self.sonar.release(b.bid, miner, {"from": caller})
+        ev = tx.events["Released"]
+        assert (ev["bountyId"], ev["miner"], ev["rewards"], ev["stakes"]) == (b.bid, miner, rewards, stakes)
+        assert tx.return_value == rewards + stakes
+        self.vesting[(b.bid, str(miner))] = [0, 0]
+        self._credit(self._tkn(b), miner, rewards + stakes)
+        b.released += rewards
+        done("release")
 
     def rule_withdraw(self, st_pick, st_erc20):
         account = self.accounts[st_pick % len(self.accounts)]
@@ -390,6 +495,15 @@ class StateMachine:
             assert (onchain["status"], onchain["pending"], onchain["nextEval"]) == (b.status, b.pending, b.next_eval)
             assert (onchain["bestScore"], onchain["latestVersion"]) == (b.best, b.latest_version)
             assert onchain["submissions"] == len(b.subs)
+            # vesting: the model's, per miner, and what the bounty paid is vesting or released
+            vesting_rewards = 0
+            for account in self.accounts:
+                rewards, stakes, after = fast_call(self.sonar.getVesting, b.bid, account)
+                assert [rewards, stakes] == self.vesting.get((b.bid, str(account)), [0, 0])
+                assert after == b.vesting_end()
+                owed[self._tkn(b)] += rewards + stakes
+                vesting_rewards += rewards
+            assert onchain["paid"] == vesting_rewards + b.released
         for tkn in owed:
             for account in self.accounts + [BURN]:
                 onchain = fast_call(self.sonar.credits, tkn, account)

@@ -43,10 +43,41 @@ def test_settle_pays_the_accepted_and_refunds_the_honest_rejected(sonar: SonarCl
     bounty = sonar.bounty(bid)
     # improvement 0.1 of a 0.4 span: a quarter of the reward, under the 35% cap
     assert bounty.paid == 10**18 // 4 and bounty.latest_version == 1 and bounty.next_eval == 2
-    assert sonar.credits(a.account.address) == 10**15 + 10**18 // 4
+    # the accepted reward and stake vest until the bounty ends; the refund is credited at once
+    vest = sonar.vesting(bid, a.account.address)
+    assert (vest.rewards, vest.stakes, vest.releasable_after) == (10**18 // 4, 10**15, bounty.deadline)
+    assert sonar.credits(a.account.address) == 0
     assert sonar.credits(b.account.address) == 10**15
     assert sonar.model_version(bid, 1).digest == b"\x09" * 32
     assert sonar.submission(bid, 1).status == SubmissionStatus.REJECTED
+    with pytest.raises(ChainError, match=rf"SonarStillVesting\(bountyId={bid}, until={bounty.deadline}\)"):
+        a.release(bid)
+    sonar.w3.provider.make_request("evm_increaseTime", [3601])
+    sonar.w3.provider.make_request("evm_mine", [])
+    (released,) = sonar.receipt_events(b.release(bid, a.account.address), "Released")  # anyone may release
+    assert (released["args"]["rewards"], released["args"]["stakes"]) == (10**18 // 4, 10**15)
+    assert sonar.credits(a.account.address) == 10**15 + 10**18 // 4 and sonar.vesting(bid, a.account.address).total == 0
+
+
+def test_a_clawback_forfeit_burns_the_vesting_rewards(sonar: SonarClient, chain_snapshot: None) -> None:
+    from mine.overview import earnings
+
+    bid, _ = sonar.post_bounty(_params(sonar))
+    a = sonar.with_account(dev_account(1))
+    a.submit(bid, b"\x01" * 32, 0x55, 0, stake=10**15)
+    sonar.settle(bid, [Verdict(share_bps=10_000)], 600_000, b"\x09" * 32, 0x70)
+    a.submit(bid, b"\x02" * 32, 0x55, 1, stake=10**15)
+    receipt = sonar.settle(bid, [Verdict(reason=9, clawback=True)])
+    (clawed,) = sonar.receipt_events(receipt, "RewardsClawedBack")
+    assert clawed["args"]["amount"] == 10**18 // 4 and clawed["args"]["index"] == 1
+    bounty = sonar.bounty(bid)  # burned at once: never in the pool an owner's second address could win
+    assert (bounty.forfeit_pool, bounty.paid, bounty.burned) == (10**15, 0, 10**18 // 4)
+    assert sonar.credits(chain_module.BURN_ADDRESS) == 10**18 // 4
+    vest = sonar.vesting(bid, a.account.address)
+    assert (vest.rewards, vest.stakes) == (0, 10**15)  # the accepted update's stake stays the miner's
+    assert [total for _, total in earnings(sonar, a.account.address)] == [10**18 // 4, 0]
+    with pytest.raises(ValueError, match="forfeited verdict only"):
+        Verdict(share_bps=10_000, clawback=True)
 
 
 def test_settle_refuses_an_empty_or_oversized_round_before_sending(sonar: SonarClient) -> None:

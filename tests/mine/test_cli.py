@@ -130,12 +130,27 @@ def test_train_submit_evaluate_withdraw(world: World, posted: int) -> None:
     assert evidence["concentration_tests"] == 1 and len(evidence["concentration_terms"]) == 64
 
     status = world.miner("status")
-    assert "accepted" in status.output
-    before = world.sonar.w3.eth.get_balance(dev_account(MINER).address)
-    world.miner("withdraw")
-    assert world.sonar.credits(dev_account(MINER).address) == 0
-    assert world.sonar.w3.eth.get_balance(dev_account(MINER).address) > before
-    assert "nothing to withdraw" in world.miner("withdraw").output  # not an error
+    assert "accepted" in status.output and "both vesting until the bounty ends" in status.output
+    # the reward and the stake vest until the bounty ends: nothing to withdraw yet, and it says why
+    assert re.search(rf"vesting in bounty {posted}: [\d.]+ ETH .*until the bounty ends", status.output), status.output
+    early = world.miner("withdraw").output
+    assert f"nothing to withdraw (still vesting in bounty {posted}" in early, early
+    w3 = world.sonar.w3
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    try:  # past the deadline (and every window): `withdraw` releases, then withdraws
+        w3.provider.make_request("evm_increaseTime", [max(bounty.deadline, bounty.last_due) - world.sonar.now() + 1])
+        w3.provider.make_request("evm_mine", [])
+        vesting = world.sonar.vesting(posted, dev_account(MINER).address)
+        assert vesting.rewards == bounty.paid and vesting.stakes == bounty.stake
+        before = w3.eth.get_balance(dev_account(MINER).address)
+        world.miner("withdraw")
+        assert world.sonar.credits(dev_account(MINER).address) == 0
+        assert world.sonar.vesting(posted, dev_account(MINER).address).total == 0
+        assert w3.eth.get_balance(dev_account(MINER).address) > before + vesting.total - 10**16  # minus gas
+        assert world.miner("withdraw").output.strip().endswith("\nnothing to withdraw")  # not an error
+    finally:  # the module's later tests need the bounty open
+        w3.provider.make_request("evm_revert", [snapshot])
+        world.sonar.reset_nonce()
 
 
 def _new_updates(world: World, existing: set[Path]) -> list[Path]:
@@ -455,18 +470,22 @@ def test_audit_catches_an_owner_that_misreports_a_round(world: World, posted: in
     checked = int(re.search(r"audited (\d+) items", honest.output).group(1))
     assert checked == world.sonar.bounty(posted).latest_version + 1 + world.sonar.bounty(posted).next_eval
 
-    # a dishonest owner forfeits a good update as an "outlier" (and could use it anyway)
+    # a dishonest owner forfeits a good update as an "outlier" (and could use it anyway), taking back
+    # the miner's vesting rewards too
     world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "21")
     world.miner("submit", str(posted))
     owner = world.sonar
     owner.reset_nonce()
     bounty = owner.bounty(posted)
-    owner.settle(posted, [Verdict(0, 4, False)], bounty.best_score)
+    vesting = owner.vesting(posted, dev_account(MINER).address).rewards
+    assert vesting > 0
+    owner.settle(posted, [Verdict(0, 4, False, clawback=True)], bounty.best_score)
 
     result = world.miner("audit", str(posted), ok=False)
     assert result.exit_code == ExitStatus.VALIDATION, result.output
     assert f"MISMATCH round #{bounty.next_eval}..#{bounty.next_eval}: submission #{bounty.next_eval}" in result.output
     assert "rejected [4]" in result.output
+    assert f"reported clawback of {vesting} wei, replays to no clawback" in result.output
     # the miner's mine remembers it: `mine bounties` shows the owner's mismatches
     listing = world.miner("bounties", "--all")
     found = re.search(r"(\d+) in 1 audits", listing.output)
@@ -516,7 +535,8 @@ def test_close_refunds_the_rest_after_the_deadline(world: World, posted: int) ->
     assert world.sonar.bounty(posted).escrow == 0
     # the owner gets the escrow left, never the forfeited stakes (burned)
     assert world.sonar.credits(dev_account(OWNER).address) - credit_before == bounty.escrow
-    assert world.sonar.bounty(posted).burned == bounty.forfeit_pool
+    # (burned also counts the rewards a clawback burned earlier: the audit test's dishonest owner)
+    assert world.sonar.bounty(posted).burned == bounty.burned + bounty.forfeit_pool
 
 
 def test_accounts_are_encrypted_and_the_first_is_default(world: World, tmp_path: Path,

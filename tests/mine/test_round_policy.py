@@ -419,6 +419,9 @@ def test_a_dp_backdoor_is_forfeited_and_dp_honest_updates_are_paid(dp_round) -> 
     assert all(by[i].accepted for i in range(5)), [by[i] for i in range(5)]
     assert (by[5].reason_code, by[5].refund) == (P.CONCENTRATED, False), by[5]
     assert "pixel_0_1" in by[5].reason
+    # the code-9 forfeit takes back the miner's vesting rewards; nothing else does
+    assert by[5].clawback and not any(by[i].clawback for i in range(5))
+    assert [v.clawback for v in _judge(dp_round, P.RoundPolicy(clawback_concentrated=False)).verdicts] == [False] * 6
     off = _judge(dp_round, P.RoundPolicy(concentration_alpha=None))
     assert [v for v in off.verdicts if v.index == 5][0].reason_code != P.CONCENTRATED
     # every tested update starts its miner's evidence: one test, its Fisher terms per input

@@ -210,14 +210,19 @@ def market(sonar: SonarClient, rpc_url: str) -> Iterator[Market]:
     b2, _ = sonar.post_bounty(_params(sonar, token=token, reward=5 * 10**18, stake=10**16))
     m1.submit(b2, b"\x05" * 32, 0x55, 0, stake=10**16, token=token)
     m2.submit(b2, b"\x06" * 32, 0x55, 0, stake=10**16, token=token)
-    # 3: reaches its target (completed), lower is better
+    # 3: reaches its target (completed), lower is better; m3's reward is clawed back by its later forfeit
     b3, _ = sonar.post_bounty(_params(sonar, initial_score=500_000, target_score=100_000, higher_is_better=False))
-    m2.submit(b3, b"\x07" * 32, 0x55, 0, stake=10**15)
-    txs.append(bytes(sonar.settle(b3, [Verdict(share_bps=10_000)], 50_000, b"\x0b" * 32, 0x55)["transactionHash"]))
+    m3.submit(b3, b"\x0c" * 32, 0x55, 0, stake=10**15)
+    txs.append(bytes(sonar.settle(b3, [Verdict(share_bps=10_000)], 400_000, b"\x0d" * 32, 0x55)["transactionHash"]))
+    m3.submit(b3, b"\x0e" * 32, 0x55, 1, stake=10**15)
+    m2.submit(b3, b"\x07" * 32, 0x55, 1, stake=10**15)
+    txs.append(bytes(sonar.settle(b3, [Verdict(reason=9, clawback=True), Verdict(share_bps=10_000)], 50_000,
+                                  b"\x0b" * 32, 0x55)["transactionHash"]))
     later(1801)
     m1.reclaim_stake(b2, 0)
     sonar.skip(b2)  # the next one expired: its stake goes back, and it is skipped
     sonar.close(b1)
+    m1.release(b1)  # the accepted rewards and stakes vested until the close
     m1.withdraw()
     m1.withdraw(token)
     # 4: still open
@@ -257,6 +262,11 @@ def test_every_view_field_is_identical(market: Market) -> None:
         for version in range(b.latest_version + 1):
             assert _fields(reader.model_version(bid, version)) == _fields(sonar.model_version(bid, version))
         assert reader.preview_reward(bid, 700_000) == sonar.preview_reward(bid, 700_000)
+        for miner in market.miners:
+            assert reader.vesting(bid, miner) == sonar.vesting(bid, miner)
+    # m2's reward in the completed bounty 3 vests, releasable now (nothing pending, no submissions taken)
+    vest = reader.vesting(market.bounties[2], market.miners[1])
+    assert vest.rewards > 0 and vest.stakes == 10**15 and vest.releasable_after == 0
     assert seen_statuses == {"OPEN", "COMPLETED", "CLOSED"}
     for who in [*market.miners, dev_address(0), sonar.address]:
         for token in (ZERO_ADDRESS, market.token):
@@ -268,8 +278,9 @@ def test_every_view_field_is_identical(market: Market) -> None:
         assert reader.block_time(block) == sonar.block_time(block)
 
 
-EVENTS = ["AuditRevealed", "BountyClosed", "BountyPosted", "ModelVersionRecorded", "RoundSettled", "Skipped",
-          "StakeReclaimed", "TargetReached", "UpdateAccepted", "UpdateRejected", "UpdateSubmitted", "Withdrawn"]
+EVENTS = ["AuditRevealed", "BountyClosed", "BountyPosted", "ModelVersionRecorded", "Released", "RewardsClawedBack",
+          "RoundSettled", "Skipped", "StakeReclaimed", "TargetReached", "UpdateAccepted", "UpdateRejected",
+          "UpdateSubmitted", "Withdrawn"]
 
 
 def test_every_event_is_identical(market: Market) -> None:
