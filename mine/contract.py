@@ -92,7 +92,7 @@ class Verdict:
     share_bps > 0: accepted, its share of the round's pot in basis points (the accepted shares of a
     round sum to BPS); reward and stake vest until the bounty ends. share_bps == 0: rejected with
     `reason`; `refund` returns the stake (honest but unhelpful), otherwise it is forfeited to the
-    bounty's pool, and `clawback` also moves the miner's vesting rewards of the bounty there.
+    bounty's pool, and `clawback` also burns the miner's vesting rewards of the bounty.
     """
 
     share_bps: int = 0

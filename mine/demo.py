@@ -418,7 +418,8 @@ def _print_tables(summary: dict[str, Any], console: Console) -> None:
         net = row["net_wei"] / ETHER
         table.add_row(name, "yes" if row["honest"] else "[red]no[/]", str(row["submitted"]), str(row["accepted"]),
                       f"{row['submitted'] - row['accepted']} ({reasons})", f"{row['reward_wei'] / ETHER:.4f}",
-                      f"{row.get('clawed_back_wei', 0) / ETHER:.4f}", f"{row['forfeited_wei'] / ETHER:.4f}", f"[{'green' if net >= 0 else 'red'}]{net:+.4f}[/]",
+                      f"{row.get('clawed_back_wei', 0) / ETHER:.4f}", f"{row['forfeited_wei'] / ETHER:.4f}",
+                      f"[{'green' if net >= 0 else 'red'}]{net:+.4f}[/]",
                       "off" if row.get("epsilon_spent") is None else f"{row['epsilon_spent']:.2f}")
     console.print(table)
     versions = Table("version", "score", "cid", title=f"Model versions ({summary['metric']})")

@@ -905,7 +905,7 @@ class ItemVerdict:
     alignment: float = math.nan
     harm: float = math.nan  # validation loss change of the update applied alone (positive = worse)
     similarity: float = math.nan  # largest cosine with another update of the round (FoolsGold's signal)
-    clawback: bool = False  # forfeited, and the miner's vesting rewards in the bounty go to the pool too
+    clawback: bool = False  # forfeited, and the miner's vesting rewards in the bounty are burned
 
     @property
     def accepted(self) -> bool:

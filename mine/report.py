@@ -83,7 +83,8 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
     net_rows = "".join(
         f"<tr class='{'' if row['honest'] else 'bad'}'><td>{html.escape(name)}</td><td>{'yes' if row['honest'] else 'no'}</td>"
         f"<td>{row['submitted']}</td><td>{row['accepted']}</td><td>{row['reward_wei'] / ETHER:.4f}</td>"
-        f"<td>{row.get('clawed_back_wei', 0) / ETHER:.4f}</td><td>{row['forfeited_wei'] / ETHER:.4f}</td><td class='{'pos' if row['net_wei'] >= 0 else 'neg'}'>"
+        f"<td>{row.get('clawed_back_wei', 0) / ETHER:.4f}</td><td>{row['forfeited_wei'] / ETHER:.4f}</td>"
+        f"<td class='{'pos' if row['net_wei'] >= 0 else 'neg'}'>"
         f"{row['net_wei'] / ETHER:+.4f}</td><td>{_eps(row.get('epsilon_spent'))}</td></tr>"
         for name, row in sorted(per_miner.items(), key=lambda kv: int(kv[0][5:]))
     )
