@@ -106,6 +106,7 @@ def mines(rpc_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mi
 def test_miner_page_shows_bounty_rejection_and_earnings_and_withdraws(mines: Mines) -> None:
     from playwright.sync_api import sync_playwright
 
+    from mine.amounts import format_amount
     from mine.ui.shot import chromium_path
 
     me = dev_account(MINER).address
@@ -127,12 +128,17 @@ def test_miner_page_shows_bounty_rejection_and_earnings_and_withdraws(mines: Min
             assert page.locator("svg.chart").count() >= 1
             credits = mines.sonar.credits(me)
             assert credits > 0 and page.locator("#withdrawable").inner_text() != "0 ETH"
+            # the accepted update's reward and stake vest until the bounty (open 2 h) ends: shown apart
+            vest = mines.sonar.vesting(mines.bounty, me)  # type: ignore[attr-defined]
+            assert vest.rewards > 0 and vest.stakes == 10**16
+            assert page.locator("#vesting").inner_text() == format_amount(vest.total, 18, "ETH")
             page.click("#withdraw")
             page.wait_for_selector("#message")
             assert page.locator("#message").inner_text().startswith("withdrew 0.")
             assert page.locator("#withdrawable").inner_text() == "0 ETH"
             assert page.locator("#withdrawn").inner_text() == page.locator("#message").inner_text().removeprefix("withdrew ")
             assert mines.sonar.credits(me) == 0
+            assert mines.sonar.vesting(mines.bounty, me) == vest  # type: ignore[attr-defined]
             SHOTS.mkdir(exist_ok=True)
             page.screenshot(path=str(SHOTS / "ui-miner.png"), full_page=True)
             with mines.ui(mines.owner_home, OWNER) as owner_url:
