@@ -21,9 +21,6 @@ from conftest import (
     reject,
 )
 
-CAP = REWARD * 3500 // 10_000
-
-
 @pytest.fixture
 def bounty(owner, post):
     """An ETH bounty whose deadline is a week away."""
