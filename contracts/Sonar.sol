@@ -31,11 +31,12 @@ import {ISonar} from "./interfaces/ISonar.sol";
 /// * The owner gains nothing by cheating. Forfeited stakes never reach the owner: they go to later
 ///   accepted contributors, and what is left at close is burned (credited to BURN_ADDRESS, which
 ///   nobody can withdraw from). Clawed-back rewards are burned at once: in the pool, an owner that
-///   clawed back honest pay could win it back with a second address's accepted update. The refund at close is the unpaid escrow only, and only after the
-///   deadline (a Completed bounty with nothing pending excepted: nobody can submit to it any more)
-///   once nothing is pending inside its window. What the contract cannot see is whether verdicts and
-///   scores are honest (rejecting a good update the owner then uses, or accepting its own second
-///   address): an `auditable` bounty cannot close before the owner reveals its audit bundle
+///   clawed back honest pay could win it back with a second address's accepted update. The refund
+///   at close is the unpaid escrow only, and only after the deadline (a Completed bounty with
+///   nothing pending excepted: nobody can submit to it any more) once nothing is pending inside its
+///   window. What the contract cannot see is whether verdicts and scores are honest (rejecting a
+///   good update the owner then uses, accepting its own second address, or a clawback without
+///   cause): an `auditable` bounty cannot close before the owner reveals its audit bundle
 ///   (validation set + decryption key, committed at posting), after which anyone can replay every
 ///   evaluation and the owner's history shows it.
 /// Every bounty has its own escrow and pool; no path moves value between bounties.
