@@ -9,6 +9,7 @@ page all read the market through these functions, so the three never disagree. T
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from mine.amounts import format_amount
@@ -257,23 +258,26 @@ def earnings(client: ChainView, miner: str) -> list[tuple[int, int]]:
     return points
 
 
-def vesting(client: ChainView, miner: str) -> dict[int, Vesting]:
-    """What `miner` has vesting, per bounty (those it was ever accepted in, from the events; empty ones left out)."""
-    bounties = sorted({int(e["args"]["bountyId"]) for e in client.events("UpdateAccepted", miner=miner)})
-    found = {bid: client.vesting(bid, miner) for bid in bounties}
+def vesting(client: ChainView, miner: str, bounties: Iterable[int] | None = None) -> dict[int, Vesting]:
+    """What `miner` has vesting, per bounty (empty ones left out). `bounties`: where to look; default
+    every bounty `miner` was ever accepted in (a scan of the events)."""
+    if bounties is None:
+        bounties = {int(e["args"]["bountyId"]) for e in client.events("UpdateAccepted", miner=miner)}
+    found = {bid: client.vesting(bid, miner) for bid in sorted(bounties)}
     return {bid: v for bid, v in found.items() if v.total}
 
 
-def releasable(client: ChainView, miner: str, token: str | None = None) -> dict[int, Vesting]:
+def releasable(client: ChainView, miner: str, token: str | None = None,
+               bounties: Iterable[int] | None = None) -> dict[int, Vesting]:
     """The part of :func:`vesting` that `release` can move to credits now (in `token`, if given)."""
     now = client.now()
-    ready = {bid: v for bid, v in vesting(client, miner).items() if v.releasable_after <= now}
+    ready = {bid: v for bid, v in vesting(client, miner, bounties).items() if v.releasable_after <= now}
     if token is not None:
         ready = {bid: v for bid, v in ready.items() if client.bounty(bid).token.lower() == token.lower()}
     return ready
 
 
-def release_ended(client: SonarClient, token: str | None = None) -> int:
+def release_ended(client: SonarClient, token: str | None = None, bounties: Iterable[int] | None = None) -> int:
     """Release this account's vesting in every bounty that has ended (in `token`, if given); returns the amount.
 
     Safe to repeat after a crash: a release that was mined left nothing vesting behind.
@@ -281,7 +285,7 @@ def release_ended(client: SonarClient, token: str | None = None) -> int:
     if client.account is None:
         raise ChainError("releasing needs an account")
     total = 0
-    for bid, v in releasable(client, client.account.address, token).items():
+    for bid, v in releasable(client, client.account.address, token, bounties).items():
         client.release(bid)
         total += v.total
     return total
@@ -292,16 +296,17 @@ def withdrawn(client: ChainView, account: str) -> int:
     return sum(int(e["args"]["amount"]) for e in client.events("Withdrawn", account=account, token=ZERO_ADDRESS))
 
 
-def withdraw_credits(client: SonarClient, token: str = ZERO_ADDRESS, *, threshold: int = 0) -> int:
+def withdraw_credits(client: SonarClient, token: str = ZERO_ADDRESS, *, threshold: int = 0,
+                     bounties: Iterable[int] | None = None) -> int:
     """Withdraw this account's credits in `token` if they reach `threshold` (and are > 0); returns the amount.
 
-    Vesting of bounties that have ended is released first (:func:`release_ended`).
+    Vesting of bounties that have ended is released first (:func:`release_ended`; `bounties` as there).
 
     Safe to repeat after a crash: a withdrawal that was mined left zero credits behind.
     """
     if client.account is None:
         raise ChainError("withdrawing needs an account")
-    release_ended(client, token)
+    release_ended(client, token, bounties)
     amount = client.credits(client.account.address, token)
     if amount == 0 or amount < threshold:
         return 0

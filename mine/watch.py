@@ -249,6 +249,9 @@ class Watcher:
         self.last_block_seen = -1
         self.passes = 0
         self._last_full = self._saved = -FULL_PASS_EVERY
+        # bounties I was accepted in (where something may vest): one scan of the history at the first
+        # withdrawal, then kept up from the followed events, so a pass does not rescan the chain
+        self._accepted_in: set[int] | None = None
 
     # ------------------------------------------------------------------ logging helpers
 
@@ -344,6 +347,8 @@ class Watcher:
                 memory.rounds_without_version = 0 if int(args["version"]) else memory.rounds_without_version + 1
             elif args.get("miner") == self.me and name == "UpdateAccepted":
                 memory.mine_rejected_in_a_row = 0
+                if self._accepted_in is not None:
+                    self._accepted_in.add(bid)
                 self.log("accepted", f"bounty {bid} #{args['index']}: accepted, share {args['shareBps'] / 100:.2f}%, "
                          f"reward {self._amount(args['reward'], self.client.bounty(bid).token)} (+ stake back; both vest until "
                          "the bounty ends)",
@@ -493,11 +498,13 @@ class Watcher:
     def _withdraw(self) -> None:
         from mine.overview import withdraw_credits
 
+        if self._accepted_in is None:
+            self._accepted_in = {int(e["args"]["bountyId"]) for e in self.client.events("UpdateAccepted", miner=self.me)}
         tokens = {"0x0000000000000000000000000000000000000000"} | {t for t in self.rules.tokens if t.lower() != "eth"}
         for token in sorted(tokens):
             decimals, _ = token_meta(self.client.w3, token)
             threshold = max(1, parse_units(self.rules.withdraw_threshold, decimals))
-            amount = withdraw_credits(self.client, token, threshold=threshold)
+            amount = withdraw_credits(self.client, token, threshold=threshold, bounties=self._accepted_in)
             if amount:
                 self.log("withdrew", f"withdrew {self._amount(amount, token)}", amount=amount, token=token)
 

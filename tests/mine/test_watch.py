@@ -174,6 +174,10 @@ def test_two_daemons_earn_survive_sigkill_and_withdraw(market: Market) -> None:
                 SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED, SubmissionStatus.RECLAIMED)
         withdrawn = m.sonar.events("Withdrawn", account=who)
         assert withdrawn and m.sonar.credits(who) == 0
+        # what vested (accepted rewards and stakes) was released once the bounty ended, then withdrawn
+        assert m.sonar.vesting(bounty, who).total == 0
+        accepted = m.sonar.events("UpdateAccepted", bountyId=bounty, miner=who)
+        assert bool(m.sonar.events("Released", bountyId=bounty, miner=who)) == bool(accepted)
         events = [e["event"] for e in log_events(m.miner_homes[dev])]
         assert "discovered" in events and "submitted" in events and "withdrew" in events
     assert any(m.sonar.submission(bounty, i).status == SubmissionStatus.ACCEPTED
