@@ -582,19 +582,21 @@ def withdraw(obj: Ctx, token: str | None) -> None:
     """
     from mine.amounts import format_amount
     from mine.contract import ZERO_ADDRESS
-    from mine.overview import releasable, vesting, withdraw_credits
+    from mine.overview import vesting, withdraw_credits
 
     token = token or ZERO_ADDRESS
     reader, me = obj.reader(), obj.address()
+    # one scan of the history: what vests in this token (the release below looks only there)
+    held = {bid: v for bid, v in vesting(reader, me).items() if reader.bounty(bid).token.lower() == token.lower()}
+    now = reader.now()
     # nothing to sign: answer without web3 or a password
-    if reader.credits(me, token) == 0 and not releasable(reader, me, token):
-        waiting = [bid for bid, v in vesting(reader, me).items() if reader.bounty(bid).token.lower() == token.lower()]
-        later = f" (still vesting in bount{'y' if len(waiting) == 1 else 'ies'} {', '.join(map(str, waiting))}: " \
-                "released once the bounty ends; `mine status` shows when)" if waiting else ""
+    if reader.credits(me, token) == 0 and all(v.releasable_after > now for v in held.values()):
+        later = f" (still vesting in bount{'y' if len(held) == 1 else 'ies'} {', '.join(map(str, held))}: " \
+                "released once the bounty ends; `mine status` shows when)" if held else ""
         out_console.print(f"nothing to withdraw{later}")
         return
     client = obj.client()
-    amount = withdraw_credits(client, token)
+    amount = withdraw_credits(client, token, bounties=held)
     if amount == 0:
         out_console.print("nothing to withdraw")
         return

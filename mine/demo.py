@@ -339,7 +339,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                 "score_before": result.score_before, "score_after": result.score_after,
                 "version": result.version if accepted else None,
                 "reward_wei": int(v["reward"]), "stake_wei": settings.stake_wei, "stake_returned": returned,
-                "clawed_back_wei": int(v.get("clawed_back", 0)),
+                "clawed_back_wei": int(v["clawed_back"]),
                 "norm": v["norm"], "contribution": v["contribution"], "alignment": v.get("alignment"),
                 "harm": v.get("harm"), "similarity": v.get("similarity"),
                 "epsilon": epsilons.get((m.name, rnd)),
