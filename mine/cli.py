@@ -900,10 +900,15 @@ def _int_list(text: str | None, what: str) -> list[int] | None:
               help="Architecture for a bundled DATASET (cnn: digits only).")
 @click.option("--normalize-from", "vault_name", default=None,
               help="Vault dataset whose column mean/std become the manifest's input normalization (bundled schemas).")
+@click.option("--metric", type=click.Choice(["accuracy", "cross_entropy", "mse"]), default=None,
+              help="Validation metric of versions (default: accuracy for classification, mse for regression). "
+                   "cross_entropy (classification, lower is better) still resolves gains on a small validation set.")
 @pass_ctx
 def model_template(obj: Ctx, dataset: str | None, from_dataset: str | None, hidden: str | None, task: str | None,
-                   image: str | None, arch: str, vault_name: str | None) -> None:
+                   image: str | None, arch: str, vault_name: str | None, metric: str | None) -> None:
     """Print a manifest: a bundled DATASET's standard one, or one for any vault dataset (--from-dataset)."""
+    import dataclasses
+
     from mine.datasets import select_features
     from mine.model import default_manifest, template_manifest, with_normalization
     from mine.vault import Vault
@@ -923,6 +928,11 @@ def model_template(obj: Ctx, dataset: str | None, from_dataset: str | None, hidd
         if vault_name:
             X, _y, columns = Vault(obj.home()).load(vault_name)
             manifest = with_normalization(manifest, select_features(X, columns, list(manifest.features)))
+    if metric is not None:
+        try:
+            manifest = dataclasses.replace(manifest, metric=metric)
+        except ValidationError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metric") from None
     click.echo(manifest.to_json().decode())
 
 
@@ -1132,9 +1142,12 @@ def ipfs_export(obj: Ctx, cid: str, out: Path) -> None:
 @click.option("--ipfs-api", "demo_ipfs", default=None, help="Use this IPFS node instead of the embedded store.")
 @click.option("--dp/--no-dp", "use_dp", default=True, show_default=True,
               help="Miners train with DP-SGD (the manifest's training.dp, else mine.dp's default) or plainly.")
+@click.option("--metric", type=click.Choice(["accuracy", "cross_entropy"]), default=None,
+              help="The bounty's validation metric (classification; default accuracy). cross_entropy scores the mean "
+                   "validation loss, which a small validation set still resolves where one row is a whole accuracy step.")
 @pass_ctx
 def demo(obj: Ctx, dataset: str, demo_model: str, miners: int, malicious: int, attack: str, rounds: int, seed: int,
-         out_dir: Path, demo_rpc: str | None, demo_ipfs: str | None, use_dp: bool) -> None:
+         out_dir: Path, demo_rpc: str | None, demo_ipfs: str | None, use_dp: bool, metric: str | None) -> None:
     """Run the whole marketplace locally: 1 owner, N miners (K malicious), R rounds; writes a report."""
     from mine.demo import DemoSettings, run_demo
 
@@ -1142,9 +1155,11 @@ def demo(obj: Ctx, dataset: str, demo_model: str, miners: int, malicious: int, a
         raise click.BadParameter("--malicious cannot exceed --miners")
     if demo_model == "cnn" and dataset != "digits":
         raise click.BadParameter("--model cnn needs --dataset digits (the only image dataset)")
+    if metric is not None and dataset == "diabetes":
+        raise click.BadParameter("--metric is for the classification datasets; diabetes (regression) is scored by MSE")
     settings = DemoSettings(dataset=dataset, model=demo_model, miners=miners, malicious=malicious, attack=attack, rounds=rounds,
                             seed=seed, out=out_dir, rpc=demo_rpc or obj.rpc, ipfs_api=demo_ipfs or obj.store_spec,
-                            sonar=obj.sonar, dp=use_dp)
+                            sonar=obj.sonar, dp=use_dp, metric=metric)
     run_demo(settings, console=out_console, progress_console=err_console)
 
 

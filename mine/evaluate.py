@@ -7,7 +7,8 @@ How determinism is obtained:
   ``torch.use_deterministic_algorithms(True)`` and **one** intra-op thread (both restored
   afterwards), over fixed-size chunks of rows, so the result does not depend on the caller's
   thread settings or batch layout;
-* accuracy is an exact ratio of integers; MSE is summed in float64 with numpy's pairwise sum;
+* accuracy is an exact ratio of integers; MSE and cross-entropy (per row in float64, from the
+  float32 logits) are summed in float64 with numpy's pairwise sum;
 * nothing is random.
 
 The same torch build on the same CPU family gives identical scores; different BLAS kernels (e.g.
@@ -95,8 +96,9 @@ def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Man
 
     Subgroups are the classes present in ``y`` for classification when ``groups`` is ``None``
     (none for regression), or the distinct values of ``groups`` (one entry per row). Accuracy is
-    ``correct / n`` (ties in the logits go to the lowest class index); MSE is the float64 mean of
-    squared float32 errors. Raises ``VaultError``/``ValidationError`` on data that does not fit.
+    ``correct / n`` (ties in the logits go to the lowest class index); cross-entropy is the mean of
+    ``-log softmax(logits)[label]`` (in float64); MSE is the float64 mean of squared float32 errors.
+    Raises ``VaultError``/``ValidationError`` on data that does not fit.
     """
     yt = prepare_targets(manifest, y)
     n = int(yt.shape[0])
@@ -106,7 +108,16 @@ def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Man
     if out.shape[0] != n:
         raise ValidationError(f"X has {out.shape[0]} rows but y has {n}")
 
-    if manifest.task == "classification":
+    if manifest.task == "classification" and manifest.metric == "cross_entropy":
+        labels = yt.numpy()
+        logp = torch.log_softmax(out.to(torch.float64), dim=1)
+        per_row = (-logp.gather(1, yt.view(-1, 1).to(torch.int64))[:, 0]).numpy()
+
+        def score_of(mask: np.ndarray) -> float:
+            return float(np.sum(per_row[mask])) / int(np.count_nonzero(mask))
+
+        default_groups = labels
+    elif manifest.task == "classification":
         pred = out.argmax(dim=1).numpy()
         labels = yt.numpy()
         per_row = (pred == labels).astype(np.float64)

@@ -25,12 +25,14 @@ from mine.layers import MAX_WIDTH, PARAMETRIC, Cost, Arg, check_arg, normalize_l
 
 __all__ = [
     "DEFAULT_TRAINING",
+    "HIGHER_IS_BETTER",
     "LOSSES",
     "MAX_FLOPS_PER_EXAMPLE",
     "MAX_TRAIN_MEMORY_BYTES",
     "METRICS",
     "Manifest",
     "TASKS",
+    "TASK_METRICS",
     "strict_json",
 ]
 
@@ -56,7 +58,14 @@ MAX_EVAL_CHUNK_ROWS: Final = 8192
 
 TASKS: Final = ("classification", "regression")
 LOSSES: Final = {"classification": "cross_entropy", "regression": "mse"}
+#: The default metric of each task (what the validation score of a version is).
 METRICS: Final = {"classification": "accuracy", "regression": "mse"}
+#: The metrics an owner may name for each task. Cross-entropy (the mean validation loss, lower is
+#: better) moves with every example's confidence, so a small validation set, where one row is a
+#: whole accuracy step, still tells a better model from a worse one.
+TASK_METRICS: Final = {"classification": ("accuracy", "cross_entropy"), "regression": ("mse",)}
+#: The metrics where a higher score is better.
+HIGHER_IS_BETTER: Final = frozenset({"accuracy"})
 OPTIMIZERS: Final = ("sgd", "adam")
 DEFAULT_TRAINING: Final[dict[str, Any]] = {"epochs": 5, "lr": 0.01, "batch_size": 32, "optimizer": "adam"}
 
@@ -99,7 +108,7 @@ class Manifest:
     ``num_classes`` (classification only, else ``None``); ``normalization`` (``{"mean": [...],
     "std": [...]}`` applied to inputs before the model, or ``None``); ``layers`` (whitelisted
     modules, see :data:`LAYERS`); ``loss`` (``"cross_entropy"`` | ``"mse"``, fixed by the task);
-    ``metric`` (``"accuracy"`` | ``"mse"``, fixed by the task); ``training`` (default ``epochs``,
+    ``metric`` (``"accuracy"`` or ``"cross_entropy"`` for classification, ``"mse"`` for regression); ``training`` (default ``epochs``,
     ``lr``, ``batch_size``, ``optimizer`` for miners); ``max_weight_bytes`` (largest weights or
     update file accepted).
 
@@ -143,9 +152,10 @@ class Manifest:
 
         if self.loss != LOSSES[self.task]:
             raise ValidationError(f"manifest 'loss' for a {self.task} task must be {LOSSES[self.task]!r}, got {self.loss!r}")
-        if self.metric != METRICS[self.task]:
+        if self.metric not in TASK_METRICS[self.task]:
             raise ValidationError(
-                f"manifest 'metric' for a {self.task} task must be {METRICS[self.task]!r}, got {self.metric!r}")
+                f"manifest 'metric' for a {self.task} task must be one of "
+                f"{', '.join(repr(m) for m in TASK_METRICS[self.task])}, got {self.metric!r}")
 
         if self.task == "classification":
             nc = self.num_classes
@@ -242,8 +252,8 @@ class Manifest:
     # ----------------------------------------------------------------------------- properties
     @property
     def higher_is_better(self) -> bool:
-        """True for accuracy, False for an error metric such as MSE."""
-        return self.metric == "accuracy"
+        """True for accuracy, False for an error metric (cross-entropy, MSE)."""
+        return self.metric in HIGHER_IS_BETTER
 
     @property
     def output_width(self) -> int:

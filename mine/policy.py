@@ -1026,7 +1026,14 @@ class RoundPolicy:
       ones that passed alone (digits CNN, backdoor: an attacker paid in the first round, before its
       pooled evidence, kept up to 1.24 ETH). Its honest cost is the code-9 false-positive rate,
       which the test holds at ``concentration_alpha``; other codes (harm, norm) can befall an honest
-      miner with a skewed shard once in a while and do not claw back. ``False``: no clawback.
+      miner with a skewed shard once in a while and do not claw back. ``False``: no clawback;
+    * ``clawback_alpha`` — the limit a code-9 p-value must be under (divided like
+      ``concentration_alpha``, per test and per input) for that clawback. A clawback costs a whole
+      bounty's pay, not one stake, so it asks for stronger evidence: an honest tabular shard leans
+      on a feature its class means barely use, and its summed updates can pass the forfeit limit
+      (breast cancer: honest p at 2 and 14 x under it, and 3.7 ETH clawed back in one demo run),
+      while a backdoor's evidence grows far beyond it as its rounds add up (digits CNN: every
+      attacker under 1/100 of it by its last round). ``None``: every code-9 forfeit claws back.
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -1039,7 +1046,8 @@ class RoundPolicy:
                                              "refund_declared_noise": False, "suspects_must_help": None,
                                              "concentration_max_epsilon": None, "concentration_head": False,
                                              "harm_noise_from_all": False, "summed_concentration": False,
-                                             "share_quantile": None, "clawback_concentrated": False}
+                                             "share_quantile": None, "clawback_concentrated": False,
+                                             "clawback_alpha": None}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -1071,6 +1079,7 @@ class RoundPolicy:
     summed_concentration: bool = True
     share_quantile: float | None = 0.9
     clawback_concentrated: bool = True
+    clawback_alpha: float | None = 5e-5
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -1100,6 +1109,10 @@ class RoundPolicy:
         a = self.concentration_alpha
         if a is not None and not (math.isfinite(a) and 0 < a < 1):
             raise ValidationError(f"concentration_alpha must be between 0 and 1 (exclusive) or None, got {a!r}")
+        c = self.clawback_alpha
+        if c is not None and not (isinstance(c, (int, float)) and math.isfinite(c) and 0 < c <= (a or 1.0)):
+            raise ValidationError(f"clawback_alpha must be > 0 and at most concentration_alpha ({a!r}) or None, "
+                                  f"got {c!r}")
         q = self.share_quantile
         if q is not None and not (isinstance(q, (int, float)) and 0 < q < 1):
             raise ValidationError(f"share_quantile must be between 0 and 1 (exclusive) or None, got {q!r}")
@@ -1119,15 +1132,8 @@ class RoundPolicy:
         ``evidence``: the pooled evidence of the bounty's earlier rounds (:attr:`RoundDecision.evidence`
         of the round before; empty for the first).
         """
-        decision = self._judge(manifest, current_state, items, validation, bounty_id=bounty_id,
-                               current_version=current_version, history=history, suspects=suspects,
-                               evidence=evidence)
-        if not self.clawback_concentrated:
-            return decision
-        verdicts = [dataclasses.replace(v, clawback=True)
-                    if not v.accepted and not v.refund and v.reason_code == CONCENTRATED else v
-                    for v in decision.verdicts]
-        return dataclasses.replace(decision, verdicts=verdicts)
+        return self._judge(manifest, current_state, items, validation, bounty_id=bounty_id,
+                           current_version=current_version, history=history, suspects=suspects, evidence=evidence)
 
     def _judge(self, manifest: Manifest, current_state: Mapping[str, torch.Tensor], items: Sequence[RoundItem],
                validation: Validation, *, bounty_id: int, current_version: int, history: Sequence[float],
@@ -1244,10 +1250,15 @@ class RoundPolicy:
                     else:
                         share = signal_shares(matrix)[j]
                         evidence = f"(p = {pvalues[j]:.2g} with its DP noise; {bar})"
+                    # the harsher sanction (the miner's vesting rewards) needs the stronger evidence
+                    claw = self.clawback_concentrated and (
+                        self.clawback_alpha is None or pv[j] < self.clawback_alpha / len(tests) / len(pv))
+                    if claw:
+                        evidence += "; under the clawback limit: its vesting rewards in this bounty are burned"
                     reject(by_index[i], CONCENTRATED,
                            f"{share:.0%} of its {'summed ' if kind == 'sum' else ''}signal is on {input_names[j]!r}, "
                            f"where the clean validation rows of any class or group put at most {allow[j]:.1%} "
-                           + evidence, norm=norms[i])
+                           + evidence, norm=norms[i], clawback=claw)
                     live.remove(i)
         bound = statistics.median([norms[i] for i in live]) * self.clip_norm_factor if live else None
         scales = dict(zip(live, clip_scales([norms[i] for i in live], bound)))

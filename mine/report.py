@@ -117,7 +117,7 @@ svg {{ border: 1px solid #eee; background: #fff; font-family: system-ui, sans-se
 <h1>Sonar demo: {html.escape(summary['dataset'])}</h1>
 <ul>
 <li>{summary['miners']} miners, {summary['malicious']} malicious ({html.escape(summary['attack'])}), {summary['rounds']} rounds, seed {summary['seed']}</li>
-<li>{html.escape(summary['metric'])}: initial {summary['initial_score']:.4f} → final {summary['final_score']:.4f}; centralized reference {summary['centralized_score']:.4f}</li>
+<li>{html.escape(summary['metric'])}: initial {summary['initial_score']:.4f} → final {summary['final_score']:.4f}; centralized reference {summary['centralized_score']:.4f}{f"; final accuracy {summary['final_accuracy']:.4f}" if "final_accuracy" in summary else ""}</li>
 <li>privacy: {privacy}</li>
 <li>malicious updates accepted: {summary['malicious_accepted']} of {summary['malicious_submitted']}</li>{backdoor}
 <li>bounty {summary['bounty_wei'] / ETHER:g} ETH: paid {summary['paid_wei'] / ETHER:.4f}, refunded {summary['refunded_wei'] / ETHER:.4f}</li>

@@ -587,4 +587,8 @@ def test_model_template_is_a_valid_normalized_manifest(world: World) -> None:
     normalized = Manifest.from_json(
         world.owner("model", "template", "digits", "--normalize-from", "validation").output.encode())
     assert normalized.normalization is not None and normalized.features == plain.features
+    ce = Manifest.from_json(world.owner("model", "template", "digits", "--metric", "cross_entropy").output.encode())
+    assert (ce.metric, ce.higher_is_better, ce.layers) == ("cross_entropy", False, plain.layers)
+    refused = world.owner("model", "template", "diabetes", "--metric", "accuracy", ok=False)
+    assert refused.exit_code != 0 and "--metric" in refused.output and "'mse'" in refused.output
 

@@ -11,12 +11,13 @@ from click.testing import CliRunner
 from mine.cli import cli
 
 
-@pytest.mark.parametrize(("dataset", "attack"), [("digits", "scale"), ("diabetes", "label_flip")])
-def test_small_demo_writes_summary_and_report(tmp_path: Path, dataset: str, attack: str) -> None:
+@pytest.mark.parametrize(("dataset", "attack", "metric"), [("digits", "scale", None), ("diabetes", "label_flip", None),
+                                                     ("breast_cancer", "noise", "cross_entropy")])
+def test_small_demo_writes_summary_and_report(tmp_path: Path, dataset: str, attack: str, metric: str | None) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(
         cli, ["demo", "--dataset", dataset, "--miners", "3", "--malicious", "1", "--attack", attack,
-              "--rounds", "2", "--seed", "1", "--out", str(out)],
+              "--rounds", "2", "--seed", "1", "--out", str(out), *(["--metric", metric] if metric else [])],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -27,6 +28,12 @@ def test_small_demo_writes_summary_and_report(tmp_path: Path, dataset: str, atta
         assert key in summary, key
     subs = summary["submissions"]
     assert summary["dataset"] == dataset and len(subs) == 3 * 2
+    assert summary["metric"] == (metric or ("mse" if dataset == "diabetes" else "accuracy"))
+    if metric == "cross_entropy":  # scored by the validation loss; the accuracy is reported too
+        assert summary["final_score"] < summary["initial_score"] and 0.5 < summary["final_accuracy"] <= 1
+        assert summary["target_score"] < summary["final_score"] and "final accuracy" in result.output
+    else:
+        assert "final_accuracy" not in summary
     # forfeited stakes never reach the owner: every wei of reward and forfeits is paid to miners,
     # refunded (reward escrow only) or burned
     forfeited = sum(s["stake_wei"] for s in subs if not s["stake_returned"])

@@ -92,6 +92,7 @@ def test_higher_is_better() -> None:
     reg = _small(task="regression", num_classes=None, loss="mse", metric="mse",
                  layers=[{"type": "Linear", "in_features": 3, "out_features": 1}])
     assert M.Manifest.from_json(_bytes(reg)).higher_is_better is False
+    assert M.Manifest.from_json(_bytes(_small(metric="cross_entropy"))).higher_is_better is False
 
 
 BAD_MANIFESTS = [
@@ -115,6 +116,7 @@ BAD_MANIFESTS = [
     ("wide layer", lambda d: d["layers"][0].update(out_features=100_000), "out of range"),
     ("wrong loss", lambda d: d.update(loss="mse"), "'loss'"),
     ("wrong metric", lambda d: d.update(metric="f1"), "'metric'"),
+    ("metric of the other task", lambda d: d.update(metric="mse"), "one of 'accuracy', 'cross_entropy'"),
     ("bad task", lambda d: d.update(task="ranking"), "'task'"),
     ("num_classes 1", lambda d: d.update(num_classes=1), "num_classes"),
     ("unknown key", lambda d: d.update(script="rm -rf /"), "unknown key"),

@@ -422,6 +422,14 @@ def test_a_dp_backdoor_is_forfeited_and_dp_honest_updates_are_paid(dp_round) -> 
     # the code-9 forfeit takes back the miner's vesting rewards; nothing else does
     assert by[5].clawback and not any(by[i].clawback for i in range(5))
     assert [v.clawback for v in _judge(dp_round, P.RoundPolicy(clawback_concentrated=False)).verdicts] == [False] * 6
+    assert "vesting rewards in this bounty are burned" in by[5].reason
+    # the clawback needs the stronger evidence of clawback_alpha; the forfeit itself does not
+    weak = {v.index: v for v in _judge(dp_round, P.RoundPolicy(clawback_alpha=1e-300)).verdicts}
+    assert (weak[5].reason_code, weak[5].refund, weak[5].clawback) == (P.CONCENTRATED, False, False)
+    assert "burned" not in weak[5].reason
+    assert {v.index: v for v in _judge(dp_round, P.RoundPolicy(clawback_alpha=None)).verdicts}[5].clawback
+    with pytest.raises(ValidationError, match="clawback_alpha"):
+        P.RoundPolicy(clawback_alpha=0.01)  # above concentration_alpha
     off = _judge(dp_round, P.RoundPolicy(concentration_alpha=None))
     assert [v for v in off.verdicts if v.index == 5][0].reason_code != P.CONCENTRATED
     # every tested update starts its miner's evidence: one test, its Fisher terms per input

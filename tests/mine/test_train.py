@@ -133,6 +133,24 @@ def test_evaluate_is_deterministic_and_per_class(digits) -> None:
     assert model.training  # evaluate restores the caller's mode
 
 
+def test_evaluate_cross_entropy_is_the_mean_validation_loss_per_class(digits) -> None:
+    manifest, s = digits
+    ce = dataclasses.replace(manifest, metric="cross_entropy")
+    model = M.build_model(ce, seed=0)
+    train(model, s.X_train, s.y_train, ce, epochs=1, seed=0)
+    r = evaluate(model, s.X_val, s.y_val, ce)
+    logits = predict(model, s.X_val, ce).to(torch.float64)
+    per_row = torch.nn.functional.cross_entropy(logits, torch.as_tensor(s.y_val), reduction="none").numpy()
+    assert r.score == pytest.approx(per_row.mean(), rel=1e-12) and r.score > 0
+    assert sorted(r.per_group, key=int) == [str(c) for c in range(10)]
+    for c in range(10):
+        assert r.per_group[str(c)] == pytest.approx(per_row[s.y_val == c].mean(), rel=1e-12)
+    assert evaluate(model, s.X_val, s.y_val, ce) == r  # deterministic
+    # it resolves what accuracy cannot: more training lowers the loss while accuracy may stay put
+    train(model, s.X_train, s.y_train, ce, epochs=3, seed=1)
+    assert evaluate(model, s.X_val, s.y_val, ce).score < r.score
+
+
 def test_evaluate_custom_groups_and_regression(diabetes) -> None:
     manifest, s = diabetes
     model = M.build_model(manifest, seed=0)
