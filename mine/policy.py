@@ -845,18 +845,21 @@ class MinerEvidence:
     * ``harm_z``: the standalone-harm z-scores (:func:`harm_zscores`) of its updates that were not
       forfeited (a forfeit is judged once; the pool is what the miner got away with);
     * ``concentration_sum``: the sum of its tested updates' first-layer weights grouped by input
-      unit (:func:`group_matrix`, flattened row by row; ``()`` before the first test).
+      unit (:func:`group_matrix`, flattened row by row; ``()`` before the first test);
+    * ``flagged_inputs``: the input units its code-9 forfeits named (a trigger's place), which the
+      other miners' later updates are tested on (:attr:`RoundPolicy.guided_concentration`).
     """
 
     concentration_tests: int = 0
     concentration_terms: tuple[float, ...] = ()
     harm_z: tuple[float, ...] = ()
     concentration_sum: tuple[float, ...] = ()
+    flagged_inputs: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"concentration_tests": self.concentration_tests,
                 "concentration_terms": list(self.concentration_terms), "harm_z": list(self.harm_z),
-                "concentration_sum": list(self.concentration_sum)}
+                "concentration_sum": list(self.concentration_sum), "flagged_inputs": list(self.flagged_inputs)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MinerEvidence:
@@ -864,7 +867,8 @@ class MinerEvidence:
             return cls(int(data.get("concentration_tests", 0)),
                        tuple(float(v) for v in data.get("concentration_terms", ())),
                        tuple(float(v) for v in data.get("harm_z", ())),
-                       tuple(float(v) for v in data.get("concentration_sum", ())))
+                       tuple(float(v) for v in data.get("concentration_sum", ())),
+                       tuple(int(v) for v in data.get("flagged_inputs", ())))
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValidationError(f"unreadable miner evidence {data!r}: {exc}") from None
 
@@ -1033,7 +1037,17 @@ class RoundPolicy:
       on a feature its class means barely use, and its summed updates can pass the forfeit limit
       (breast cancer: honest p at 2 and 14 x under it, and 3.7 ETH clawed back in one demo run),
       while a backdoor's evidence grows far beyond it as its rounds add up (digits CNN: every
-      attacker under 1/100 of it by its last round). ``None``: every code-9 forfeit claws back.
+      attacker under 1/100 of it by its last round). ``None``: every code-9 forfeit claws back;
+    * ``guided_concentration`` — once a miner's update was forfeited by code 9, the input it named
+      (:attr:`MinerEvidence.flagged_inputs`) is where a shared trigger sits: every *other* miner's
+      later updates are also tested on just those inputs, at the limit divided by their number
+      instead of by all inputs (one more test in the split). Colluders with one trigger are the
+      usual backdoor, and so is an attacker that comes back under a fresh address. The inputs come
+      from other miners' earlier rounds only, so an honest update's own noise cannot pick them and
+      the test keeps its level. Digits CNN, backdoor, 6 replica runs each: the attackers were first
+      forfeited in rounds (2, 2, 3), (1, 2, 2), (2, 2, 3), (1, 1, 2), (1, 1, 2), (1, 1, 3) with it and
+      (1, 2, 4), (1, 3, 4), (1, 3, 3), (1, 1, 3), (1, 1, 2), (1, 1, 2) without; no honest code-9 forfeit
+      in either; breast cancer, 20 runs: 2 honest code-9 forfeits with it, 3 without.
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -1047,7 +1061,7 @@ class RoundPolicy:
                                              "concentration_max_epsilon": None, "concentration_head": False,
                                              "harm_noise_from_all": False, "summed_concentration": False,
                                              "share_quantile": None, "clawback_concentrated": False,
-                                             "clawback_alpha": None}
+                                             "clawback_alpha": None, "guided_concentration": False}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -1080,6 +1094,7 @@ class RoundPolicy:
     share_quantile: float | None = 0.9
     clawback_concentrated: bool = True
     clawback_alpha: float | None = 5e-5
+    guided_concentration: bool = True
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -1204,6 +1219,8 @@ class RoundPolicy:
             allowed, upper = clean_input_bounds(manifest, current_state, X, y, groups, name, axis, shape,
                                                 quantile=self.share_quantile)
             pooled_allowed = allowed if upper is None else upper
+            # where earlier rounds found a trigger (each miner's code-9 forfeits): fixed before this round
+            flags = {m: e.flagged_inputs for m, e in pooled.items() if e.flagged_inputs}
             for i in tested:
                 matrix = group_matrix(deltas[i][name], axis, shape)
                 pvalues = concentration_pvalues(matrix, allowed)
@@ -1233,13 +1250,31 @@ class RoundPolicy:
                 if self.summed_concentration and count > 1 and summed is not None:
                     tests.append(("sum", concentration_pvalues(summed.reshape(matrix.shape), pooled_allowed),
                                   pooled_allowed))
+                # the inputs other miners' forfeits named: a shared trigger is tested there without
+                # dividing the limit by every input (only by their number)
+                known = sorted({g for m, gs in flags.items() if m != miner for g in gs if g < len(pvalues)})
+                if self.guided_concentration and known:
+                    own = (concentration_pvalues(summed.reshape(matrix.shape), pooled_allowed)
+                           if count > 1 and summed is not None else pvalues)
+                    tests.append(("guided", [own[g] if g in known else 1.0 for g in range(len(own))],
+                                  pooled_allowed if count > 1 and summed is not None else allowed))
                 alpha = self.concentration_alpha / len(tests)
+
+                def units(kind: str, pv: Sequence[float]) -> int:  # what the limit is divided by
+                    return len(known) if kind == "guided" else len(pv)
+
                 hit = next(((kind, pv, allow, j) for kind, pv, allow in tests
-                            if (j := concentrated(pv, alpha=alpha)) is not None), None)
+                            if (j := concentrated(pv, alpha=alpha * len(pv) / units(kind, pv))) is not None), None)
                 if hit is not None:
                     kind, pv, allow, j = hit
-                    bar = f"limit {alpha:g} / {len(pvalues)} inputs"
-                    if kind == "sum":
+                    bar = f"limit {alpha:g} / {units(kind, pv)} inputs"
+                    if kind == "guided":
+                        pooled_own = count > 1 and summed is not None
+                        share = signal_shares(summed.reshape(matrix.shape) if pooled_own else matrix)[j]  # type: ignore[union-attr]
+                        evidence = (f"(p = {pvalues[j]:.2g} alone" + (f", {pv[j]:.2g} for the sum of its {count} "
+                                                                      "tested updates in this bounty" if pooled_own else "")
+                                    + f"; another miner's update was forfeited for this input; {bar})")
+                    elif kind == "sum":
                         share = signal_shares(summed.reshape(matrix.shape))[j]  # type: ignore[union-attr]
                         evidence = (f"(p = {pvalues[j]:.2g} alone; the sum of its {count} tested updates in this "
                                     f"bounty gives p = {pv[j]:.2g}; {bar})")
@@ -1252,7 +1287,7 @@ class RoundPolicy:
                         evidence = f"(p = {pvalues[j]:.2g} with its DP noise; {bar})"
                     # the harsher sanction (the miner's vesting rewards) needs the stronger evidence
                     claw = self.clawback_concentrated and (
-                        self.clawback_alpha is None or pv[j] < self.clawback_alpha / len(tests) / len(pv))
+                        self.clawback_alpha is None or pv[j] < self.clawback_alpha / len(tests) / units(kind, pv))
                     if claw:
                         evidence += "; under the clawback limit: its vesting rewards in this bounty are burned"
                     reject(by_index[i], CONCENTRATED,
@@ -1260,6 +1295,8 @@ class RoundPolicy:
                            f"where the clean validation rows of any class or group put at most {allow[j]:.1%} "
                            + evidence, norm=norms[i], clawback=claw)
                     live.remove(i)
+                    flagged = pooled[miner]
+                    pooled[miner] = dataclasses.replace(flagged, flagged_inputs=tuple(sorted({*flagged.flagged_inputs, j})))
         bound = statistics.median([norms[i] for i in live]) * self.clip_norm_factor if live else None
         scales = dict(zip(live, clip_scales([norms[i] for i in live], bound)))
         cosines = dict(zip(live, alignments([deltas[i] for i in live], [scales[i] for i in live])))

@@ -439,6 +439,37 @@ def test_a_dp_backdoor_is_forfeited_and_dp_honest_updates_are_paid(dp_round) -> 
         assert e.concentration_tests == 1 and len(e.concentration_terms) == 64
     terms = d.evidence[dp_round["items"][5].submitter.lower()].concentration_terms
     assert max(range(64), key=lambda j: terms[j]) == pixel
+    # the forfeit names the trigger's input in its miner's evidence; nobody else's is flagged
+    assert d.evidence[dp_round["items"][5].submitter.lower()].flagged_inputs == (pixel,)
+    assert all(not d.evidence[it.submitter.lower()].flagged_inputs for it in dp_round["items"][:5])
+
+
+def test_an_input_another_miners_forfeit_named_is_tested_without_the_bonferroni_over_inputs(dp_round) -> None:
+    """A colluder with the same trigger: once one miner was forfeited for an input, everyone else's
+    later updates are tested on that input at the limit divided by the flagged inputs, not by all 64."""
+    r = dp_round
+    pixel = list(r["manifest"].features).index("pixel_0_1")
+    name, axis, _names, shape = P.input_groups(r["manifest"])
+    allowed, _ = P.clean_input_bounds(r["manifest"], r["state"], r["val"][0], r["val"][1], None, name, axis, shape,
+                                      quantile=0.9)
+    tensors, _meta = M.read_update(r["manifest"], r["items"][5].update)
+    pvalues = P.concentration_pvalues(P.group_matrix(tensors[name], axis, shape), allowed)
+    assert min(range(64), key=lambda j: pvalues[j]) == pixel
+    # a limit this update's p meets only if it is not divided by the 64 inputs (alone + guided: 2 tests)
+    policy = P.RoundPolicy(concentration_alpha=8 * pvalues[pixel], clawback_alpha=None)
+    other = {"0x" + "e" * 40: P.MinerEvidence(concentration_tests=1, flagged_inputs=(pixel,))}
+    guided = {v.index: v for v in _judge(r, policy, evidence=other).verdicts}
+    assert (guided[5].reason_code, guided[5].refund) == (P.CONCENTRATED, False), guided[5]
+    assert "another miner's update was forfeited for this input" in guided[5].reason and "/ 1 inputs" in guided[5].reason
+    assert all(guided[i].reason_code != P.CONCENTRATED for i in range(5))
+    # without that evidence, or with the setting off (bounties posted before it), the same update passes it
+    off = dataclasses.replace(policy, guided_concentration=False)
+    for pol, evidence in ((policy, {}), (off, other)):
+        plain = _judge(r, pol, evidence=evidence)
+        assert {v.index: v for v in plain.verdicts}[5].reason_code != P.CONCENTRATED
+    # its own earlier flag does not guide its own test (that evidence is not independent of it)
+    own = {r["items"][5].submitter.lower(): P.MinerEvidence(flagged_inputs=(pixel,))}
+    assert {v.index: v for v in _judge(r, policy, evidence=own).verdicts}[5].reason_code != P.CONCENTRATED
 
 
 def test_a_trigger_in_a_one_channel_cnns_head_is_forfeited() -> None:
