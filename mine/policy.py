@@ -847,9 +847,7 @@ class MinerEvidence:
     * ``concentration_sum``: the sum of its tested updates' first-layer weights grouped by input
       unit (:func:`group_matrix`, flattened row by row; ``()`` before the first test);
     * ``flagged_inputs``: the input units its code-9 forfeits named (a trigger's place), which the
-      other miners' later updates are tested on (:attr:`RoundPolicy.guided_concentration`);
-    * ``accepted`` / ``harm_forfeits``: how many of its updates were accepted, and forfeited as
-      harmful (code 8), in this bounty (:attr:`RoundPolicy.clawback_harm_forfeits`).
+      other miners' later updates are tested on (:attr:`RoundPolicy.guided_concentration`).
     """
 
     concentration_tests: int = 0
@@ -857,14 +855,11 @@ class MinerEvidence:
     harm_z: tuple[float, ...] = ()
     concentration_sum: tuple[float, ...] = ()
     flagged_inputs: tuple[int, ...] = ()
-    accepted: int = 0
-    harm_forfeits: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"concentration_tests": self.concentration_tests,
                 "concentration_terms": list(self.concentration_terms), "harm_z": list(self.harm_z),
-                "concentration_sum": list(self.concentration_sum), "flagged_inputs": list(self.flagged_inputs),
-                "accepted": self.accepted, "harm_forfeits": self.harm_forfeits}
+                "concentration_sum": list(self.concentration_sum), "flagged_inputs": list(self.flagged_inputs)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MinerEvidence:
@@ -873,8 +868,7 @@ class MinerEvidence:
                        tuple(float(v) for v in data.get("concentration_terms", ())),
                        tuple(float(v) for v in data.get("harm_z", ())),
                        tuple(float(v) for v in data.get("concentration_sum", ())),
-                       tuple(int(v) for v in data.get("flagged_inputs", ())),
-                       int(data.get("accepted", 0)), int(data.get("harm_forfeits", 0)))
+                       tuple(int(v) for v in data.get("flagged_inputs", ())))
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValidationError(f"unreadable miner evidence {data!r}: {exc}") from None
 
@@ -1044,14 +1038,6 @@ class RoundPolicy:
       (breast cancer: honest p at 2 and 14 x under it, and 3.7 ETH clawed back in one demo run),
       while a backdoor's evidence grows far beyond it as its rounds add up (digits CNN: every
       attacker under 1/100 of it by its last round). ``None``: every code-9 forfeit claws back;
-    * ``clawback_harm_forfeits`` — a harm forfeit (code 8) also claws back the miner's vesting
-      rewards when it is that miner's k-th in the bounty and it was forfeited as harmful more often
-      than accepted. A label flipper's first update can help a near-random model (it pushes toward
-      the validation set's majority class) and take a share of the first round's large pot; every
-      later update of it hurts (breast cancer demo: paid 0.76 ETH in round 1, forfeited in rounds
-      2-5, +0.72 ETH net without this). One harm forfeit can befall an honest miner with a skewed
-      shard, and so can a second (breast cancer replica, 20 runs: honest miners with 2 harm
-      forfeits twice, with 3 once, that one never accepted); ``None``: no clawback for harm;
     * ``guided_concentration`` — once a miner's update was forfeited by code 9, the input it named
       (:attr:`MinerEvidence.flagged_inputs`) is where a shared trigger sits: every *other* miner's
       later updates are also tested on just those inputs, at the limit divided by their number
@@ -1075,8 +1061,7 @@ class RoundPolicy:
                                              "concentration_max_epsilon": None, "concentration_head": False,
                                              "harm_noise_from_all": False, "summed_concentration": False,
                                              "share_quantile": None, "clawback_concentrated": False,
-                                             "clawback_alpha": None, "guided_concentration": False,
-                                             "clawback_harm_forfeits": None}
+                                             "clawback_alpha": None, "guided_concentration": False}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -1110,7 +1095,6 @@ class RoundPolicy:
     clawback_concentrated: bool = True
     clawback_alpha: float | None = 5e-5
     guided_concentration: bool = True
-    clawback_harm_forfeits: int | None = 3
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -1130,9 +1114,6 @@ class RoundPolicy:
         if not steps or not all(math.isfinite(m) and m > 0 for m in steps):
             raise ValidationError(f"step_search must be a non-empty list of finite numbers > 0, got {self.step_search!r}")
         object.__setattr__(self, "step_search", steps)
-        k = self.clawback_harm_forfeits
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 2):
-            raise ValidationError(f"clawback_harm_forfeits must be an integer >= 2 or None, got {k!r}")
         must = self.suspects_must_help
         if must is not None and (isinstance(must, bool) or not isinstance(must, int) or must < 1):
             raise ValidationError(f"suspects_must_help must be an integer >= 1 or None, got {must!r}")
@@ -1166,31 +1147,8 @@ class RoundPolicy:
         ``evidence``: the pooled evidence of the bounty's earlier rounds (:attr:`RoundDecision.evidence`
         of the round before; empty for the first).
         """
-        decision = self._judge(manifest, current_state, items, validation, bounty_id=bounty_id,
-                               current_version=current_version, history=history, suspects=suspects,
-                               evidence=evidence)
-        return self._repeated_harm(decision)
-
-    def _repeated_harm(self, decision: RoundDecision) -> RoundDecision:
-        """Count each miner's accepted and harm-forfeited updates in the bounty (in item order), and
-        claw back on the harm forfeit that makes ``clawback_harm_forfeits`` of them, more than were accepted."""
-        evidence = dict(decision.evidence)
-        verdicts = []
-        for v in decision.verdicts:
-            miner = v.miner.lower()
-            e = evidence.get(miner, MinerEvidence())
-            if v.accepted:
-                e = dataclasses.replace(e, accepted=e.accepted + 1)
-            elif v.reason_code == NEGATIVE_CONTRIBUTION and not v.refund:
-                e = dataclasses.replace(e, harm_forfeits=e.harm_forfeits + 1)
-                k = self.clawback_harm_forfeits
-                if k is not None and not v.clawback and e.harm_forfeits >= k and e.harm_forfeits > e.accepted:
-                    v = dataclasses.replace(v, clawback=True, reason=(
-                        f"{v.reason}; harmful {e.harm_forfeits} times in this bounty, more often than accepted "
-                        f"({e.accepted}): its vesting rewards in this bounty are burned"))
-            evidence[miner] = e
-            verdicts.append(v)
-        return dataclasses.replace(decision, verdicts=verdicts, evidence=evidence)
+        return self._judge(manifest, current_state, items, validation, bounty_id=bounty_id,
+                           current_version=current_version, history=history, suspects=suspects, evidence=evidence)
 
     def _judge(self, manifest: Manifest, current_state: Mapping[str, torch.Tensor], items: Sequence[RoundItem],
                validation: Validation, *, bounty_id: int, current_version: int, history: Sequence[float],
