@@ -1143,8 +1143,9 @@ def ipfs_export(obj: Ctx, cid: str, out: Path) -> None:
 @click.option("--dp/--no-dp", "use_dp", default=True, show_default=True,
               help="Miners train with DP-SGD (the manifest's training.dp, else mine.dp's default) or plainly.")
 @click.option("--metric", type=click.Choice(["accuracy", "cross_entropy"]), default=None,
-              help="The bounty's validation metric (classification; default accuracy). cross_entropy scores the mean "
-                   "validation loss, which a small validation set still resolves where one row is a whole accuracy step.")
+              help="The bounty's validation metric (classification; default: accuracy for digits, cross_entropy for "
+                   "breast_cancer). cross_entropy scores the mean validation loss, which a small validation set still "
+                   "resolves where one row is a whole accuracy step.")
 @pass_ctx
 def demo(obj: Ctx, dataset: str, demo_model: str, miners: int, malicious: int, attack: str, rounds: int, seed: int,
          out_dir: Path, demo_rpc: str | None, demo_ipfs: str | None, use_dp: bool, metric: str | None) -> None:
