@@ -108,9 +108,9 @@ class Manifest:
     ``num_classes`` (classification only, else ``None``); ``normalization`` (``{"mean": [...],
     "std": [...]}`` applied to inputs before the model, or ``None``); ``layers`` (whitelisted
     modules, see :data:`LAYERS`); ``loss`` (``"cross_entropy"`` | ``"mse"``, fixed by the task);
-    ``metric`` (``"accuracy"`` or ``"cross_entropy"`` for classification, ``"mse"`` for regression); ``training`` (default ``epochs``,
-    ``lr``, ``batch_size``, ``optimizer`` for miners); ``max_weight_bytes`` (largest weights or
-    update file accepted).
+    ``metric`` (``"accuracy"`` or ``"cross_entropy"`` for classification, ``"mse"`` for
+    regression: :data:`TASK_METRICS`); ``training`` (default ``epochs``, ``lr``, ``batch_size``,
+    ``optimizer`` for miners); ``max_weight_bytes`` (largest weights or update file accepted).
 
     Every instance is validated in ``__post_init__`` and normalised (layer defaults filled in,
     numbers coerced), so ``to_json`` is canonical. Validation includes the model's cost

@@ -25,7 +25,8 @@ code  rule                   meaning
 9     :class:`RoundPolicy`      concentrated: a DP update puts far more of its first-layer energy on one
                                input than clean validation data of any class does, beyond its noise
                                (:func:`concentration_pvalues`; backdoor triggers do), alone or pooled
-                               with the miner's earlier updates in the bounty (:func:`fisher_combined`)
+                               with the miner's earlier updates in the bounty (:func:`fisher_combined`),
+                               or on an input another miner's code-9 forfeit named
 ====  =====================  ==============================================================
 
 :class:`RoundPolicy` (the owner's policy since Sonar v2) judges a *round*: every update trained
@@ -1028,9 +1029,11 @@ class RoundPolicy:
       back the rewards its miner has vesting in the bounty (the contract's ``clawback``): a backdoor
       pulls the same weights every round, so the update that gives it away convicts the earlier
       ones that passed alone (digits CNN, backdoor: an attacker paid in the first round, before its
-      pooled evidence, kept up to 1.24 ETH). Its honest cost is the code-9 false-positive rate,
-      which the test holds at ``concentration_alpha``; other codes (harm, norm) can befall an honest
-      miner with a skewed shard once in a while and do not claw back. ``False``: no clawback;
+      pooled evidence, kept up to 1.24 ETH). Its honest cost is the rate of code-9 forfeits under
+      ``clawback_alpha`` (below); other codes (harm, norm) can befall an honest miner with a skewed
+      shard once in a while and do not claw back (nor can a count of them: replica, breast cancer,
+      seed 0, an honest miner was forfeited as harmful 3 times against 1 accepted, as often as a
+      label flipper). ``False``: no clawback;
     * ``clawback_alpha`` — the limit one of the forfeited update's code-9 p-values must be under
       (divided like ``concentration_alpha``, per test and per input) for that clawback. A clawback
       costs a whole bounty's pay, not one stake, so it asks for stronger evidence: an honest
@@ -1149,13 +1152,6 @@ class RoundPolicy:
         ``evidence``: the pooled evidence of the bounty's earlier rounds (:attr:`RoundDecision.evidence`
         of the round before; empty for the first).
         """
-        return self._judge(manifest, current_state, items, validation, bounty_id=bounty_id,
-                           current_version=current_version, history=history, suspects=suspects, evidence=evidence)
-
-    def _judge(self, manifest: Manifest, current_state: Mapping[str, torch.Tensor], items: Sequence[RoundItem],
-               validation: Validation, *, bounty_id: int, current_version: int, history: Sequence[float],
-               suspects: Collection[str] | Mapping[str, int],
-               evidence: Mapping[str, MinerEvidence] | None) -> RoundDecision:
         pooled: dict[str, MinerEvidence] = {m.lower(): e for m, e in (evidence or {}).items()}
         new_harm_z: dict[int, float] = {}  # this round's harm z-scores, pooled once the verdicts are known
         X, y, groups = _unpack_validation(validation)
