@@ -1040,9 +1040,9 @@ class RoundPolicy:
       tabular shard leans on a feature its class means barely use, and its summed updates can pass
       the forfeit limit (breast cancer: honest p 2 to 29 x under it, and 3.7 ETH of an honest
       miner's pay clawed back in one demo run), while a backdoor's evidence grows far beyond it as
-      its rounds add up. Digits CNN, 18 attackers in 6 replica runs: 1 of the 8 paid in an early
-      round kept its pay (2 of 10 with every code-9 forfeit clawing back); breast cancer, 20 runs: 0
-      honest clawbacks. ``None``: every code-9 forfeit claws back;
+      its rounds add up. Digits CNN, 18 attackers in 6 replica runs: 7 of the 8 paid in an early
+      round were clawed back and all 18 ended negative; breast cancer, 20 runs: 0 honest
+      clawbacks. ``None``: every code-9 forfeit claws back;
     * ``guided_concentration`` — once a miner's update was forfeited by code 9, the input it named
       (:attr:`MinerEvidence.flagged_inputs`) is where a shared trigger sits: every *other* miner's
       later updates are also tested on just those inputs, at the limit divided by their number
