@@ -8,8 +8,9 @@ every round each miner trains the current version with :func:`mine.dp.train_dp` 
 in the demo, so repeats of a seed differ) and the owner judges the round with the demo's
 :class:`mine.policy.RoundPolicy` (``mine.demo.POLICY_SETTINGS`` plus the config's ``policy``).
 It reproduces the demo's verdicts (seed 0 without DP: the same versions and rejections) in about
-a second a run. A row: the final validation accuracy (mean, per seed, every run), the malicious
-updates accepted per run, honest forfeits (and their reason codes), the ε of one update.
+a second a run. A row: the final validation score (mean, per seed, every run), the malicious
+updates accepted per run, honest forfeits (and their reason codes), the ε of one update, and each
+run's modelled pay (:func:`payouts`): the best attacker's net and the worst honest miner's.
 
 A config is JSON: ``mine.dp.DPSettings`` fields (over the demo's), and optionally
 
@@ -21,7 +22,8 @@ A config is JSON: ``mine.dp.DPSettings`` fields (over the demo's), and optionall
   mean of the judged, current and parent versions), ``"shrink": c`` (each coordinate of the
   aggregate shrunk by ``max(0, 1 - c var / agg^2)``, var the round's pooled spread);
 * owner: ``"hold": true`` — a round that makes no version is not settled; its updates wait and are
-  judged with the next round's (the same base version), up to 32;
+  judged with the next round's (the same base version), up to 32; ``"metric": m`` — the bounty's
+  metric (default: the demo's, :data:`mine.demo.DEMO_METRICS`);
 * miner post-processing of its DP output: ``"rank": r`` (each weight matrix's delta truncated to
   rank r), ``"freeze_after": k`` (from round k only the last Linear layer's delta is sent).
 """
@@ -42,7 +44,8 @@ import torch
 
 import mine.policy as policy_module
 from mine import attacks, datasets, dp
-from mine.demo import DEMO_EPSILON, DIRICHLET_ALPHA, POLICY_SETTINGS, TRAINING, VALIDATION_FRACTION
+from mine.demo import (CROSS_ENTROPY_TARGETS, DEMO_EPSILON, DEMO_METRICS, DIRICHLET_ALPHA, POLICY_SETTINGS, TARGETS,
+                       TRAINING, VALIDATION_FRACTION)
 from mine.evaluate import evaluate
 from mine.model import build_model, default_manifest, make_update, with_normalization
 from mine.policy import RoundItem, RoundPolicy
@@ -81,6 +84,7 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
     heavy, polyak = config.pop("heavy_ball", 0.0), config.pop("polyak", False)
     rank, freeze_after = config.pop("rank", None), config.pop("freeze_after", None)
     hold = config.pop("hold", False)
+    metric = config.pop("metric", DEMO_METRICS.get(dataset))
     _set_shrink(config.pop("shrink", 0.0))
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -103,6 +107,8 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
         manifest = dataclasses.replace(manifest, layers=layers)
     if dataset in TRAINING:
         manifest = dataclasses.replace(manifest, training=TRAINING[dataset])
+    if metric is not None:
+        manifest = dataclasses.replace(manifest, metric=metric)
     manifest = dataclasses.replace(manifest, training={**manifest.training,
                                                        "dp": {"target_epsilon": DEMO_EPSILON, **config}})
     settings = dp.default_settings(manifest)
@@ -132,6 +138,7 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
     curve = []
     held: list[RoundItem] = []
     forfeit_reasons: Counter[int] = Counter()
+    settled: list[Any] = []
     for rnd in range(rounds):
         items = list(held)
         for i, (X_m, y_m) in enumerate(shard_data):
@@ -167,6 +174,7 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
             curve.append(curve[-1] if curve else _score(manifest, state, X_val, split.y_val))
             continue
         held = []
+        settled.append(decision)
         evidence = decision.evidence
         suspects.update(v.miner for v in decision.verdicts if not v.accepted and not v.refund)
         bad_accepted += sum(1 for v in decision.accepted if v.index % miners in bad)
@@ -195,12 +203,52 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
            "honest_forfeits": honest_forfeits, "forfeit_reasons": dict(forfeit_reasons),
            "honest_in_version": honest_in_version / ((miners - malicious) * rounds),
            "attackers_never_forfeited": len(bad - bad_forfeited)}
+    target = CROSS_ENTROPY_TARGETS[dataset] if manifest.metric == "cross_entropy" else TARGETS[dataset]
+    nets = payouts(settled, miners, higher_is_better=manifest.higher_is_better, target=target)
+    out["attacker_best_net"] = max((nets[m] for m in bad), default=0.0)
+    out["honest_worst_net"] = min(nets[m] for m in range(miners) if m not in bad)
     if trigger is not None:
         net = build_model(manifest)
         net.load_state_dict(state)
         out["backdoor_success"] = attacks.backdoor_success(net, X_val, split.y_val, manifest, trigger=trigger,
                                                            target_label=0)
     return out
+
+
+def payouts(decisions: list[Any], miners: int, *, higher_is_better: bool, target: float, reward: float = 10.0,
+            stake: float = 0.01) -> dict[int, float]:
+    """Each miner's net (ETH) under the contract's rules for the demo's bounty (10 ETH, stake 0.01):
+    a round's pot is ``reward × improvement / (target − initial)`` (capped by what is left) plus the
+    forfeited stakes so far, an accepted update gets its share of it (at most 35 % of the reward)
+    and vests; a forfeit loses the stake and, with ``clawback``, the miner's vesting rewards.
+    Items are ``index % miners`` (the replica's order)."""
+    net = Counter[int]()
+    vesting = Counter[int]()
+    if not decisions:
+        return {m: 0.0 for m in range(miners)}
+    initial = decisions[0].score_before
+    span = (target - initial) if higher_is_better else (initial - target)
+    left, pool = reward, 0.0
+    for d in decisions:
+        pot = 0.0
+        if d.new_state is not None and span > 0:
+            gain = (d.score_after - d.score_before) if higher_is_better else (d.score_before - d.score_after)
+            pot = min(left, reward * max(gain, 0.0) / span)
+            left -= pot
+            pot, pool = pot + pool, 0.0
+        for v in d.verdicts:
+            m = v.index % miners
+            if v.accepted:
+                amount = min(pot * v.share_bps / 10_000, reward * 0.35)
+                net[m] += amount
+                vesting[m] += amount
+            elif not v.refund:
+                net[m] -= stake
+                pool += stake
+                if v.clawback:
+                    net[m] -= vesting[m]
+                    vesting[m] = 0.0
+    return {m: float(net[m]) for m in range(miners)}
 
 
 def main() -> None:
@@ -234,6 +282,8 @@ def main() -> None:
                "forfeit_reasons": dict(sum((Counter(r["forfeit_reasons"]) for r in runs), Counter())),
                "honest_in_version": [round(r["honest_in_version"], 2) for r in runs],
                "attackers_never_forfeited": [r["attackers_never_forfeited"] for r in runs],
+               "attacker_best_net": [round(r["attacker_best_net"], 4) for r in runs],
+               "honest_worst_net": [round(r["honest_worst_net"], 4) for r in runs],
                **({"backdoor_success": [round(r["backdoor_success"], 3) for r in runs]}
                   if "backdoor_success" in runs[0] else {}),
                "epsilon": round(max(r["epsilon"] for r in runs), 3),

@@ -134,3 +134,31 @@ def test_flower_strategies_agree_with_the_written_out_formulas(tmp_path: Path, m
     assert plain["flwr_version"] is None
     for key in ("fedavg_all", "fedavg_honest_only", "fedtrimmedavg_all", "krum_all"):
         assert real[key]["per_round"] == plain[key]["per_round"], key
+
+
+def test_the_replicas_modelled_pay_follows_the_contracts_rules() -> None:
+    """`bench.dp_demo.payouts`: pot = reward x gain / span (+ the forfeited stakes so far), shares of it
+    capped at 35 % of the reward, a forfeit loses the stake, a clawback the miner's vesting rewards."""
+    from bench.dp_demo import payouts
+    from mine.policy import ACCEPTED, CONCENTRATED, NEGATIVE_CONTRIBUTION, NO_IMPROVEMENT, ItemVerdict, RoundDecision
+
+    def v(index: int, bps: int = 0, code: int = ACCEPTED, refund: bool = False, claw: bool = False) -> ItemVerdict:
+        return ItemVerdict(index, f"0x{index:040x}", bps, code if not bps else ACCEPTED, "", refund, clawback=claw)
+
+    state = {"w": None}
+    rounds = [  # 3 miners; initial 0.5, target 1.0: round 1 gains 0.25 (a pot of 5 ETH), round 2 0.05 (1 ETH)
+        RoundDecision([v(0, 8_000), v(1, 2_000), v(2, code=NEGATIVE_CONTRIBUTION)], 0.5, 0.75, state, 1.0, 0.5),
+        RoundDecision([v(3, 10_000), v(4, code=NO_IMPROVEMENT, refund=True), v(5, code=CONCENTRATED, claw=True)],
+                      0.75, 0.80, state, 0.5, 0.4),
+    ]
+    nets = payouts(rounds, 3, higher_is_better=True, target=1.0)
+    # miner 0: 80 % of 5 ETH is capped at 3.5 ETH, then all of (1 ETH + the 0.01 forfeited in round 1)
+    assert nets[0] == pytest.approx(3.5 + 1.01)
+    assert nets[1] == pytest.approx(1.0)  # 20 % of 5 ETH, then a refund
+    assert nets[2] == pytest.approx(-0.02)  # two forfeits; nothing was vesting to claw back
+    # lower-is-better scores (cross-entropy): the gain is the drop
+    flipped = [RoundDecision(d.verdicts, 1 - d.score_before, 1 - d.score_after, d.new_state, 0, 0) for d in rounds]
+    assert payouts(flipped, 3, higher_is_better=False, target=0.0) == pytest.approx(nets)
+    # a clawback takes what the miner has vesting
+    clawed = [rounds[0], RoundDecision([v(3, code=CONCENTRATED, claw=True)], 0.75, 0.75, None, 0.5, 0.5)]
+    assert payouts(clawed, 3, higher_is_better=True, target=1.0)[0] == pytest.approx(-0.01)
