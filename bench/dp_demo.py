@@ -35,7 +35,7 @@ import dataclasses
 import json
 import statistics
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ import mine.policy as policy_module
 from mine import attacks, datasets, dp
 from mine.demo import (CROSS_ENTROPY_TARGETS, DEMO_EPSILON, DEMO_METRICS, DIRICHLET_ALPHA, POLICY_SETTINGS, TARGETS,
                        TRAINING, VALIDATION_FRACTION)
+from mine.contract import BPS, MAX_SHARE_BPS
 from mine.evaluate import evaluate
 from mine.model import build_model, default_manifest, make_update, with_normalization
 from mine.policy import RoundItem, RoundPolicy
@@ -222,8 +223,8 @@ def payouts(decisions: list[Any], miners: int, *, higher_is_better: bool, target
     forfeited stakes so far, an accepted update gets its share of it (at most 35 % of the reward)
     and vests; a forfeit loses the stake and, with ``clawback``, the miner's vesting rewards.
     Items are ``index % miners`` (the replica's order)."""
-    net = Counter[int]()
-    vesting = Counter[int]()
+    net: defaultdict[int, float] = defaultdict(float)
+    vesting: defaultdict[int, float] = defaultdict(float)
     if not decisions:
         return {m: 0.0 for m in range(miners)}
     initial = decisions[0].score_before
@@ -239,7 +240,7 @@ def payouts(decisions: list[Any], miners: int, *, higher_is_better: bool, target
         for v in d.verdicts:
             m = v.index % miners
             if v.accepted:
-                amount = min(pot * v.share_bps / 10_000, reward * 0.35)
+                amount = min(pot * v.share_bps / BPS, reward * MAX_SHARE_BPS / BPS)
                 net[m] += amount
                 vesting[m] += amount
             elif not v.refund:
