@@ -258,11 +258,16 @@ def earnings(client: ChainView, miner: str) -> list[tuple[int, int]]:
     return points
 
 
+def accepted_bounties(client: ChainView, miner: str) -> set[int]:
+    """Every bounty `miner` was ever accepted in (a scan of the events): where something may vest."""
+    return {int(e["args"]["bountyId"]) for e in client.events("UpdateAccepted", miner=miner)}
+
+
 def vesting(client: ChainView, miner: str, bounties: Iterable[int] | None = None) -> dict[int, Vesting]:
     """What `miner` has vesting, per bounty (empty ones left out). `bounties`: where to look; default
-    every bounty `miner` was ever accepted in (a scan of the events)."""
+    :func:`accepted_bounties`."""
     if bounties is None:
-        bounties = {int(e["args"]["bountyId"]) for e in client.events("UpdateAccepted", miner=miner)}
+        bounties = accepted_bounties(client, miner)
     found = {bid: client.vesting(bid, miner) for bid in sorted(bounties)}
     return {bid: v for bid, v in found.items() if v.total}
 

@@ -249,8 +249,9 @@ class Watcher:
         self.last_block_seen = -1
         self.passes = 0
         self._last_full = self._saved = -FULL_PASS_EVERY
-        # bounties I was accepted in (where something may vest): one scan of the history at the first
-        # withdrawal, then kept up from the followed events, so a pass does not rescan the chain
+        # bounties where something of mine may vest: one scan of the history at the first withdrawal,
+        # then kept up from the followed events and pruned to what still vests, so a pass neither
+        # rescans the chain nor reads every bounty I was ever paid in
         self._accepted_in: set[int] | None = None
 
     # ------------------------------------------------------------------ logging helpers
@@ -496,10 +497,12 @@ class Watcher:
                  train_seconds=round(trained, 3))
 
     def _withdraw(self) -> None:
-        from mine.overview import withdraw_credits
+        from mine.overview import accepted_bounties, vesting, withdraw_credits
 
         if self._accepted_in is None:
-            self._accepted_in = {int(e["args"]["bountyId"]) for e in self.client.events("UpdateAccepted", miner=self.me)}
+            self._accepted_in = accepted_bounties(self.client, self.me)
+        # a bounty with nothing vesting drops out until I am accepted in it again (`_on_log` adds it)
+        self._accepted_in = set(vesting(self.client, self.me, self._accepted_in))
         tokens = {"0x0000000000000000000000000000000000000000"} | {t for t in self.rules.tokens if t.lower() != "eth"}
         for token in sorted(tokens):
             decimals, _ = token_meta(self.client.w3, token)
