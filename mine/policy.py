@@ -848,7 +848,9 @@ class MinerEvidence:
     * ``concentration_sum``: the sum of its tested updates' first-layer weights grouped by input
       unit (:func:`group_matrix`, flattened row by row; ``()`` before the first test);
     * ``flagged_inputs``: the input units its code-9 forfeits named (a trigger's place), which the
-      other miners' later updates are tested on (:attr:`RoundPolicy.guided_concentration`).
+      other miners' later updates are tested on (:attr:`RoundPolicy.guided_concentration`);
+    * ``accepted`` / ``warnings``: how many of its updates were accepted, and how many of its
+      would-be forfeits were turned into a warning (:attr:`RoundPolicy.good_standing_warning`).
     """
 
     concentration_tests: int = 0
@@ -856,11 +858,14 @@ class MinerEvidence:
     harm_z: tuple[float, ...] = ()
     concentration_sum: tuple[float, ...] = ()
     flagged_inputs: tuple[int, ...] = ()
+    accepted: int = 0
+    warnings: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"concentration_tests": self.concentration_tests,
                 "concentration_terms": list(self.concentration_terms), "harm_z": list(self.harm_z),
-                "concentration_sum": list(self.concentration_sum), "flagged_inputs": list(self.flagged_inputs)}
+                "concentration_sum": list(self.concentration_sum), "flagged_inputs": list(self.flagged_inputs),
+                "accepted": self.accepted, "warnings": self.warnings}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MinerEvidence:
@@ -869,7 +874,8 @@ class MinerEvidence:
                        tuple(float(v) for v in data.get("concentration_terms", ())),
                        tuple(float(v) for v in data.get("harm_z", ())),
                        tuple(float(v) for v in data.get("concentration_sum", ())),
-                       tuple(int(v) for v in data.get("flagged_inputs", ())))
+                       tuple(int(v) for v in data.get("flagged_inputs", ())),
+                       int(data.get("accepted", 0)), int(data.get("warnings", 0)))
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValidationError(f"unreadable miner evidence {data!r}: {exc}") from None
 
@@ -940,6 +946,12 @@ class RoundDecision:
     def chain_score(self) -> int:
         """The score reported on chain: the new version's if accepted, else the current one's."""
         return score_to_chain(self.score_after if self.new_state is not None else self.score_before)
+
+
+#: The forfeits :attr:`RoundPolicy.good_standing_warning` may turn into a warning: judgements of an
+#: update's usefulness (harm, pointing away, collusion, a subgroup), which an honest skewed shard
+#: can draw by bad luck; not a norm outlier, a wrong origin, ε or a concentration (code 9).
+WARNED_CODES = frozenset({NEGATIVE_CONTRIBUTION, SUBGROUP_REGRESSION})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -1052,7 +1064,17 @@ class RoundPolicy:
       the test keeps its level. Digits CNN, backdoor, 6 replica runs each: the attackers were first
       forfeited in rounds (2, 2, 3), (1, 2, 2), (2, 2, 3), (1, 1, 2), (1, 1, 2), (1, 1, 3) with it and
       (1, 2, 4), (1, 3, 4), (1, 3, 3), (1, 1, 3), (1, 1, 2), (1, 1, 2) without; no honest code-9 forfeit
-      in either; breast cancer, 20 runs: 2 honest code-9 forfeits with it, 3 without.
+      in either; breast cancer, 20 runs: 2 honest code-9 forfeits with it, 3 without;
+    * ``good_standing_warning`` — a miner with an accepted update in this bounty, no forfeited one
+      (on chain) and no earlier warning, whose update would be forfeited for what it does to the
+      model (:data:`WARNED_CODES`: harm, pointing away, collusion, a subgroup), is warned instead:
+      the update is rejected and its stake returned, and the warning in its evidence
+      (:attr:`MinerEvidence.warnings`) makes the next such update a forfeit. These rules are tests
+      at a level, and an honest skewed shard fails one now and then (about 1 update in 200); its
+      floor share is a hundredth of a stake, so one forfeit left it below zero for the bounty. A label
+      flipper is forfeited from its first round, before it has standing; an attacker that works
+      honestly first gets one refused attempt for free, which the owner never uses.
+      ``False``: no warnings;
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -1066,7 +1088,8 @@ class RoundPolicy:
                                              "concentration_max_epsilon": None, "concentration_head": False,
                                              "harm_noise_from_all": False, "summed_concentration": False,
                                              "share_quantile": None, "clawback_concentrated": False,
-                                             "clawback_alpha": None, "guided_concentration": False}
+                                             "clawback_alpha": None, "guided_concentration": False,
+                                             "good_standing_warning": False}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -1100,6 +1123,7 @@ class RoundPolicy:
     clawback_concentrated: bool = True
     clawback_alpha: float | None = 5e-5
     guided_concentration: bool = True
+    good_standing_warning: bool = True
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -1164,10 +1188,25 @@ class RoundPolicy:
         private: dict[int, bool] = {}
         metas: dict[int, dict[str, str]] = {}
         by_index = {it.index: it for it in items}
+        forfeits: Counter[str] = Counter()  # the miners' forfeited submissions in this bounty, on chain
+        for m, n in (suspects.items() if isinstance(suspects, Mapping) else ((m, 1) for m in suspects)):
+            forfeits[m.lower()] += int(n)
+        warned: dict[int, str] = {}  # item -> miner: a forfeit turned into a warning this round
+
+        def sanction(index: int, code: int, reason: str, refund: bool) -> tuple[str, bool]:
+            # a miner in good standing has its first statistical forfeit in the bounty turned into a warning
+            miner = by_index[index].submitter.lower()
+            record = pooled.get(miner, MinerEvidence())
+            if (refund or not self.good_standing_warning or code not in WARNED_CODES or not record.accepted
+                    or record.warnings or forfeits[miner] or miner in warned.values()):
+                return reason, refund
+            warned[index] = miner
+            return (reason + f"; a warning, stake returned: its {record.accepted} earlier accepted update(s) in "
+                             "this bounty and none forfeited (the next such update is forfeited)"), True
 
         def reject(it: RoundItem, code: int, reason: str, *, refund: bool | None = None, **kw: float) -> None:
-            verdicts[it.index] = ItemVerdict(it.index, it.submitter, 0, code, reason,
-                                             code in REFUNDED_CODES if refund is None else refund, **kw)
+            reason, back = sanction(it.index, code, reason, code in REFUNDED_CODES if refund is None else refund)
+            verdicts[it.index] = ItemVerdict(it.index, it.submitter, 0, code, reason, back, **kw)
 
         for it in items:
             if it.update is None:
@@ -1327,9 +1366,6 @@ class RoundPolicy:
                 if i not in harms:  # forfeited by the concentration test: applied alone the same way
                     applied = apply_update(current_state, deltas[i], scale=self.server_lr, max_norm=bound)
                     harms[i] = validation_loss(manifest, applied, X, y) - loss_before
-            forfeits: Counter[str] = Counter()
-            for m, n in (suspects.items() if isinstance(suspects, Mapping) else ((m, 1) for m in suspects)):
-                forfeits[m.lower()] += int(n)
             suspected = {m for m, n in forfeits.items() if n > 0}
             strict = self.harm_factor if self.suspect_harm_factor is None else self.suspect_harm_factor
             flagged = dict(zip(reference, standalone_harm([harms[i] for i in reference], factor=[
@@ -1390,13 +1426,14 @@ class RoundPolicy:
             candidates = [i for i in live if not (self.keep_aligned and cosines[i] >= min_alignment)]
             worst = min(candidates, key=lambda i: (contributions[i], i)) if candidates else None
             if worst is not None and contributions[worst] < -self.loss_tolerance:
-                aligned = cosines[worst] >= min_alignment
-                verdicts[worst] = ItemVerdict(
-                    worst, by_index[worst].submitter, 0, NEGATIVE_CONTRIBUTION,
-                    f"leaving it out lowers the validation loss by {-contributions[worst]:.4g}; "
-                    + ("it points with its round (stake returned)" if aligned else
-                       f"it points away from its round (cosine {cosines[worst]:.2f})"),
-                    aligned, norms[worst], contributions[worst], cosines[worst], **diag(worst))
+                reason, back = sanction(worst, NEGATIVE_CONTRIBUTION,
+                                        f"leaving it out lowers the validation loss by {-contributions[worst]:.4g}; "
+                                        + ("it points with its round (stake returned)"
+                                           if cosines[worst] >= min_alignment else
+                                           f"it points away from its round (cosine {cosines[worst]:.2f})"),
+                                        cosines[worst] >= min_alignment)
+                verdicts[worst] = ItemVerdict(worst, by_index[worst].submitter, 0, NEGATIVE_CONTRIBUTION, reason, back,
+                                              norms[worst], contributions[worst], cosines[worst], **diag(worst))
                 live.remove(worst)
                 continue
             after = _score(manifest, state_of(live), X, y, groups)
@@ -1411,11 +1448,13 @@ class RoundPolicy:
                 return s if hib else -s
             culprit = max(live, key=lambda i: (group_score(i), -i))
             aligned = cosines[culprit] >= min_alignment  # honest but unhelpful: the stake comes back
-            verdicts[culprit] = ItemVerdict(
-                culprit, by_index[culprit].submitter, 0, SUBGROUP_REGRESSION,
-                rej.reason + ("; it points with its round (stake returned)" if aligned else
-                              f"; it points away from its round (cosine {cosines[culprit]:.2f})"),
-                aligned, norms[culprit], contributions.get(culprit, math.nan), cosines[culprit], **diag(culprit))
+            reason, back = sanction(culprit, SUBGROUP_REGRESSION,
+                                    rej.reason + ("; it points with its round (stake returned)" if aligned else
+                                                  f"; it points away from its round (cosine {cosines[culprit]:.2f})"),
+                                    aligned)
+            verdicts[culprit] = ItemVerdict(culprit, by_index[culprit].submitter, 0, SUBGROUP_REGRESSION, reason, back,
+                                            norms[culprit], contributions.get(culprit, math.nan), cosines[culprit],
+                                            **diag(culprit))
             live.remove(culprit)
 
         def pooled_after() -> dict[str, MinerEvidence]:
@@ -1427,6 +1466,12 @@ class RoundPolicy:
                     miner = by_index[i].submitter.lower()
                     prior = out.get(miner, MinerEvidence())
                     out[miner] = dataclasses.replace(prior, harm_z=(*prior.harm_z, z))
+            for i, v in verdicts.items():
+                if v.accepted or i in warned:
+                    miner = v.miner.lower()
+                    prior = out.get(miner, MinerEvidence())
+                    out[miner] = dataclasses.replace(prior, accepted=prior.accepted + v.accepted,
+                                                     warnings=prior.warnings + (i in warned))
             return out
 
         if not live:

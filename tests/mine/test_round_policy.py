@@ -237,7 +237,8 @@ def test_round_judgement_is_deterministic(world) -> None:
     assert M.state_to_bytes(a.new_state) == M.state_to_bytes(b.new_state)
 
 
-def test_noisy_honest_updates_stay_in_the_mean_and_a_flip_is_forfeited(world) -> None:
+@pytest.fixture(scope="module")
+def noisy_round(world):
     # DP-like updates: each honest delta plus Gaussian noise of twice its norm, so cosines with the
     # round are small and some leave-one-out values negative; none points away beyond -3/sqrt(d)
     s, shards, upd = world["split"], world["shards"], world["update"]
@@ -249,6 +250,11 @@ def test_noisy_honest_updates_stay_in_the_mean_and_a_flip_is_forfeited(world) ->
                                                        f"0x{i + 1:040x}", transform=noisy(i))) for i in range(5)]
     X, y = s.X_train[shards[5]], A.label_flip(s.y_train[shards[5]], num_classes=10, seed=5)
     items.append(P.RoundItem(5, "0x" + "f" * 40, 0, upd(X, y, 5, "0x" + "f" * 40)))
+    return items
+
+
+def test_noisy_honest_updates_stay_in_the_mean_and_a_flip_is_forfeited(world, noisy_round) -> None:
+    s, items = world["split"], noisy_round
     val = (s.X_val, s.y_val)
     d = P.RoundPolicy().judge(world["manifest"], world["state"], items, val, bounty_id=1, current_version=0)
     by = {v.index: v for v in d.verdicts}
@@ -259,6 +265,36 @@ def test_noisy_honest_updates_stay_in_the_mean_and_a_flip_is_forfeited(world) ->
     strict = P.RoundPolicy(keep_aligned=False).judge(world["manifest"], world["state"], items, val, bounty_id=1,
                                                      current_version=0)
     assert len(strict.accepted) <= len(d.accepted)
+
+
+def test_a_miner_in_good_standing_is_warned_once_before_a_forfeit(world, noisy_round) -> None:
+    """A harmful update from a miner with accepted work in the bounty and no forfeit is rejected with
+    its stake back the first time (an honest skewed shard's bad luck); the warning is in its evidence,
+    so the next one is forfeited, as is one from a miner without accepted work or already forfeited."""
+    s, items = world["split"], noisy_round
+    flipper = items[5].submitter.lower()
+
+    def judge(evidence=None, suspects=(), **settings):
+        d = P.RoundPolicy(**settings).judge(world["manifest"], world["state"], items, (s.X_val, s.y_val),
+                                            bounty_id=1, current_version=0, evidence=evidence, suspects=suspects)
+        return d, {v.index: v for v in d.verdicts}[5]
+
+    standing = {flipper: P.MinerEvidence(accepted=2)}
+    d, v = judge(standing)
+    assert (v.reason_code, v.refund, v.accepted) == (P.NEGATIVE_CONTRIBUTION, True, False), v
+    assert "a warning, stake returned: its 2 earlier accepted update(s)" in v.reason
+    assert d.evidence[flipper].warnings == 1 and d.evidence[flipper].accepted == 2
+    # the honest miners' acceptances are counted for their next rounds
+    assert all(d.evidence[it.submitter.lower()].accepted == 1 for it in items[:5])
+    # the warning is used up; no accepted work; already forfeited on chain; the setting off: forfeited
+    for evidence, suspects, settings in (({flipper: d.evidence[flipper]}, (), {}), (None, (), {}),
+                                         (standing, {flipper: 1}, {}), (standing, (), {"good_standing_warning": False})):
+        d2, v2 = judge(evidence, suspects, **settings)
+        assert (v2.reason_code, v2.refund) == (P.NEGATIVE_CONTRIBUTION, False), (evidence, suspects, settings)
+        assert "warning" not in v2.reason
+        assert d2.evidence.get(flipper, P.MinerEvidence()).warnings == (evidence or {}).get(
+            flipper, P.MinerEvidence()).warnings
+    assert P.RoundPolicy.ADDED_LATER["good_standing_warning"] is False
 
 
 # --------------------------------------------------------------------------- concentration (backdoors)
@@ -654,7 +690,7 @@ def test_harm_zscores_are_standalone_harms_scale_and_stouffer_pools_them() -> No
 def test_evidence_round_trips_through_json_exactly() -> None:
     import json
 
-    e = {"0xAbC": P.MinerEvidence(2, (0.1, 1 / 3, 1e-300), (0.7, -2.25))}
+    e = {"0xAbC": P.MinerEvidence(2, (0.1, 1 / 3, 1e-300), (0.7, -2.25), flagged_inputs=(3,), accepted=4, warnings=1)}
     back = P.evidence_from_json(json.loads(json.dumps(P.evidence_to_json(e))))
     assert back == {"0xabc": e["0xAbC"]}
     assert P.evidence_from_json(None) == {}
