@@ -1075,6 +1075,12 @@ class RoundPolicy:
       flipper is forfeited from its first round, before it has standing; an attacker that works
       honestly first gets one refused attempt for free, which the owner never uses.
       ``False``: no warnings;
+    * ``subgroup_step_search`` — before the subgroup rule removes an update, the round's other
+      step sizes (``step_search``) are tried: if one keeps every subgroup within tolerance and still
+      gains, no update goes. A full step from skewed shards often costs one class a little while a
+      shorter one does not (breast cancer by loss, 100 replica runs: honest submissions in a version
+      0.68 -> 0.76 on average, runs under 60 % 27 -> 17; digits 0.940 -> 0.951, final accuracy
+      unchanged). ``False``: the rule removes updates at the first step size only;
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -1089,7 +1095,7 @@ class RoundPolicy:
                                              "harm_noise_from_all": False, "summed_concentration": False,
                                              "share_quantile": None, "clawback_concentrated": False,
                                              "clawback_alpha": None, "guided_concentration": False,
-                                             "good_standing_warning": False}
+                                             "good_standing_warning": False, "subgroup_step_search": False}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -1124,6 +1130,7 @@ class RoundPolicy:
     clawback_alpha: float | None = 5e-5
     guided_concentration: bool = True
     good_standing_warning: bool = True
+    subgroup_step_search: bool = True
 
     def __post_init__(self) -> None:
         _check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -1416,6 +1423,13 @@ class RoundPolicy:
         def diag(i: int) -> dict[str, float]:
             return {"harm": harms.get(i, math.nan), "similarity": similar[i]}
 
+        def stepped_ok(mult: float) -> bool:
+            result = _score(manifest, state_of(live, mult), X, y, groups)
+            return (check_subgroups(before.per_group, result.per_group, higher_is_better=hib,
+                                    tolerance=self.subgroup_tolerance) is None
+                    and check_improvement(before.score, result.score, higher_is_better=hib,
+                                          min_improvement=self.min_improvement) is None)
+
         contributions: dict[int, float] = {}
         while live:
             # leave-one-out: the round's mean without update i against the mean with it
@@ -1441,6 +1455,8 @@ class RoundPolicy:
                                   tolerance=self.subgroup_tolerance)
             if rej is None:
                 break
+            if self.subgroup_step_search and any(stepped_ok(m) for m in self.step_search if m != 1.0):
+                break  # a shorter (or longer) step of the same updates spares every subgroup and gains
             group = rej.reason.split("'")[1]
             # the update whose removal helps that subgroup most goes
             def group_score(i: int) -> float:

@@ -267,6 +267,40 @@ def test_noisy_honest_updates_stay_in_the_mean_and_a_flip_is_forfeited(world, no
     assert len(strict.accepted) <= len(d.accepted)
 
 
+def test_a_shorter_step_that_spares_every_subgroup_keeps_the_round_whole(world) -> None:
+    """From a partly trained model, skewed honest shards' full step costs some class a little accuracy;
+    a quarter step does not and still gains. The subgroup rule then keeps every update (without the
+    step search it removed them one by one, and the round made no version)."""
+    s, manifest = world["split"], world["manifest"]
+    net = M.build_model(manifest, seed=0)
+    train(net, s.X_train[:300], s.y_train[:300], dataclasses.replace(manifest, training={**manifest.training,
+                                                                                         "epochs": 1}), seed=0)
+    state = M.model_state(net)
+    shards = D.dirichlet_shards(s.y_train, 6, alpha=0.5, seed=3, min_size=30)
+    items = []
+    for i, rows in enumerate(shards):
+        model = M.build_model(manifest)
+        model.load_state_dict(state)
+        train(model, s.X_train[rows], s.y_train[rows], manifest, seed=i)
+        delta = {k: v - state[k] for k, v in M.model_state(model).items()}
+        delta = {k: delta[k] + v for k, v in A.noise_update(delta, 1.0, seed=100 + i).items()}
+        miner = f"0x{i + 1:040x}"
+        items.append(P.RoundItem(i, miner, 0, M.make_update(state, {k: state[k] + delta[k] for k in state},
+                                                            {"bounty": "1", "base_version": "0", "miner": miner})))
+
+    def judge(**settings):
+        return P.RoundPolicy(subgroup_tolerance=0.0, step_search=(1.0, 0.25), **settings).judge(
+            manifest, state, items, (s.X_val, s.y_val), bounty_id=1, current_version=0)
+
+    off = judge(subgroup_step_search=False)
+    assert off.new_state is None
+    assert [(v.reason_code, v.refund) for v in off.verdicts] == [(P.SUBGROUP_REGRESSION, True)] * 6
+    on = judge()
+    assert len(on.accepted) == 6 and on.new_state is not None and on.score_after > on.score_before
+    assert P.check_subgroups(on.per_group_before, on.per_group_after, higher_is_better=True, tolerance=0.0) is None
+    assert P.RoundPolicy.ADDED_LATER["subgroup_step_search"] is False
+
+
 def test_a_miner_in_good_standing_is_warned_once_before_a_forfeit(world, noisy_round) -> None:
     """A harmful update from a miner with accepted work in the bounty and no forfeit is rejected with
     its stake back the first time (an honest skewed shard's bad luck); the warning is in its evidence,
