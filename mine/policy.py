@@ -1070,11 +1070,12 @@ class RoundPolicy:
       model (:data:`WARNED_CODES`: harm, pointing away, collusion, a subgroup), is warned instead:
       the update is rejected and its stake returned, and the warning in its evidence
       (:attr:`MinerEvidence.warnings`) makes the next such update a forfeit. These rules are tests
-      at a level, and an honest skewed shard fails one now and then (about 1 update in 200); its
-      floor share is a hundredth of a stake, so one forfeit left it below zero for the bounty. A label
-      flipper is forfeited from its first round, before it has standing; an attacker that works
-      honestly first gets one refused attempt for free, which the owner never uses.
-      ``False``: no warnings;
+      at a level, and an honest skewed shard fails one now and then (digits, 100 replica runs: 8 of
+      3000 honest updates forfeited); a small shard paid the floor earns about a tenth of a stake
+      in a bounty, so one forfeit left it below zero. With warnings: 1 forfeit, and none below zero
+      (digits CNN backdoor, 10 runs: 2 honest miners below zero without, none with). A label flipper
+      is forfeited from its first round, before it has standing; an attacker that works honestly
+      first gets one refused attempt for free, which the owner never uses. ``False``: no warnings;
     * ``subgroup_step_search`` — before the subgroup rule removes an update, the round's other
       step sizes (``step_search``) are tried: if one keeps every subgroup within tolerance and still
       gains, no update goes. A full step from skewed shards often costs one class a little while a
