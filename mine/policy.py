@@ -1081,7 +1081,9 @@ class RoundPolicy:
       gains, no update goes. A full step from skewed shards often costs one class a little while a
       shorter one does not (breast cancer by loss, 100 replica runs: honest submissions in a version
       0.68 -> 0.76 on average, runs under 60 % 27 -> 17; digits 0.940 -> 0.951, final accuracy
-      unchanged). ``False``: the rule removes updates at the first step size only;
+      unchanged). Only in a round the harm rule has judged (at least :data:`MIN_HARM_SAMPLES`
+      updates): alone, a label flip passed at whichever step happened to gain (2 of 8 runs of the
+      page test's one-update round). ``False``: the rule removes updates at the first step only;
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -1431,6 +1433,9 @@ class RoundPolicy:
                     and check_improvement(before.score, result.score, higher_is_better=hib,
                                           min_improvement=self.min_improvement) is None)
 
+        # only updates the harm rule has judged (a round with a noise level) are kept whole by another
+        # step: alone, a harmful update could pass at whichever step size happens to gain
+        harm_judged = self.subgroup_step_search and self.harm_factor is not None and len(screened) >= MIN_HARM_SAMPLES
         contributions: dict[int, float] = {}
         while live:
             # leave-one-out: the round's mean without update i against the mean with it
@@ -1456,7 +1461,7 @@ class RoundPolicy:
                                   tolerance=self.subgroup_tolerance)
             if rej is None:
                 break
-            if self.subgroup_step_search and any(stepped_ok(m) for m in self.step_search if m != 1.0):
+            if harm_judged and any(stepped_ok(m) for m in self.step_search if m != 1.0):
                 break  # a shorter (or longer) step of the same updates spares every subgroup and gains
             group = rej.reason.split("'")[1]
             # the update whose removal helps that subgroup most goes

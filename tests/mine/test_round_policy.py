@@ -299,6 +299,13 @@ def test_a_shorter_step_that_spares_every_subgroup_keeps_the_round_whole(world) 
     assert len(on.accepted) == 6 and on.new_state is not None and on.score_after > on.score_before
     assert P.check_subgroups(on.per_group_before, on.per_group_after, higher_is_better=True, tolerance=0.0) is None
     assert P.RoundPolicy.ADDED_LATER["subgroup_step_search"] is False
+    # a round too small for the harm rule's noise level is not kept whole by another step: alone, a
+    # harmful update could pass at whichever step happens to gain
+    small = items[1:P.MIN_HARM_SAMPLES]  # four: a shorter step would keep these whole
+    few = [P.RoundPolicy(subgroup_tolerance=0.0, step_search=(1.0, 0.25), subgroup_step_search=flag).judge(
+        manifest, state, small, (s.X_val, s.y_val), bounty_id=1, current_version=0) for flag in (False, True)]
+    assert any(v.reason_code == P.SUBGROUP_REGRESSION for v in few[0].verdicts)
+    assert [(v.reason_code, v.share_bps) for v in few[0].verdicts] == [(v.reason_code, v.share_bps) for v in few[1].verdicts]
 
 
 def test_a_miner_in_good_standing_is_warned_once_before_a_forfeit(world, noisy_round) -> None:
