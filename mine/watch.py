@@ -501,13 +501,16 @@ class Watcher:
 
         if self._accepted_in is None:
             self._accepted_in = accepted_bounties(self.client, self.me)
+        found = vesting(self.client, self.me, self._accepted_in)
         # a bounty with nothing vesting drops out until I am accepted in it again (`_on_log` adds it)
-        self._accepted_in = set(vesting(self.client, self.me, self._accepted_in))
+        self._accepted_in = set(found)
+        now = self.client.now()
+        ended = {bid for bid, v in found.items() if v.releasable_after <= now}  # only these are read again
         tokens = {"0x0000000000000000000000000000000000000000"} | {t for t in self.rules.tokens if t.lower() != "eth"}
         for token in sorted(tokens):
             decimals, _ = token_meta(self.client.w3, token)
             threshold = max(1, parse_units(self.rules.withdraw_threshold, decimals))
-            amount = withdraw_credits(self.client, token, threshold=threshold, bounties=self._accepted_in)
+            amount = withdraw_credits(self.client, token, threshold=threshold, bounties=ended)
             if amount:
                 self.log("withdrew", f"withdrew {self._amount(amount, token)}", amount=amount, token=token)
 
