@@ -665,6 +665,47 @@ def test_a_small_shards_dp_noise_is_no_boost(dp_round) -> None:
     assert all(by[i].accepted for i in range(5))
 
 
+def test_a_small_shards_noisy_update_that_hurts_under_its_noise_is_forfeited(dp_round) -> None:
+    """A norm outlier explained by its declared noise is applied alone, clipped like the round's updates,
+    and judged against the round's harm level at ``noise_harm_factor``: one whose signal pulls uphill
+    under the noise is forfeited (code 8), an honest one gets its stake back (code 4), as before the
+    setting. The factor is lowered here: in a first round every update helps a lot, and a clipped noisy
+    one barely moves the model."""
+    manifest, state = dp_round["manifest"], dp_round["state"]
+    small = dp_round["tiny"](10, 6)
+    delta, meta = M.read_update(manifest, small.update)
+    honest = [M.read_update(manifest, it.update)[0] for it in dp_round["items"][:5]]
+    uphill = {k: delta[k] - 2 * sum(h[k] for h in honest) for k in delta}  # ten times the round's mean, negated
+    assert P.noise_explains_norm(uphill, P.declared_noise_std(manifest, meta["dp"], meta["examples_bucket"]), 1.0)
+    miner = "0x" + "9" * 40
+    pulled = P.RoundItem(7, miner, 0, M.make_update(state, {k: state[k] + uphill[k] for k in state},
+                                                    {**meta, "miner": miner}))
+    round_ = [*dp_round["items"][:5], small, pulled]
+
+    def judge(suspects=(), **settings):
+        d = P.RoundPolicy(**settings).judge(manifest, state, round_, dp_round["val"], bounty_id=1, current_version=0,
+                                            suspects=suspects)
+        return {v.index: v for v in d.verdicts}
+
+    by = judge(noise_harm_factor=4.5)
+    assert (by[7].reason_code, by[7].refund) == (P.NEGATIVE_CONTRIBUTION, False), by[7]
+    assert "its signal hurts under its noise" in by[7].reason and by[7].harm > 0
+    assert (by[6].reason_code, by[6].refund) == (P.OUTLIER_NORM, True) and "declares" in by[6].reason
+    assert by[7].harm > by[6].harm
+    assert all(by[i].accepted for i in range(5))
+    # a miner already forfeited in the bounty is judged at the stricter ratio (suspect 2 / harm 4): 8 -> 4
+    strict = judge(suspects={miner: 1})
+    assert (strict[7].reason_code, strict[7].refund) == (P.NEGATIVE_CONTRIBUTION, False), strict[7]
+    # the default factor, and the setting off (bounties posted before it): both stakes come back
+    for settings in ({}, {"noise_harm_factor": None}):
+        plain = judge(**settings)
+        assert [(plain[i].reason_code, plain[i].refund) for i in (6, 7)] == [(P.OUTLIER_NORM, True)] * 2
+    assert math.isnan(judge(noise_harm_factor=None)[7].harm)
+    assert P.RoundPolicy.ADDED_LATER["noise_harm_factor"] is None
+    with pytest.raises(ValidationError):
+        P.RoundPolicy(noise_harm_factor=0.0)
+
+
 def test_a_suspect_is_used_only_when_it_helps_alone(dp_round) -> None:
     """A miner forfeited twice earlier in the bounty: an update that helps alone is paid as ever; one
     that hurts alone (under the harm limit) is not used, and its stake comes back. Once is not enough."""
