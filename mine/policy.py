@@ -13,7 +13,8 @@ code  rule                   meaning
 3     :func:`check_subgroups`   some subgroup (class) gets worse by more than the tolerance
 4     :func:`check_outlier`     the update norm is an outlier among accepted updates / the round
                                (refunded when the excess is the DP noise the update declares:
-                               a small shard, :func:`noise_explains_norm`)
+                               a small shard, :func:`noise_explains_norm`, unless, clipped and
+                               applied alone, it hurts far beyond the round's noise: then 8)
 5     (client)                 unreadable: decryption / CID / parse failure
 6     :func:`check_origin`      not the submitter's update (inner miner or bounty differ)
 7     :func:`check_epsilon`     the update's DP ε (recomputed) is above the bounty's maximum, or no DP
@@ -952,6 +953,8 @@ class RoundDecision:
 #: update's usefulness (harm, pointing away, collusion, a subgroup), which an honest skewed shard
 #: can draw by bad luck; not a norm outlier, a wrong origin, ε or a concentration (code 9).
 WARNED_CODES = frozenset({NEGATIVE_CONTRIBUTION, SUBGROUP_REGRESSION})
+#: Why a norm outlier whose excess is the DP noise it declares gets its stake back.
+_NOISY_REFUND = "; the excess is the DP noise it declares (a small shard): stake returned"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -1268,7 +1271,7 @@ class RoundPolicy:
                 live.remove(i)
                 continue
             reject(by_index[i], OUTLIER_NORM,
-                   reason + ("; the excess is the DP noise it declares (a small shard): stake returned" if noisy else ""),
+                   reason + (_NOISY_REFUND if noisy else ""),
                    refund=noisy, norm=norms[i])
             live.remove(i)
         screened = list(live)  # passed the norm check: the round's noise level is measured on these
@@ -1413,8 +1416,7 @@ class RoundPolicy:
                            f"the round's median change {level[0]:.4g}: its signal hurts under its noise",
                            norm=norms[i], harm=h)
                 else:
-                    reject(by_index[i], OUTLIER_NORM, reason + "; the excess is the DP noise it declares (a small "
-                           "shard): stake returned", refund=True, norm=norms[i], harm=h)
+                    reject(by_index[i], OUTLIER_NORM, reason + _NOISY_REFUND, refund=True, norm=norms[i], harm=h)
             noisy_ids.clear()
             for i in list(live):
                 bad = flagged[i]
@@ -1447,8 +1449,7 @@ class RoundPolicy:
                            norm=norms[i], alignment=cosines[i], harm=harms[i], similarity=similar[i])
                     live.remove(i)
         for i, reason in noisy_ids.items():  # no noise level to judge them against
-            reject(by_index[i], OUTLIER_NORM, reason + "; the excess is the DP noise it declares (a small shard): "
-                   "stake returned", refund=True, norm=norms[i])
+            reject(by_index[i], OUTLIER_NORM, reason + _NOISY_REFUND, refund=True, norm=norms[i])
         if self.collusion_factor is not None and live:
             flags = similarity_outliers([similar[i] for i in live], factor=self.collusion_factor,
                                         min_similarity=self.min_similarity)
