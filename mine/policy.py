@@ -685,10 +685,15 @@ def standalone_harm(harms: Sequence[float], *, factor: float | Sequence[float]) 
         if not (f > 0 and math.isfinite(f)):
             raise ValidationError(f"factor must be a finite number > 0, got {f!r}")
     level = _harm_level(harms)
-    if level is None:
-        return [not math.isfinite(h) for h in harms]
-    med, spread = level
-    return [not math.isfinite(h) or (h > 0 and h > med + f * spread) for h, f in zip(harms, factors)]
+    return [_beyond_level(h, level, f) for h, f in zip(harms, factors)]
+
+
+def _beyond_level(harm: float, level: tuple[float, float] | None, factor: float) -> bool:
+    """:func:`standalone_harm`'s test of one harm against a round's (median, spread); without a level
+    only a non-finite harm is flagged."""
+    if not math.isfinite(harm):
+        return True
+    return level is not None and harm > 0 and harm > level[0] + factor * level[1]
 
 
 def _harm_level(harms: Sequence[float]) -> tuple[float, float] | None:
@@ -1393,10 +1398,14 @@ class RoundPolicy:
             # each update applied alone: a label flip raises the loss, honest DP noise scatters
             harms = {i: validation_loss(manifest, state_of([i]), X, y) - loss_before for i in live}
             reference = [i for i in screened if i in live or self.harm_noise_from_all]
+
+            def clipped_harm(i: int) -> float:  # an update outside the mean, applied alone the same way
+                applied = apply_update(current_state, deltas[i], scale=self.server_lr, max_norm=bound)
+                return validation_loss(manifest, applied, X, y) - loss_before
+
             for i in reference:
-                if i not in harms:  # forfeited by the concentration test: applied alone the same way
-                    applied = apply_update(current_state, deltas[i], scale=self.server_lr, max_norm=bound)
-                    harms[i] = validation_loss(manifest, applied, X, y) - loss_before
+                if i not in harms:  # forfeited by the concentration test
+                    harms[i] = clipped_harm(i)
             suspected = {m for m, n in forfeits.items() if n > 0}
             strict = self.harm_factor if self.suspect_harm_factor is None else self.suspect_harm_factor
             flagged = dict(zip(reference, standalone_harm([harms[i] for i in reference], factor=[
@@ -1405,19 +1414,17 @@ class RoundPolicy:
             new_harm_z = {i: z for i, z in zip(reference, harm_zscores([harms[i] for i in reference])) if z is not None}
             level = _harm_level([harms[i] for i in reference])
             for i, reason in noisy_ids.items():
-                applied = apply_update(current_state, deltas[i], scale=self.server_lr, max_norm=bound)
-                harms[i] = h = validation_loss(manifest, applied, X, y) - loss_before
+                harms[i] = h = clipped_harm(i)
                 f = float(self.noise_harm_factor or self.harm_factor)  # stricter for a suspect, as above
                 if by_index[i].submitter.lower() in suspected:
                     f *= strict / self.harm_factor
-                if level is not None and (not math.isfinite(h) or (h > 0 and h > level[0] + f * level[1])):
+                if level is not None and _beyond_level(h, level, f):
                     reject(by_index[i], NEGATIVE_CONTRIBUTION, reason + "; clipped to the round's bound and applied "
                            f"alone it raises the validation loss by {h:.4g}, more than {f:g} robust spreads above "
                            f"the round's median change {level[0]:.4g}: its signal hurts under its noise",
                            norm=norms[i], harm=h)
                 else:
                     reject(by_index[i], OUTLIER_NORM, reason + _NOISY_REFUND, refund=True, norm=norms[i], harm=h)
-            noisy_ids.clear()
             for i in list(live):
                 bad = flagged[i]
                 prior_z = pooled.get(by_index[i].submitter.lower(), MinerEvidence()).harm_z
@@ -1448,8 +1455,9 @@ class RoundPolicy:
                            "in this bounty, so only an update that helps alone is used (stake returned)", refund=True,
                            norm=norms[i], alignment=cosines[i], harm=harms[i], similarity=similar[i])
                     live.remove(i)
-        for i, reason in noisy_ids.items():  # no noise level to judge them against
-            reject(by_index[i], OUTLIER_NORM, reason + _NOISY_REFUND, refund=True, norm=norms[i])
+        else:
+            for i, reason in noisy_ids.items():  # no noise level to judge them against
+                reject(by_index[i], OUTLIER_NORM, reason + _NOISY_REFUND, refund=True, norm=norms[i])
         if self.collusion_factor is not None and live:
             flags = similarity_outliers([similar[i] for i in live], factor=self.collusion_factor,
                                         min_similarity=self.min_similarity)
