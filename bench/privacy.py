@@ -19,7 +19,8 @@ base model, update and the optimizer that trained it in hand — runs (:mod:`min
   replace-one comparison (:func:`mine.leakage.dp_auc_bound` with ``group=2``).
 
 Goals (with DP, n = 1 and 8): label recovery, exact labels and re-identification not significantly
-above chance (one-sided binomial test over the pooled trials, p > 0.05), reconstruction PSNR and
+above chance (one-sided binomial tests over the pooled trials, at a family-wise 5 %: each of a goal's
+k p-values above 0.05 / k), reconstruction PSNR and
 SSIM not above the class-mean baseline, membership AUC within its bound.
 """
 
@@ -44,7 +45,16 @@ NONMEMBERS = 300
 TRIALS = {"full": {1: 60, 8: 60, 32: 10, "shards": 8}, "quick": {1: 3, 8: 2, 32: 1, "shards": 1}}
 INVERSIONS = {"full": {1: 10, 8: 8, 32: 4, "shards": 8}, "quick": {1: 2, 8: 1, 32: 1, "shards": 1}}
 STEPS = {"full": 300, "quick": 60}
+#: Family-wise error rate of each "at chance" goal. A goal tests several cases at once (labels: the
+#: per-label and exact-set tests at n = 1 and the per-label test at n = 8), so each of its k
+#: p-values is compared with SIGNIFICANCE / k (Bonferroni): with k = 3 tests at 0.05 each, a leak-free
+#: update would still miss the goal in 1 - 0.95^3 = 14 % of benches.
 SIGNIFICANCE = 0.05
+
+
+def at_chance(p_values: list[float]) -> bool:
+    """No test of the family rejects "at chance" at the family-wise level :data:`SIGNIFICANCE`."""
+    return bool(p_values) and min(p_values) > SIGNIFICANCE / len(p_values)
 
 
 def _setting() -> dict[str, Any]:
@@ -185,14 +195,14 @@ def goals(r: dict[str, Any]) -> dict[str, Any]:
     label_ps = [row["label_p_value"] for row in small] + [row["labels_exact_p_value"] for row in small
                                                           if "labels_exact_p_value" in row]
     out["privacy_labels_at_chance"] = {
-        "value": f"min p = {min(label_ps):.3f}" if label_ps else None,
-        "goal": f"DP, n = 1 and 8: label recovery not above chance (binomial p > {SIGNIFICANCE})",
-        "met": bool(label_ps) and min(label_ps) > SIGNIFICANCE}
+        "value": f"min p = {min(label_ps):.3f} of {len(label_ps)} tests" if label_ps else None,
+        "goal": f"DP, n = 1 and 8: label recovery not above chance (each binomial p > {SIGNIFICANCE} / tests)",
+        "met": at_chance(label_ps)}
     reid_ps = [row["reid_p_value"] for row in small]
     out["privacy_reidentification_at_chance"] = {
         "value": ", ".join(f"{row['case']} {row['reidentified']:.1%} (chance {row['reid_chance']:.2%})" for row in small),
-        "goal": f"DP, n = 1 and 8: re-identification not above chance (binomial p > {SIGNIFICANCE})",
-        "met": bool(reid_ps) and min(reid_ps) > SIGNIFICANCE}
+        "goal": f"DP, n = 1 and 8: re-identification not above chance (each binomial p > {SIGNIFICANCE} / tests)",
+        "met": at_chance(reid_ps)}
     out["privacy_reconstruction_below_class_mean"] = {
         "value": ", ".join(f"{row['case']} {row['best_psnr']:.1f}/{row['baseline_psnr']:.1f} dB, "
                            f"SSIM {row['best_ssim']:.2f}/{row['baseline_ssim']:.2f}" for row in small),

@@ -19,6 +19,7 @@ import pytest
 from rich.console import Console
 
 from bench import gas as gas_bench
+from bench import privacy as privacy_bench
 from bench.run import SECTIONS, main, run_all
 
 GAS_KEYS = {"post_eth", "post_erc20", "submit", "submit_erc20", "settle_accept", "settle_refund", "settle_forfeit",
@@ -109,6 +110,14 @@ def test_gas_intrinsic_cost() -> None:
     assert gas_bench.intrinsic_gas(b"") == 21_000
     assert gas_bench.intrinsic_gas(b"\x00\x01") == 21_000 + 4 + 16
     assert 0 not in gas_bench.word("x", 1)
+
+
+def test_an_at_chance_goal_holds_its_family_of_tests_to_five_percent() -> None:
+    # three tests: each must stay above 0.05 / 3, so one p of 0.03 is chance, one of 0.01 is not
+    assert privacy_bench.at_chance([0.03, 0.5, 0.9])
+    assert not privacy_bench.at_chance([0.01, 0.5, 0.9])
+    assert privacy_bench.at_chance([0.06]) and not privacy_bench.at_chance([0.04])
+    assert not privacy_bench.at_chance([])
 
 
 def test_cli_entry_point(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
