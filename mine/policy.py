@@ -1206,375 +1206,466 @@ class RoundPolicy:
         many (a plain collection: one each);
         ``evidence``: the pooled evidence of the bounty's earlier rounds (:attr:`RoundDecision.evidence`
         of the round before; empty for the first).
+
+        The stages, in order; each takes the updates it rejects out of the round (:class:`_Round`).
         """
-        pooled: dict[str, MinerEvidence] = {m.lower(): e for m, e in (evidence or {}).items()}
-        new_harm_z: dict[int, float] = {}  # this round's harm z-scores, pooled once the verdicts are known
-        X, y, groups = _unpack_validation(validation)
-        hib = manifest.higher_is_better
-        before = _score(manifest, current_state, X, y, groups)
-        loss_before = validation_loss(manifest, current_state, X, y)
-        verdicts: dict[int, ItemVerdict] = {}
-        deltas: dict[int, dict[str, torch.Tensor]] = {}
-        norms: dict[int, float] = {}
-        private: dict[int, bool] = {}
-        metas: dict[int, dict[str, str]] = {}
-        by_index = {it.index: it for it in items}
-        forfeits: Counter[str] = Counter()  # the miners' forfeited submissions in this bounty, on chain
+        r = _Round(self, manifest, current_state, items, validation, suspects=suspects, evidence=evidence)
+        r.screen(bounty_id=bounty_id, current_version=current_version)  # 5, 1, 6, 7, stale (2)
+        r.drop_norm_outliers(history)  # 4; a small shard's noisy update is set aside for the harm stage
+        r.drop_concentrated()  # 9
+        r.measure()  # the clipping bound, each update's alignment, similarity and weight
+        r.drop_harmful()  # 8 (and the noisy outliers: 8 or refunded 4)
+        r.drop_colluding()  # 8, off by default
+        r.trim()  # leave-one-out (8) and subgroups (3)
+        return r.settle()  # the step size, the improvement (2) and the shares
+
+
+class _Round:
+    """The working state of one :meth:`RoundPolicy.judge`: the updates still in the round (``live``),
+    the verdicts so far, and what the stages measure for the next ones."""
+
+    def __init__(self, policy: RoundPolicy, manifest: Manifest, current_state: Mapping[str, torch.Tensor],
+                 items: Sequence[RoundItem], validation: Validation, *,
+                 suspects: Collection[str] | Mapping[str, int],
+                 evidence: Mapping[str, MinerEvidence] | None) -> None:
+        self.policy, self.manifest, self.current_state, self.items = policy, manifest, current_state, items
+        self.pooled: dict[str, MinerEvidence] = {m.lower(): e for m, e in (evidence or {}).items()}
+        self.new_harm_z: dict[int, float] = {}  # this round's harm z-scores, pooled once the verdicts are known
+        self.X, self.y, self.groups = _unpack_validation(validation)
+        self.hib = manifest.higher_is_better
+        self.before = _score(manifest, current_state, self.X, self.y, self.groups)
+        self.loss_before = validation_loss(manifest, current_state, self.X, self.y)
+        self.verdicts: dict[int, ItemVerdict] = {}
+        self.deltas: dict[int, dict[str, torch.Tensor]] = {}
+        self.norms: dict[int, float] = {}
+        self.private: dict[int, bool] = {}
+        self.metas: dict[int, dict[str, str]] = {}
+        self.by_index = {it.index: it for it in items}
+        self.forfeits: Counter[str] = Counter()  # the miners' forfeited submissions in this bounty, on chain
         for m, n in (suspects.items() if isinstance(suspects, Mapping) else ((m, 1) for m in suspects)):
-            forfeits[m.lower()] += int(n)
-        warned: dict[int, str] = {}  # item -> miner: a forfeit turned into a warning this round
+            self.forfeits[m.lower()] += int(n)
+        self.warned: dict[int, str] = {}  # item -> miner: a forfeit turned into a warning this round
+        self.live: list[int] = []
+        self.screened: list[int] = []  # passed the norm check: the round's noise level is measured on these
+        self.noisy: dict[int, str] = {}  # norm outliers explained by their declared DP noise, with the reason
+        self.bound: float | None = None
+        self.scales: dict[int, float] = {}
+        self.cosines: dict[int, float] = {}
+        self.similar: dict[int, float] = {}
+        self.precision: dict[int, float] = {}
+        self.min_alignment = 0.0
+        self.harms: dict[int, float] = {}
+        self.contributions: dict[int, float] = {}
 
-        def sanction(index: int, code: int, reason: str, refund: bool) -> tuple[str, bool]:
-            # a miner in good standing has its first statistical forfeit in the bounty turned into a warning
-            miner = by_index[index].submitter.lower()
-            record = pooled.get(miner, MinerEvidence())
-            if (refund or not self.good_standing_warning or code not in WARNED_CODES or not record.accepted
-                    or record.warnings or forfeits[miner] or miner in warned.values()):
-                return reason, refund
-            warned[index] = miner
-            return (reason + f"; a warning, stake returned: its {record.accepted} earlier accepted update(s) in "
-                             "this bounty and none forfeited (the next such update is forfeited)"), True
+    # -- verdicts ---------------------------------------------------------------------------------
 
-        def reject(it: RoundItem, code: int, reason: str, *, refund: bool | None = None, **kw: float) -> None:
-            reason, back = sanction(it.index, code, reason, code in REFUNDED_CODES if refund is None else refund)
-            verdicts[it.index] = ItemVerdict(it.index, it.submitter, 0, code, reason, back, **kw)
+    def miner(self, index: int) -> str:
+        return self.by_index[index].submitter.lower()
 
-        for it in items:
+    def sanction(self, index: int, code: int, reason: str, refund: bool) -> tuple[str, bool]:
+        """The reason and refund of a rejection: a miner in good standing has its first statistical
+        forfeit in the bounty turned into a warning."""
+        miner = self.miner(index)
+        record = self.pooled.get(miner, MinerEvidence())
+        if (refund or not self.policy.good_standing_warning or code not in WARNED_CODES or not record.accepted
+                or record.warnings or self.forfeits[miner] or miner in self.warned.values()):
+            return reason, refund
+        self.warned[index] = miner
+        return (reason + f"; a warning, stake returned: its {record.accepted} earlier accepted update(s) in "
+                         "this bounty and none forfeited (the next such update is forfeited)"), True
+
+    def reject(self, index: int, code: int, reason: str, *, refund: bool | None = None, **kw: float) -> None:
+        reason, back = self.sanction(index, code, reason, code in REFUNDED_CODES if refund is None else refund)
+        self.verdicts[index] = ItemVerdict(index, self.by_index[index].submitter, 0, code, reason, back, **kw)
+
+    def diag(self, i: int) -> dict[str, float]:
+        return {"harm": self.harms.get(i, math.nan), "similarity": self.similar[i]}
+
+    # -- the mean of a set of updates -------------------------------------------------------------
+
+    def state_of(self, members: Sequence[int], mult: float = 1.0) -> dict[str, torch.Tensor]:
+        """The current model plus ``server_lr * mult`` times the weighted mean of the clipped ``members``."""
+        if not members:
+            return {k: v.clone() for k, v in self.current_state.items()}
+        total = sum(self.precision[i] for i in members)
+        w = self.policy.server_lr * mult / total
+        agg = aggregate([self.deltas[i] for i in members], [w * self.precision[i] * self.scales[i] for i in members])
+        return {k: (self.current_state[k].detach().to(torch.float64) + agg[k]).to(torch.float32)
+                for k in self.current_state}
+
+    def loss_of(self, members: Sequence[int]) -> float:
+        return validation_loss(self.manifest, self.state_of(members), self.X, self.y) if members else self.loss_before
+
+    def score_of(self, members: Sequence[int], mult: float = 1.0) -> EvalResult:
+        return _score(self.manifest, self.state_of(members, mult), self.X, self.y, self.groups)
+
+    def clipped_harm(self, i: int) -> float:
+        """The loss change of an update outside the mean, applied alone and clipped like the round's."""
+        applied = apply_update(self.current_state, self.deltas[i], scale=self.policy.server_lr, max_norm=self.bound)
+        return validation_loss(self.manifest, applied, self.X, self.y) - self.loss_before
+
+    # -- the stages -------------------------------------------------------------------------------
+
+    def screen(self, *, bounty_id: int, current_version: int) -> None:
+        """Each update alone: readable (5), well formed (1), the submitter's (6), within the bounty's ε (7),
+        trained from the current version (2, stale: refunded)."""
+        for it in self.items:
             if it.update is None:
-                reject(it, UNREADABLE, it.problem or REASONS[UNREADABLE])
+                self.reject(it.index, UNREADABLE, it.problem or REASONS[UNREADABLE])
                 continue
-            tensors, meta, rej = _parse_delta(manifest, it.update)
+            tensors, meta, rej = _parse_delta(self.manifest, it.update)
             if rej is None:
                 rej = check_origin(meta, submitter=it.submitter, bounty_id=bounty_id, base_version=it.base_version)
             if rej is None:
-                rej = check_epsilon(meta.get("dp"), max_epsilon=self.max_epsilon)
+                rej = check_epsilon(meta.get("dp"), max_epsilon=self.policy.max_epsilon)
             if rej is None and it.base_version != current_version:
                 rej = Rejection(NO_IMPROVEMENT, f"stale: trained from version {it.base_version}, the model is at "
                                                 f"version {current_version} (stake returned)")
             if rej is not None or tensors is None:
-                reject(it, rej.code, rej.reason)  # type: ignore[union-attr]
+                self.reject(it.index, rej.code, rej.reason)  # type: ignore[union-attr]
                 continue
-            deltas[it.index], norms[it.index], metas[it.index] = tensors, update_norm(tensors), meta
-            private[it.index] = meta.get("dp", "off") != "off"
+            self.deltas[it.index], self.norms[it.index], self.metas[it.index] = tensors, update_norm(tensors), meta
+            self.private[it.index] = meta.get("dp", "off") != "off"
+        self.live = list(self.deltas)
 
-        live = list(deltas)
-        flags = round_outliers([norms[i] for i in live], list(history)[-self.history_window:],
-                               factor=self.outlier_factor, min_history=self.min_history)
+    def drop_norm_outliers(self, history: Sequence[float]) -> None:
+        """Norm outliers against the round's own median and the recent accepted norms (4). One whose
+        excess is the DP noise it declares (a small shard) is refunded, or, with ``noise_harm_factor``,
+        set aside to be judged for harm first."""
+        p, live, norms = self.policy, self.live, self.norms
+        flags = round_outliers([norms[i] for i in live], list(history)[-p.history_window:],
+                               factor=p.outlier_factor, min_history=p.min_history)
         med = statistics.median([norms[i] for i in live]) if live else 0.0
         finite = [norms[i] for i in live if math.isfinite(norms[i])]
-        limit = _robust_limit(finite, self.outlier_factor)[0] if finite else 0.0
-        noisy_ids: dict[int, str] = {}
+        limit = _robust_limit(finite, p.outlier_factor)[0] if finite else 0.0
         for i, out in zip(list(live), flags):
             if not out:
                 continue
             reason = f"update norm {norms[i]:.4g} is an outlier (round median {med:.4g})"
             # an honest small shard's DP update is mostly noise: too noisy to use, not an attack
-            noisy = self.refund_declared_noise and math.isfinite(norms[i]) and noise_explains_norm(
-                deltas[i], declared_noise_std(manifest, metas[i].get("dp"), metas[i].get("examples_bucket")), limit)
-            if noisy and self.noise_harm_factor is not None:
-                noisy_ids[i] = reason
+            noisy = p.refund_declared_noise and math.isfinite(norms[i]) and noise_explains_norm(
+                self.deltas[i], declared_noise_std(self.manifest, self.metas[i].get("dp"),
+                                                   self.metas[i].get("examples_bucket")), limit)
+            if noisy and p.noise_harm_factor is not None:
+                self.noisy[i] = reason
                 live.remove(i)
                 continue
-            reject(by_index[i], OUTLIER_NORM,
-                   reason + (_NOISY_REFUND if noisy else ""),
-                   refund=noisy, norm=norms[i])
+            self.reject(i, OUTLIER_NORM, reason + (_NOISY_REFUND if noisy else ""), refund=noisy, norm=norms[i])
             live.remove(i)
-        screened = list(live)  # passed the norm check: the round's noise level is measured on these
-        where = input_groups(manifest, head=self.concentration_head) if self.concentration_alpha is not None else None
+        self.screened = list(live)
+
+    def drop_concentrated(self) -> None:
+        """Concentration (9): a DP update that puts far more of its first-layer energy on one input than
+        clean validation data does, alone, pooled with its miner's earlier updates, summed, or on an
+        input another miner's forfeit named."""
+        p, live, pooled = self.policy, self.live, self.pooled
+        where = input_groups(self.manifest, head=p.concentration_head) if p.concentration_alpha is not None else None
         # a non-private update has no noise level to test against; one with very little noise (a large
         # epsilon) is not tested either: honest drift then exceeds what clean data puts on an input
-        tested = [i for i in live if private[i] and (self.concentration_max_epsilon is None or
-                                                     update_epsilon(metas[i].get("dp")) <= self.concentration_max_epsilon)]
-        if where is not None and tested:
-            name, axis, input_names, shape = where
-            # this update alone is tested against the class means; the pooled tests (which add up the
-            # same validation set's sampling error round after round) against their bootstrap bound
-            allowed, upper = clean_input_bounds(manifest, current_state, X, y, groups, name, axis, shape,
-                                                quantile=self.share_quantile)
-            pooled_allowed = allowed if upper is None else upper
-            # where earlier rounds found a trigger (each miner's code-9 forfeits): fixed before this round
-            flags = {m: e.flagged_inputs for m, e in pooled.items() if e.flagged_inputs}
-            for i in tested:
-                matrix = group_matrix(deltas[i][name], axis, shape)
-                pvalues = concentration_pvalues(matrix, allowed)
-                miner = by_index[i].submitter.lower()
-                prior = pooled.get(miner, MinerEvidence())
-                terms = fisher_terms(pvalues if upper is None else concentration_pvalues(matrix, upper))
-                if prior.concentration_tests and len(prior.concentration_terms) == len(terms):
-                    terms = [a + b for a, b in zip(prior.concentration_terms, terms)]
-                    count = prior.concentration_tests + 1
-                else:
-                    count = 1
-                flat = matrix.reshape(-1)
-                summed: torch.Tensor | None = None
-                if flat.numel() <= SUM_MAX_ENTRIES:  # a huge first layer is not summed (the owner's file)
-                    summed = flat
-                    if count > 1 and len(prior.concentration_sum) == flat.numel():
-                        summed = torch.tensor(prior.concentration_sum, dtype=torch.float64) + flat
-                pooled[miner] = dataclasses.replace(
-                    prior, concentration_tests=count, concentration_terms=tuple(terms),
-                    concentration_sum=tuple(summed.tolist()) if summed is not None else ())
-                # the tests of this update; each at the limit divided by their number
-                tests: list[tuple[str, list[float], list[float]]] = []
-                if count == 1 or not self.pooled_concentration or upper is not None:
-                    tests.append(("alone", pvalues, allowed))
-                if self.pooled_concentration and count > 1:
-                    tests.append(("fisher", fisher_combined(terms, count), pooled_allowed))
-                if self.summed_concentration and count > 1 and summed is not None:
-                    tests.append(("sum", concentration_pvalues(summed.reshape(matrix.shape), pooled_allowed),
-                                  pooled_allowed))
-                # the inputs other miners' forfeits named: a shared trigger is tested there without
-                # dividing the limit by every input (only by their number)
-                known = sorted({g for m, gs in flags.items() if m != miner for g in gs if g < len(pvalues)})
-                if self.guided_concentration and known:
-                    own = (concentration_pvalues(summed.reshape(matrix.shape), pooled_allowed)
-                           if count > 1 and summed is not None else pvalues)
-                    tests.append(("guided", [own[g] if g in known else 1.0 for g in range(len(own))],
-                                  pooled_allowed if count > 1 and summed is not None else allowed))
-                alpha = self.concentration_alpha / len(tests)
+        tested = [i for i in live if self.private[i] and (p.concentration_max_epsilon is None or update_epsilon(
+            self.metas[i].get("dp")) <= p.concentration_max_epsilon)]
+        if where is None or not tested:
+            return
+        name, axis, input_names, shape = where
+        # this update alone is tested against the class means; the pooled tests (which add up the
+        # same validation set's sampling error round after round) against their bootstrap bound
+        allowed, upper = clean_input_bounds(self.manifest, self.current_state, self.X, self.y, self.groups, name, axis,
+                                            shape, quantile=p.share_quantile)
+        pooled_allowed = allowed if upper is None else upper
+        # where earlier rounds found a trigger (each miner's code-9 forfeits): fixed before this round
+        flags = {m: e.flagged_inputs for m, e in pooled.items() if e.flagged_inputs}
+        for i in tested:
+            matrix = group_matrix(self.deltas[i][name], axis, shape)
+            pvalues = concentration_pvalues(matrix, allowed)
+            miner = self.miner(i)
+            prior = pooled.get(miner, MinerEvidence())
+            terms = fisher_terms(pvalues if upper is None else concentration_pvalues(matrix, upper))
+            if prior.concentration_tests and len(prior.concentration_terms) == len(terms):
+                terms = [a + b for a, b in zip(prior.concentration_terms, terms)]
+                count = prior.concentration_tests + 1
+            else:
+                count = 1
+            flat = matrix.reshape(-1)
+            summed: torch.Tensor | None = None
+            if flat.numel() <= SUM_MAX_ENTRIES:  # a huge first layer is not summed (the owner's file)
+                summed = flat
+                if count > 1 and len(prior.concentration_sum) == flat.numel():
+                    summed = torch.tensor(prior.concentration_sum, dtype=torch.float64) + flat
+            pooled[miner] = dataclasses.replace(
+                prior, concentration_tests=count, concentration_terms=tuple(terms),
+                concentration_sum=tuple(summed.tolist()) if summed is not None else ())
+            # the tests of this update; each at the limit divided by their number
+            tests: list[tuple[str, list[float], list[float]]] = []
+            if count == 1 or not p.pooled_concentration or upper is not None:
+                tests.append(("alone", pvalues, allowed))
+            if p.pooled_concentration and count > 1:
+                tests.append(("fisher", fisher_combined(terms, count), pooled_allowed))
+            if p.summed_concentration and count > 1 and summed is not None:
+                tests.append(("sum", concentration_pvalues(summed.reshape(matrix.shape), pooled_allowed),
+                              pooled_allowed))
+            # the inputs other miners' forfeits named: a shared trigger is tested there without
+            # dividing the limit by every input (only by their number)
+            known = sorted({g for m, gs in flags.items() if m != miner for g in gs if g < len(pvalues)})
+            if p.guided_concentration and known:
+                own = (concentration_pvalues(summed.reshape(matrix.shape), pooled_allowed)
+                       if count > 1 and summed is not None else pvalues)
+                tests.append(("guided", [own[g] if g in known else 1.0 for g in range(len(own))],
+                              pooled_allowed if count > 1 and summed is not None else allowed))
+            alpha = p.concentration_alpha / len(tests)  # type: ignore[operator]
 
-                def units(kind: str, pv: Sequence[float]) -> int:  # what the limit is divided by
-                    return len(known) if kind == "guided" else len(pv)
+            def units(kind: str, pv: Sequence[float]) -> int:  # what the limit is divided by
+                return len(known) if kind == "guided" else len(pv)
 
-                hit = next(((kind, pv, allow, j) for kind, pv, allow in tests
-                            if (j := concentrated(pv, alpha=alpha * len(pv) / units(kind, pv))) is not None), None)
-                if hit is not None:
-                    kind, pv, allow, j = hit
-                    bar = f"limit {alpha:g} / {units(kind, pv)} inputs"
-                    if kind == "guided":
-                        own_matrix = summed.reshape(matrix.shape) if count > 1 and summed is not None else matrix
-                        share = signal_shares(own_matrix)[j]
-                        summed_p = (f", {pv[j]:.2g} for the sum of its {count} tested updates in this bounty"
-                                    if own_matrix is not matrix else "")
-                        evidence = (f"(p = {pvalues[j]:.2g} alone{summed_p}; another miner's update was forfeited "
-                                    f"for this input; {bar})")
-                    elif kind == "sum":
-                        share = signal_shares(summed.reshape(matrix.shape))[j]  # type: ignore[union-attr]
-                        evidence = (f"(p = {pvalues[j]:.2g} alone; the sum of its {count} tested updates in this "
-                                    f"bounty gives p = {pv[j]:.2g}; {bar})")
-                    elif kind == "fisher":
-                        share = signal_shares(matrix)[j]
-                        evidence = (f"(p = {pvalues[j]:.2g} alone; with its {count - 1} earlier tested update(s) in "
-                                    f"this bounty, Fisher's combined p = {pv[j]:.2g}; {bar})")
-                    else:
-                        share = signal_shares(matrix)[j]
-                        evidence = f"(p = {pvalues[j]:.2g} with its DP noise; {bar})"
-                    # the harsher sanction (the miner's vesting rewards) needs the stronger evidence
-                    claw = self.clawback_concentrated and (self.clawback_alpha is None or any(
-                        min(tp) < self.clawback_alpha / len(tests) / units(tk, tp) for tk, tp, _ in tests))
-                    if claw:
-                        evidence += "; under the clawback limit: its vesting rewards in this bounty are burned"
-                    reject(by_index[i], CONCENTRATED,
-                           f"{share:.0%} of its {'summed ' if kind == 'sum' else ''}signal is on {input_names[j]!r}, "
-                           f"where the clean validation rows of any class or group put at most {allow[j]:.1%} "
-                           + evidence, norm=norms[i], clawback=claw)
-                    live.remove(i)
-                    flagged = pooled[miner]
-                    pooled[miner] = dataclasses.replace(flagged, flagged_inputs=tuple(sorted({*flagged.flagged_inputs, j})))
-        bound = statistics.median([norms[i] for i in live]) * self.clip_norm_factor if live else None
-        scales = dict(zip(live, clip_scales([norms[i] for i in live], bound)))
-        cosines = dict(zip(live, alignments([deltas[i] for i in live], [scales[i] for i in live])))
-        dim = sum(t.numel() for t in current_state.values())
-        min_alignment = noise_alignment(dim) if self.min_alignment is None else self.min_alignment
-        similar = dict(zip(live, pairwise_similarity([deltas[i] for i in live])))
+            hit = next(((kind, pv, allow, j) for kind, pv, allow in tests
+                        if (j := concentrated(pv, alpha=alpha * len(pv) / units(kind, pv))) is not None), None)
+            if hit is None:
+                continue
+            kind, pv, allow, j = hit
+            bar = f"limit {alpha:g} / {units(kind, pv)} inputs"
+            if kind == "guided":
+                own_matrix = summed.reshape(matrix.shape) if count > 1 and summed is not None else matrix
+                share = signal_shares(own_matrix)[j]
+                summed_p = (f", {pv[j]:.2g} for the sum of its {count} tested updates in this bounty"
+                            if own_matrix is not matrix else "")
+                evidence = (f"(p = {pvalues[j]:.2g} alone{summed_p}; another miner's update was forfeited "
+                            f"for this input; {bar})")
+            elif kind == "sum":
+                share = signal_shares(summed.reshape(matrix.shape))[j]  # type: ignore[union-attr]
+                evidence = (f"(p = {pvalues[j]:.2g} alone; the sum of its {count} tested updates in this "
+                            f"bounty gives p = {pv[j]:.2g}; {bar})")
+            elif kind == "fisher":
+                share = signal_shares(matrix)[j]
+                evidence = (f"(p = {pvalues[j]:.2g} alone; with its {count - 1} earlier tested update(s) in "
+                            f"this bounty, Fisher's combined p = {pv[j]:.2g}; {bar})")
+            else:
+                share = signal_shares(matrix)[j]
+                evidence = f"(p = {pvalues[j]:.2g} with its DP noise; {bar})"
+            # the harsher sanction (the miner's vesting rewards) needs the stronger evidence
+            claw = p.clawback_concentrated and (p.clawback_alpha is None or any(
+                min(tp) < p.clawback_alpha / len(tests) / units(tk, tp) for tk, tp, _ in tests))
+            if claw:
+                evidence += "; under the clawback limit: its vesting rewards in this bounty are burned"
+            self.reject(i, CONCENTRATED,
+                        f"{share:.0%} of its {'summed ' if kind == 'sum' else ''}signal is on {input_names[j]!r}, "
+                        f"where the clean validation rows of any class or group put at most {allow[j]:.1%} "
+                        + evidence, norm=self.norms[i], clawback=claw)
+            live.remove(i)
+            flagged = pooled[miner]
+            pooled[miner] = dataclasses.replace(flagged, flagged_inputs=tuple(sorted({*flagged.flagged_inputs, j})))
 
+    def measure(self) -> None:
+        """What the later stages need of the updates left: the clipping bound (the median norm times
+        ``clip_norm_factor``), each update's cosine with the rest of the round and its largest with
+        another update, and its weight in the mean (by precision in a round of DP updates)."""
+        p, live, norms = self.policy, self.live, self.norms
+        self.bound = statistics.median([norms[i] for i in live]) * p.clip_norm_factor if live else None
+        self.scales = dict(zip(live, clip_scales([norms[i] for i in live], self.bound)))
+        self.cosines = dict(zip(live, alignments([self.deltas[i] for i in live], [self.scales[i] for i in live])))
+        dim = sum(t.numel() for t in self.current_state.values())
+        self.min_alignment = noise_alignment(dim) if p.min_alignment is None else p.min_alignment
+        self.similar = dict(zip(live, pairwise_similarity([self.deltas[i] for i in live])))
         # a round of DP updates is averaged by precision (inverse noise variance), a plain one equally
-        dp_round = self.precision_weighting and bool(live) and all(private[i] for i in live)
-        precision = dict(zip(live, precision_weights([norms[i] for i in live]) if dp_round else [1.0] * len(live)))
+        dp_round = p.precision_weighting and bool(live) and all(self.private[i] for i in live)
+        self.precision = dict(zip(live, precision_weights([norms[i] for i in live]) if dp_round else [1.0] * len(live)))
 
-        def state_of(members: Sequence[int], mult: float = 1.0, n: int | None = None) -> dict[str, torch.Tensor]:
-            if not members:
-                return {k: v.clone() for k, v in current_state.items()}
-            total = sum(precision[i] for i in members)
-            w = self.server_lr * mult / total
-            agg = aggregate([deltas[i] for i in members], [w * precision[i] * scales[i] for i in members])
-            return {k: (current_state[k].detach().to(torch.float64) + agg[k]).to(torch.float32) for k in current_state}
+    def drop_harmful(self) -> None:
+        """Harm (8): each update applied alone, against the round's own noise level of such changes
+        (stricter for a suspect; pooled over the miner's rounds with ``pooled_harm_z``); a suspect that
+        must help and does not is refunded. The noisy outliers set aside are judged here too."""
+        p, live, norms, harms = self.policy, self.live, self.norms, self.harms
+        if p.harm_factor is None or not live:
+            for i, reason in self.noisy.items():  # no noise level to judge them against
+                self.reject(i, OUTLIER_NORM, reason + _NOISY_REFUND, refund=True, norm=norms[i])
+            return
+        # each update applied alone: a label flip raises the loss, honest DP noise scatters
+        harms.update({i: validation_loss(self.manifest, self.state_of([i]), self.X, self.y) - self.loss_before
+                      for i in live})
+        reference = [i for i in self.screened if i in live or p.harm_noise_from_all]
+        for i in reference:
+            if i not in harms:  # forfeited by the concentration test
+                harms[i] = self.clipped_harm(i)
+        suspected = {m for m, n in self.forfeits.items() if n > 0}
+        strict = p.harm_factor if p.suspect_harm_factor is None else p.suspect_harm_factor
+        flagged = dict(zip(reference, standalone_harm([harms[i] for i in reference], factor=[
+            strict if self.miner(i) in suspected else p.harm_factor for i in reference])))
+        med_harm = statistics.median([harms[i] for i in reference])
+        self.new_harm_z = {i: z for i, z in zip(reference, harm_zscores([harms[i] for i in reference]))
+                           if z is not None}
+        level = _harm_level([harms[i] for i in reference])
+        for i, reason in self.noisy.items():
+            harms[i] = h = self.clipped_harm(i)
+            f = float(p.noise_harm_factor or p.harm_factor)  # stricter for a suspect, as above
+            if self.miner(i) in suspected:
+                f *= strict / p.harm_factor
+            if level is not None and _beyond_level(h, level, f):
+                self.reject(i, NEGATIVE_CONTRIBUTION, reason + "; clipped to the round's bound and applied "
+                            f"alone it raises the validation loss by {h:.4g}, more than {f:g} robust spreads above "
+                            f"the round's median change {level[0]:.4g}: its signal hurts under its noise",
+                            norm=norms[i], harm=h)
+            else:
+                self.reject(i, OUTLIER_NORM, reason + _NOISY_REFUND, refund=True, norm=norms[i], harm=h)
+        for i in list(live):
+            seen = {"norm": norms[i], "alignment": self.cosines[i], "harm": harms[i], "similarity": self.similar[i]}
+            prior_z = self.pooled.get(self.miner(i), MinerEvidence()).harm_z
+            z = self.new_harm_z.get(i)
+            if (not flagged[i] and p.pooled_harm_z is not None and prior_z and z is not None and z > 0
+                    and stouffer([*prior_z, z]) > p.pooled_harm_z):
+                self.reject(i, NEGATIVE_CONTRIBUTION,
+                            f"applied alone it raises the validation loss by {harms[i]:.4g} ({z:.2f} robust spreads "
+                            f"above the round's median); with its {len(prior_z)} earlier unforfeited update(s) in "
+                            f"this bounty that is a combined z of {stouffer([*prior_z, z]):.2f}, above "
+                            f"{p.pooled_harm_z:g}: consistently harmful", **seen)
+                live.remove(i)
+            elif flagged[i]:
+                self.reject(i, NEGATIVE_CONTRIBUTION,
+                            f"applied alone it raises the validation loss by {harms[i]:.4g}, beyond the round's "
+                            f"noise (median change {med_harm:.4g})"
+                            + ("; judged strictly: an earlier update of this miner was forfeited"
+                               if self.miner(i) in suspected else ""), **seen)
+                live.remove(i)
+            elif (p.suspects_must_help is not None and harms[i] > 0
+                  and self.forfeits[self.miner(i)] >= p.suspects_must_help):
+                self.reject(i, NEGATIVE_CONTRIBUTION,
+                            f"applied alone it raises the validation loss by {harms[i]:.4g}; "
+                            f"{self.forfeits[self.miner(i)]} earlier updates of this miner were forfeited "
+                            "in this bounty, so only an update that helps alone is used (stake returned)",
+                            refund=True, **seen)
+                live.remove(i)
 
-        def loss_of(members: Sequence[int], n: int) -> float:
-            return validation_loss(manifest, state_of(members, n=n), X, y) if members else loss_before
+    def drop_colluding(self) -> None:
+        """Collusion (8, ``collusion_factor``; off by default): updates unusually similar to another."""
+        p, live = self.policy, self.live
+        if p.collusion_factor is None or not live:
+            return
+        flags = similarity_outliers([self.similar[i] for i in live], factor=p.collusion_factor,
+                                    min_similarity=p.min_similarity)
+        for i, bad in zip(list(live), flags):
+            if bad:
+                self.reject(i, NEGATIVE_CONTRIBUTION,
+                            f"it is unusually similar to another update of its round (cosine {self.similar[i]:.2f}): "
+                            "colluding updates", norm=self.norms[i], alignment=self.cosines[i],
+                            harm=self.harms.get(i, math.nan), similarity=self.similar[i])
+                live.remove(i)
 
-        harms: dict[int, float] = {}
-        if self.harm_factor is not None and live:
-            # each update applied alone: a label flip raises the loss, honest DP noise scatters
-            harms = {i: validation_loss(manifest, state_of([i]), X, y) - loss_before for i in live}
-            reference = [i for i in screened if i in live or self.harm_noise_from_all]
+    def stepped_ok(self, mult: float) -> bool:
+        """Whether the round's mean at ``mult`` times the step keeps every subgroup and gains."""
+        p, before = self.policy, self.before
+        result = self.score_of(self.live, mult)
+        return (check_subgroups(before.per_group, result.per_group, higher_is_better=self.hib,
+                                tolerance=p.subgroup_tolerance) is None
+                and check_improvement(before.score, result.score, higher_is_better=self.hib,
+                                      min_improvement=p.min_improvement) is None)
 
-            def clipped_harm(i: int) -> float:  # an update outside the mean, applied alone the same way
-                applied = apply_update(current_state, deltas[i], scale=self.server_lr, max_norm=bound)
-                return validation_loss(manifest, applied, X, y) - loss_before
-
-            for i in reference:
-                if i not in harms:  # forfeited by the concentration test
-                    harms[i] = clipped_harm(i)
-            suspected = {m for m, n in forfeits.items() if n > 0}
-            strict = self.harm_factor if self.suspect_harm_factor is None else self.suspect_harm_factor
-            flagged = dict(zip(reference, standalone_harm([harms[i] for i in reference], factor=[
-                strict if by_index[i].submitter.lower() in suspected else self.harm_factor for i in reference])))
-            med_harm = statistics.median([harms[i] for i in reference])
-            new_harm_z = {i: z for i, z in zip(reference, harm_zscores([harms[i] for i in reference])) if z is not None}
-            level = _harm_level([harms[i] for i in reference])
-            for i, reason in noisy_ids.items():
-                harms[i] = h = clipped_harm(i)
-                f = float(self.noise_harm_factor or self.harm_factor)  # stricter for a suspect, as above
-                if by_index[i].submitter.lower() in suspected:
-                    f *= strict / self.harm_factor
-                if level is not None and _beyond_level(h, level, f):
-                    reject(by_index[i], NEGATIVE_CONTRIBUTION, reason + "; clipped to the round's bound and applied "
-                           f"alone it raises the validation loss by {h:.4g}, more than {f:g} robust spreads above "
-                           f"the round's median change {level[0]:.4g}: its signal hurts under its noise",
-                           norm=norms[i], harm=h)
-                else:
-                    reject(by_index[i], OUTLIER_NORM, reason + _NOISY_REFUND, refund=True, norm=norms[i], harm=h)
-            for i in list(live):
-                bad = flagged[i]
-                prior_z = pooled.get(by_index[i].submitter.lower(), MinerEvidence()).harm_z
-                z = new_harm_z.get(i)
-                if (not bad and self.pooled_harm_z is not None and prior_z and z is not None and z > 0
-                        and stouffer([*prior_z, z]) > self.pooled_harm_z):
-                    reject(by_index[i], NEGATIVE_CONTRIBUTION,
-                           f"applied alone it raises the validation loss by {harms[i]:.4g} ({z:.2f} robust spreads "
-                           f"above the round's median); with its {len(prior_z)} earlier unforfeited update(s) in this "
-                           f"bounty that is a combined z of {stouffer([*prior_z, z]):.2f}, above "
-                           f"{self.pooled_harm_z:g}: consistently harmful", norm=norms[i], alignment=cosines[i],
-                           harm=harms[i], similarity=similar[i])
-                    live.remove(i)
-                    continue
-                if bad:
-                    reject(by_index[i], NEGATIVE_CONTRIBUTION,
-                           f"applied alone it raises the validation loss by {harms[i]:.4g}, beyond the round's "
-                           f"noise (median change {med_harm:.4g})"
-                           + ("; judged strictly: an earlier update of this miner was forfeited"
-                              if by_index[i].submitter.lower() in suspected else ""), norm=norms[i], alignment=cosines[i],
-                           harm=harms[i], similarity=similar[i])
-                    live.remove(i)
-                elif (self.suspects_must_help is not None and harms[i] > 0
-                      and forfeits[by_index[i].submitter.lower()] >= self.suspects_must_help):
-                    reject(by_index[i], NEGATIVE_CONTRIBUTION,
-                           f"applied alone it raises the validation loss by {harms[i]:.4g}; "
-                           f"{forfeits[by_index[i].submitter.lower()]} earlier updates of this miner were forfeited "
-                           "in this bounty, so only an update that helps alone is used (stake returned)", refund=True,
-                           norm=norms[i], alignment=cosines[i], harm=harms[i], similarity=similar[i])
-                    live.remove(i)
-        else:
-            for i, reason in noisy_ids.items():  # no noise level to judge them against
-                reject(by_index[i], OUTLIER_NORM, reason + _NOISY_REFUND, refund=True, norm=norms[i])
-        if self.collusion_factor is not None and live:
-            flags = similarity_outliers([similar[i] for i in live], factor=self.collusion_factor,
-                                        min_similarity=self.min_similarity)
-            for i, bad in zip(list(live), flags):
-                if bad:
-                    reject(by_index[i], NEGATIVE_CONTRIBUTION,
-                           f"it is unusually similar to another update of its round (cosine {similar[i]:.2f}): "
-                           "colluding updates", norm=norms[i], alignment=cosines[i], harm=harms.get(i, math.nan),
-                           similarity=similar[i])
-                    live.remove(i)
-
-        def diag(i: int) -> dict[str, float]:
-            return {"harm": harms.get(i, math.nan), "similarity": similar[i]}
-
-        def stepped_ok(mult: float) -> bool:
-            result = _score(manifest, state_of(live, mult), X, y, groups)
-            return (check_subgroups(before.per_group, result.per_group, higher_is_better=hib,
-                                    tolerance=self.subgroup_tolerance) is None
-                    and check_improvement(before.score, result.score, higher_is_better=hib,
-                                          min_improvement=self.min_improvement) is None)
-
+    def trim(self) -> None:
+        """Leave-one-out (8) and subgroups (3), one update at a time: the worst-valued update that points
+        away goes (with ``keep_aligned`` the others stay in the mean); then, while the mean hurts a
+        subgroup beyond tolerance and no other step size spares it, the update whose removal helps that
+        subgroup most goes."""
+        p, live, cosines, before = self.policy, self.live, self.cosines, self.before
         # only updates the harm rule has judged (a round with a noise level) are kept whole by another
         # step: alone, a harmful update could pass at whichever step size happens to gain
-        harm_judged = self.subgroup_step_search and self.harm_factor is not None and len(screened) >= MIN_HARM_SAMPLES
-        contributions: dict[int, float] = {}
+        harm_judged = p.subgroup_step_search and p.harm_factor is not None and len(self.screened) >= MIN_HARM_SAMPLES
         while live:
             # leave-one-out: the round's mean without update i against the mean with it
-            loss_all = loss_of(live, len(live))
-            contrib = loo_contributions(loss_all, [loss_of([j for j in live if j != i], len(live) - 1) for i in live])
-            contributions = dict(zip(live, contrib))
+            loss_all = self.loss_of(live)
+            contrib = loo_contributions(loss_all, [self.loss_of([j for j in live if j != i]) for i in live])
+            self.contributions = contributions = dict(zip(live, contrib))
             # with keep_aligned only an update pointing away can go; the others stay in the mean
-            candidates = [i for i in live if not (self.keep_aligned and cosines[i] >= min_alignment)]
+            candidates = [i for i in live if not (p.keep_aligned and cosines[i] >= self.min_alignment)]
             worst = min(candidates, key=lambda i: (contributions[i], i)) if candidates else None
-            if worst is not None and contributions[worst] < -self.loss_tolerance:
-                reason, back = sanction(worst, NEGATIVE_CONTRIBUTION,
-                                        f"leaving it out lowers the validation loss by {-contributions[worst]:.4g}; "
-                                        + ("it points with its round (stake returned)"
-                                           if cosines[worst] >= min_alignment else
-                                           f"it points away from its round (cosine {cosines[worst]:.2f})"),
-                                        cosines[worst] >= min_alignment)
-                verdicts[worst] = ItemVerdict(worst, by_index[worst].submitter, 0, NEGATIVE_CONTRIBUTION, reason, back,
-                                              norms[worst], contributions[worst], cosines[worst], **diag(worst))
+            if worst is not None and contributions[worst] < -p.loss_tolerance:
+                aligned = cosines[worst] >= self.min_alignment
+                reason, back = self.sanction(
+                    worst, NEGATIVE_CONTRIBUTION,
+                    f"leaving it out lowers the validation loss by {-contributions[worst]:.4g}; "
+                    + ("it points with its round (stake returned)" if aligned else
+                       f"it points away from its round (cosine {cosines[worst]:.2f})"), aligned)
+                self.verdicts[worst] = ItemVerdict(worst, self.by_index[worst].submitter, 0, NEGATIVE_CONTRIBUTION,
+                                                   reason, back, self.norms[worst], contributions[worst],
+                                                   cosines[worst], **self.diag(worst))
                 live.remove(worst)
                 continue
-            after = _score(manifest, state_of(live), X, y, groups)
-            rej = check_subgroups(before.per_group, after.per_group, higher_is_better=hib,
-                                  tolerance=self.subgroup_tolerance)
+            after = self.score_of(live)
+            rej = check_subgroups(before.per_group, after.per_group, higher_is_better=self.hib,
+                                  tolerance=p.subgroup_tolerance)
             if rej is None:
                 break
-            if harm_judged and any(stepped_ok(m) for m in self.step_search if m != 1.0):
+            if harm_judged and any(self.stepped_ok(m) for m in p.step_search if m != 1.0):
                 break  # a shorter (or longer) step of the same updates spares every subgroup and gains
             group = rej.reason.split("'")[1]
-            # the update whose removal helps that subgroup most goes
-            def group_score(i: int) -> float:
-                s = _score(manifest, state_of([j for j in live if j != i]), X, y, groups).per_group.get(group, math.nan)
-                return s if hib else -s
-            culprit = max(live, key=lambda i: (group_score(i), -i))
-            aligned = cosines[culprit] >= min_alignment  # honest but unhelpful: the stake comes back
-            reason, back = sanction(culprit, SUBGROUP_REGRESSION,
-                                    rej.reason + ("; it points with its round (stake returned)" if aligned else
-                                                  f"; it points away from its round (cosine {cosines[culprit]:.2f})"),
-                                    aligned)
-            verdicts[culprit] = ItemVerdict(culprit, by_index[culprit].submitter, 0, SUBGROUP_REGRESSION, reason, back,
-                                            norms[culprit], contributions.get(culprit, math.nan), cosines[culprit],
-                                            **diag(culprit))
+
+            def group_score(i: int) -> float:  # the subgroup's score without update i
+                s = self.score_of([j for j in live if j != i]).per_group.get(group, math.nan)
+                return s if self.hib else -s
+
+            culprit = max(live, key=lambda i: (group_score(i), -i))  # its removal helps that subgroup most
+            aligned = cosines[culprit] >= self.min_alignment  # honest but unhelpful: the stake comes back
+            reason, back = self.sanction(
+                culprit, SUBGROUP_REGRESSION,
+                rej.reason + ("; it points with its round (stake returned)" if aligned else
+                              f"; it points away from its round (cosine {cosines[culprit]:.2f})"), aligned)
+            self.verdicts[culprit] = ItemVerdict(culprit, self.by_index[culprit].submitter, 0, SUBGROUP_REGRESSION,
+                                                 reason, back, self.norms[culprit],
+                                                 contributions.get(culprit, math.nan), cosines[culprit],
+                                                 **self.diag(culprit))
             live.remove(culprit)
 
-        def pooled_after() -> dict[str, MinerEvidence]:
-            # an update's harm joins its miner's pool unless it was forfeited (judged once)
-            out = dict(pooled)
-            for i, z in new_harm_z.items():
-                v = verdicts.get(i)
-                if v is None or v.accepted or v.refund:
-                    miner = by_index[i].submitter.lower()
-                    prior = out.get(miner, MinerEvidence())
-                    out[miner] = dataclasses.replace(prior, harm_z=(*prior.harm_z, z))
-            for i, v in verdicts.items():
-                if v.accepted or i in warned:
-                    miner = v.miner.lower()
-                    prior = out.get(miner, MinerEvidence())
-                    out[miner] = dataclasses.replace(prior, accepted=prior.accepted + v.accepted,
-                                                     warnings=prior.warnings + (i in warned))
-            return out
+    def pooled_after(self) -> dict[str, MinerEvidence]:
+        """Every miner's evidence after this round: an update's harm joins its miner's pool unless it
+        was forfeited (judged once); accepted updates and warnings are counted."""
+        out = dict(self.pooled)
+        for i, z in self.new_harm_z.items():
+            v = self.verdicts.get(i)
+            if v is None or v.accepted or v.refund:
+                miner = self.miner(i)
+                prior = out.get(miner, MinerEvidence())
+                out[miner] = dataclasses.replace(prior, harm_z=(*prior.harm_z, z))
+        for i, v in self.verdicts.items():
+            if v.accepted or i in self.warned:
+                miner = v.miner.lower()
+                prior = out.get(miner, MinerEvidence())
+                out[miner] = dataclasses.replace(prior, accepted=prior.accepted + v.accepted,
+                                                 warnings=prior.warnings + (i in self.warned))
+        return out
 
+    def settle(self) -> RoundDecision:
+        """The updates left: the step size (``server_lr`` times each multiplier in ``step_search``, the
+        best validation score that keeps every subgroup wins; ties: the earlier multiplier), the
+        improvement it must make (2, refunded) and each one's share of the round's pot."""
+        p, live, before, verdicts = self.policy, self.live, self.before, self.verdicts
+        in_order = [it.index for it in self.items]
         if not live:
-            return RoundDecision([verdicts[it.index] for it in items], before.score, math.nan, None, loss_before,
-                                 math.nan, dict(before.per_group), evidence=pooled_after())
-        # step size: the server learning rate times each multiplier in `step_search`, the best
-        # validation score wins (ties: the earlier multiplier); deterministic, so audits replay it
+            return RoundDecision([verdicts[i] for i in in_order], before.score, math.nan, None, self.loss_before,
+                                 math.nan, dict(before.per_group), evidence=self.pooled_after())
         best: tuple[int, dict[str, torch.Tensor], EvalResult] | None = None
-        for mult in self.step_search:
-            candidate = state_of(live, mult)
-            result = _score(manifest, candidate, X, y, groups)
-            if check_subgroups(before.per_group, result.per_group, higher_is_better=hib,
-                               tolerance=self.subgroup_tolerance) is not None:
+        for mult in p.step_search:  # deterministic, so audits replay it
+            candidate = self.state_of(live, mult)
+            result = _score(self.manifest, candidate, self.X, self.y, self.groups)
+            if check_subgroups(before.per_group, result.per_group, higher_is_better=self.hib,
+                               tolerance=p.subgroup_tolerance) is not None:
                 continue
-            fixed = score_to_chain(result.score) if hib else -score_to_chain(result.score)
+            fixed = score_to_chain(result.score) if self.hib else -score_to_chain(result.score)
             if best is None or fixed > best[0]:
                 best = (fixed, candidate, result)
         if best is None:  # only the first multiplier was checked against the subgroups above
-            candidate = state_of(live)
-            best = (0, candidate, _score(manifest, candidate, X, y, groups))
+            candidate = self.state_of(live)
+            best = (0, candidate, _score(self.manifest, candidate, self.X, self.y, self.groups))
         _, new_state, after = best
-        loss_after = validation_loss(manifest, new_state, X, y)
-        rej = check_improvement(before.score, after.score, higher_is_better=hib, min_improvement=self.min_improvement)
+        loss_after = validation_loss(self.manifest, new_state, self.X, self.y)
+        rej = check_improvement(before.score, after.score, higher_is_better=self.hib,
+                                min_improvement=p.min_improvement)
         if rej is not None:
             for i in live:
-                reject(by_index[i], NO_IMPROVEMENT, rej.reason, norm=norms[i], contribution=contributions[i],
-                       alignment=cosines[i], **diag(i))
-            return RoundDecision([verdicts[it.index] for it in items], before.score, after.score, None, loss_before,
-                                 loss_after, dict(before.per_group), dict(after.per_group), pooled_after())
-        shares = shares_bps([contributions[i] for i in live], floor=self.share_floor)
+                self.reject(i, NO_IMPROVEMENT, rej.reason, norm=self.norms[i], contribution=self.contributions[i],
+                            alignment=self.cosines[i], **self.diag(i))
+            return RoundDecision([verdicts[i] for i in in_order], before.score, after.score, None, self.loss_before,
+                                 loss_after, dict(before.per_group), dict(after.per_group), self.pooled_after())
+        shares = shares_bps([self.contributions[i] for i in live], floor=p.share_floor)
         for i, bps in zip(live, shares):
-            verdicts[i] = ItemVerdict(i, by_index[i].submitter, bps, ACCEPTED, "accepted", False, norms[i],
-                                      contributions[i], cosines[i], **diag(i))
-        return RoundDecision([verdicts[it.index] for it in items], before.score, after.score, new_state, loss_before,
-                             loss_after, dict(before.per_group), dict(after.per_group), pooled_after())
+            verdicts[i] = ItemVerdict(i, self.by_index[i].submitter, bps, ACCEPTED, "accepted", False, self.norms[i],
+                                      self.contributions[i], self.cosines[i], **self.diag(i))
+        return RoundDecision([verdicts[i] for i in in_order], before.score, after.score, new_state, self.loss_before,
+                             loss_after, dict(before.per_group), dict(after.per_group), self.pooled_after())
 
 
 #: Policies by ``--policy`` name.
