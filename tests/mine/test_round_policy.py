@@ -706,6 +706,46 @@ def test_a_small_shards_noisy_update_that_hurts_under_its_noise_is_forfeited(dp_
         P.RoundPolicy(noise_harm_factor=0.0)
 
 
+def test_an_update_that_hurts_every_class_is_forfeited_below_the_harm_factor(dp_round) -> None:
+    """Class-wide harm: in a round whose typical update lowers most classes' loss, an update that raises
+    the loss of more classes than a coin would (8 of 10) and the total loss by more than
+    ``class_harm_factor`` spreads is forfeited, even where the plain harm rule (here turned far up)
+    would keep it. Off (bounties posted before it), the same update is judged by the other rules only."""
+    manifest, state = dp_round["manifest"], dp_round["state"]
+    honest = [M.read_update(manifest, it.update)[0] for it in dp_round["items"][:5]]
+    norm = sorted(M.update_norm(h) for h in honest)[2]
+    mean = {k: sum(h[k] for h in honest) / 5 for k in honest[0]}
+    against = {k: -v * (norm / M.update_norm(mean)) for k, v in mean.items()}  # the round's mean, reversed
+    changes = P.class_loss_changes(manifest, state, M.apply_update(state, against), *dp_round["val"])
+    assert len(changes) == 10 and sum(v > 0 for v in changes.values()) >= P.class_sign_threshold(10) == 8
+    miner = "0x" + "a" * 40
+    flipped = P.RoundItem(7, miner, 0, M.make_update(state, {k: state[k] + against[k] for k in state},
+                                                     {"bounty": "1", "base_version": "0", "miner": miner,
+                                                      "dp": M.read_update(manifest, dp_round["items"][0].update)[1]["dp"]}))
+
+    def judge(**settings):
+        d = P.RoundPolicy(harm_factor=1000.0, **settings).judge(
+            manifest, state, [*dp_round["items"][:5], flipped], dp_round["val"], bounty_id=1, current_version=0)
+        return {v.index: v for v in d.verdicts}
+
+    by = judge()
+    assert (by[7].reason_code, by[7].refund) == (P.NEGATIVE_CONTRIBUTION, False), by[7]
+    assert "of the 10 classes" in by[7].reason and "flipped labels hurt every class" in by[7].reason
+    assert all(by[i].accepted for i in range(5)), [by[i] for i in range(5)]
+    off = judge(class_harm_factor=None)
+    assert "classes" not in off[7].reason
+    assert P.RoundPolicy.ADDED_LATER["class_harm_factor"] is None
+    with pytest.raises(ValidationError):
+        P.RoundPolicy(class_harm_factor=-1.0)
+
+
+def test_the_class_sign_threshold_and_changes() -> None:
+    assert [P.class_sign_threshold(k) for k in (2, 3, 4, 10)] == [3, 4, 4, 8]  # never with 2 or 3 classes
+    reg = M.default_manifest("diabetes")
+    state = M.model_state(M.build_model(reg, seed=0))
+    assert P.class_loss_changes(reg, state, state, np.zeros((3, 10), dtype=np.float32), np.zeros(3)) == {}
+
+
 def test_a_suspect_is_used_only_when_it_helps_alone(dp_round) -> None:
     """A miner forfeited twice earlier in the bounty: an update that helps alone is paid as ever; one
     that hurts alone (under the harm limit) is not used, and its stake comes back. Once is not enough."""
