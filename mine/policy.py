@@ -20,7 +20,7 @@ code  rule                   meaning
 7     :func:`check_epsilon`     the update's DP ε (recomputed) is above the bounty's maximum, or no DP
 8     :class:`RoundPolicy`      harmful: hurts alone beyond the round's noise (:func:`standalone_harm`),
                                or hurts alone nearly every class beyond a lower factor
-                               (:func:`class_loss_changes`, :func:`class_sign_threshold`),
+                               (:func:`class_losses`, :func:`class_sign_threshold`),
                                or a little every round (Stouffer over the miner's updates in the
                                bounty, :func:`stouffer`), colludes (:func:`similarity_outliers`, off by
                                default), or has a negative leave-one-out value while pointing away
@@ -839,23 +839,19 @@ def validation_loss(manifest: Manifest, state: Mapping[str, torch.Tensor], X: An
     return float(torch.mean(torch.square(out[:, 0] - yt.to(torch.float64))))
 
 
-def class_loss_changes(manifest: Manifest, before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor],
-                       X: Any, y: Any) -> dict[int, float]:
-    """Per validation class, the change of its mean cross-entropy from ``before`` to ``after`` (empty for
-    regression): a label flip raises every class's loss, an honest skewed shard lowers its own classes'."""
+def class_losses(manifest: Manifest, state: Mapping[str, torch.Tensor], X: Any, y: Any) -> dict[int, float]:
+    """The mean cross-entropy of ``state`` on each validation class (empty for regression), float64:
+    :class:`RoundPolicy`'s class-wide harm compares an update applied alone with the current model
+    class by class (a label flip raises every class's loss, an honest skewed shard lowers its own's)."""
     if manifest.task != "classification":
         return {}
     from mine.evaluate import predict
 
+    model = build_model(manifest, seed=0)
+    model.load_state_dict(dict(state), strict=True)
     yt = prepare_targets(manifest, y).long()
-    losses = []
-    for state in (before, after):
-        model = build_model(manifest, seed=0)
-        model.load_state_dict(dict(state), strict=True)
-        out = predict(model, X, manifest).to(torch.float64)
-        losses.append(torch.nn.functional.cross_entropy(out, yt, reduction="none"))
-    diff = losses[1] - losses[0]
-    return {int(c): float(diff[yt == c].mean()) for c in torch.unique(yt).tolist()}
+    rows = torch.nn.functional.cross_entropy(predict(model, X, manifest).to(torch.float64), yt, reduction="none")
+    return {int(c): float(rows[yt == c].mean()) for c in torch.unique(yt).tolist()}
 
 
 #: One-sided level of the sign test of :meth:`RoundPolicy`'s class-wide harm rule.
@@ -1146,11 +1142,12 @@ class RoundPolicy:
       class; an honest skewed shard helps the classes it holds. In a first round from random weights
       honest updates differ widely in how much they help, so a flipper can sit 2 to 4 spreads above
       the median; by class it stands out (digits, per update alone: honest shards hurt at most 6 of 10
-      classes in rounds 1–2, flippers 7 to 10). Digits MLP, 50 replica runs: runs with a flipper's
-      update accepted 9 → 5 (updates 25 → 8), attackers at or above zero 3 → 1, honest unchanged;
-      digits CNN, 10 runs: 4 → 1 (15 → 2). With 2 or 3 classes (breast cancer) a sign pattern is no
-      evidence and the rule is off: there it cost honest one-class shards (forfeits 19 → 36 in 100
-      runs) when it was tried with "both classes". ``None``: off;
+      classes in rounds 1–2, flippers 7 to 10). Digits MLP, 100 replica runs: runs with a flipper's
+      update accepted 17 → 6 (updates 43 → 9), attackers at or above zero 3 → 1, honest forfeits
+      1 → 2, honest below zero 0 → 0; digits CNN, 16 runs: 10 → 3 (41 → 4), attackers at or above
+      zero 4 → 0. With 2 or 3 classes (breast cancer) a sign pattern is no evidence and the rule is
+      off: there it cost honest one-class shards (forfeits 19 → 36 in 100 runs) when it was tried
+      with "both classes". ``None``: off;
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -1349,12 +1346,6 @@ class _Round:
 
     def score_of(self, members: Sequence[int], mult: float = 1.0) -> EvalResult:
         return _score(self.manifest, self.state_of(members, mult), self.X, self.y, self.groups)
-
-    def alone(self, i: int) -> dict[str, torch.Tensor]:
-        """The current model plus update ``i`` alone, clipped like the round's updates."""
-        if i in self.precision:
-            return self.state_of([i])
-        return apply_update(self.current_state, self.deltas[i], scale=self.policy.server_lr, max_norm=self.bound)
 
     def clipped_harm(self, i: int) -> float:
         """The loss change of an update outside the mean, applied alone and clipped like the round's."""
@@ -1611,9 +1602,9 @@ class _Round:
         classes = len(set(prepare_targets(self.manifest, self.y).tolist()))
         if classes < 4:
             return  # two or three classes: a sign pattern is no evidence
-        changes = {i: class_loss_changes(self.manifest, self.current_state, self.state_of([i]), self.X, self.y)
-                   for i in live}
-        hurt = {i: sum(v > 0 for v in c.values()) for i, c in changes.items()}
+        base = class_losses(self.manifest, self.current_state, self.X, self.y)
+        hurt = {i: sum(loss > base[c] for c, loss in class_losses(self.manifest, self.state_of([i]), self.X,
+                                                                   self.y).items()) for i in live}
         if statistics.median(hurt.values()) > classes / 2:
             return  # the round's typical update hurts most classes (near convergence): no reference
         needed = class_sign_threshold(classes)

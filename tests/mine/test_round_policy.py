@@ -716,8 +716,8 @@ def test_an_update_that_hurts_every_class_is_forfeited_below_the_harm_factor(dp_
     norm = sorted(M.update_norm(h) for h in honest)[2]
     mean = {k: sum(h[k] for h in honest) / 5 for k in honest[0]}
     against = {k: -v * (norm / M.update_norm(mean)) for k, v in mean.items()}  # the round's mean, reversed
-    changes = P.class_loss_changes(manifest, state, M.apply_update(state, against), *dp_round["val"])
-    assert len(changes) == 10 and sum(v > 0 for v in changes.values()) >= P.class_sign_threshold(10) == 8
+    base, moved = (P.class_losses(manifest, st, *dp_round["val"]) for st in (state, M.apply_update(state, against)))
+    assert len(base) == 10 and sum(moved[c] > base[c] for c in base) >= P.class_sign_threshold(10) == 8
     miner = "0x" + "a" * 40
     flipped = P.RoundItem(7, miner, 0, M.make_update(state, {k: state[k] + against[k] for k in state},
                                                      {"bounty": "1", "base_version": "0", "miner": miner,
@@ -739,11 +739,11 @@ def test_an_update_that_hurts_every_class_is_forfeited_below_the_harm_factor(dp_
         P.RoundPolicy(class_harm_factor=-1.0)
 
 
-def test_the_class_sign_threshold_and_changes() -> None:
+def test_the_class_sign_threshold_and_class_losses() -> None:
     assert [P.class_sign_threshold(k) for k in (2, 3, 4, 10)] == [3, 4, 4, 8]  # never with 2 or 3 classes
     reg = M.default_manifest("diabetes")
     state = M.model_state(M.build_model(reg, seed=0))
-    assert P.class_loss_changes(reg, state, state, np.zeros((3, 10), dtype=np.float32), np.zeros(3)) == {}
+    assert P.class_losses(reg, state, np.zeros((3, 10), dtype=np.float32), np.zeros(3)) == {}
 
 
 def test_a_suspect_is_used_only_when_it_helps_alone(dp_round) -> None:
