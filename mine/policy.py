@@ -828,7 +828,6 @@ def check_origin(meta: Mapping[str, str], *, submitter: str, bounty_id: int, bas
 def validation_loss(manifest: Manifest, state: Mapping[str, torch.Tensor], X: Any, y: Any) -> float:
     """The manifest's loss (cross-entropy or MSE) of ``state`` on the validation set, deterministic, float64."""
     from mine.evaluate import predict
-    from mine.model import prepare_targets
 
     model = build_model(manifest, seed=0)
     model.load_state_dict(dict(state), strict=True)
@@ -1303,7 +1302,6 @@ class _Round:
         self.min_alignment = 0.0
         self.harms: dict[int, float] = {}
         self.contributions: dict[int, float] = {}
-        self.class_wide: dict[int, tuple[int, int]] = {}  # flagged for class-wide harm: (classes hurt, classes)
 
     # -- verdicts ---------------------------------------------------------------------------------
 
@@ -1538,8 +1536,8 @@ class _Round:
             strict if self.miner(i) in suspected else p.harm_factor for i in reference])))
         med_harm = statistics.median([harms[i] for i in reference])
         level = _harm_level([harms[i] for i in reference])
-        if p.class_harm_factor is not None and level is not None:
-            self.flag_class_wide_harm(flagged, level)
+        class_wide = (self.class_wide_harm(flagged, level)
+                      if p.class_harm_factor is not None and level is not None else {})
         self.new_harm_z = {i: z for i, z in zip(reference, harm_zscores([harms[i] for i in reference]))
                            if z is not None}
         for i, reason in self.noisy.items():
@@ -1558,16 +1556,16 @@ class _Round:
             seen = {"norm": norms[i], "alignment": self.cosines[i], "harm": harms[i], "similarity": self.similar[i]}
             prior_z = self.pooled.get(self.miner(i), MinerEvidence()).harm_z
             z = self.new_harm_z.get(i)
-            if (not flagged[i] and p.pooled_harm_z is not None and prior_z and z is not None and z > 0
-                    and stouffer([*prior_z, z]) > p.pooled_harm_z):
+            if (not flagged[i] and i not in class_wide and p.pooled_harm_z is not None and prior_z and z is not None
+                    and z > 0 and stouffer([*prior_z, z]) > p.pooled_harm_z):
                 self.reject(i, NEGATIVE_CONTRIBUTION,
                             f"applied alone it raises the validation loss by {harms[i]:.4g} ({z:.2f} robust spreads "
                             f"above the round's median); with its {len(prior_z)} earlier unforfeited update(s) in "
                             f"this bounty that is a combined z of {stouffer([*prior_z, z]):.2f}, above "
                             f"{p.pooled_harm_z:g}: consistently harmful", **seen)
                 live.remove(i)
-            elif i in self.class_wide:
-                hurt, classes = self.class_wide[i]
+            elif i in class_wide:
+                hurt, classes = class_wide[i]
                 self.reject(i, NEGATIVE_CONTRIBUTION,
                             f"applied alone it raises the validation loss by {harms[i]:.4g}, more than "
                             f"{p.class_harm_factor:g} robust spreads above the round's median change {med_harm:.4g}, "
@@ -1590,28 +1588,25 @@ class _Round:
                             refund=True, **seen)
                 live.remove(i)
 
-    def flag_class_wide_harm(self, flagged: dict[int, bool], level: tuple[float, float]) -> None:
-        """Class-wide harm (8, ``class_harm_factor``): in a round whose typical update lowers the loss of
+    def class_wide_harm(self, flagged: Mapping[int, bool], level: tuple[float, float]) -> dict[int, tuple[int, int]]:
+        """The updates not ``flagged`` that class-wide harm forfeits, with (classes hurt, classes).
+
+        Class-wide harm (8, ``class_harm_factor``): in a round whose typical update lowers the loss of
         at least half the validation classes, an update that alone raises the loss of more classes than a
         fair coin would (one-sided binomial p <= :data:`CLASS_SIGN_ALPHA`; at least 4 classes) and the
         total loss by more than ``class_harm_factor`` robust spreads is forfeited: flipped labels hurt
         every class, an honest skewed shard helps the classes it holds."""
-        p, live, harms = self.policy, self.live, self.harms
-        if self.manifest.task != "classification":
-            return
-        classes = len(set(prepare_targets(self.manifest, self.y).tolist()))
+        base = class_losses(self.manifest, self.current_state, self.X, self.y)  # empty for regression
+        classes = len(base)
         if classes < 4:
-            return  # two or three classes: a sign pattern is no evidence
-        base = class_losses(self.manifest, self.current_state, self.X, self.y)
+            return {}  # two or three classes: a sign pattern is no evidence
         hurt = {i: sum(loss > base[c] for c, loss in class_losses(self.manifest, self.state_of([i]), self.X,
-                                                                   self.y).items()) for i in live}
+                                                                   self.y).items()) for i in self.live}
         if statistics.median(hurt.values()) > classes / 2:
-            return  # the round's typical update hurts most classes (near convergence): no reference
+            return {}  # the round's typical update hurts most classes (near convergence): no reference
         needed = class_sign_threshold(classes)
-        for i in live:
-            if not flagged[i] and hurt[i] >= needed and _beyond_level(harms[i], level, p.class_harm_factor):
-                flagged[i] = True
-                self.class_wide[i] = (hurt[i], classes)
+        return {i: (hurt[i], classes) for i in self.live if not flagged[i] and hurt[i] >= needed
+                and _beyond_level(self.harms[i], level, self.policy.class_harm_factor)}  # type: ignore[arg-type]
 
     def drop_colluding(self) -> None:
         """Collusion (8, ``collusion_factor``; off by default): updates unusually similar to another."""
