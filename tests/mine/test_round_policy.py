@@ -14,6 +14,7 @@ from mine import attacks as A
 from mine import datasets as D
 from mine import model as M
 from mine import policy as P
+from mine import round_policy
 from mine.errors import ValidationError
 from mine.train import train
 from tests.mine.fixtures_digits import digits_policy_setting
@@ -871,7 +872,7 @@ def test_a_pull_that_adds_up_over_a_miners_updates_is_forfeited(dp_round, monkey
     first = _judge(dp_round).evidence[item.submitter.lower()]
     assert torch.tensor(first.concentration_sum).reshape(64, -1) == pytest.approx(matrix)
     # a first layer too large to keep its sum in the owner's file is not summed
-    monkeypatch.setattr(P, "SUM_MAX_ENTRIES", matrix.numel() - 1)
+    monkeypatch.setattr(round_policy, "SUM_MAX_ENTRIES", matrix.numel() - 1)
     big = _judge(dp_round, evidence=evidence)
     assert big.verdicts[0].accepted and big.evidence[item.submitter.lower()].concentration_sum == ()
 
