@@ -758,6 +758,9 @@ def evaluate_cmd(obj: Ctx, bounty_id: int | None, watch: bool, serve_all: bool, 
             out_console.print(f"round #{result.first}..#{result.first + result.count - 1}: score "
                               f"{result.score_before:.4f} → {result.score_after:.4f}"
                               + (f", version {result.version}" if result.version else ", no new version"))
+            if result.retracted:
+                out_console.print(f"version {result.version} takes back out what the earlier accepted updates of "
+                                  f"{', '.join(result.retracted)} put on the inputs their code-9 forfeits named")
             accepted += sum(1 for v in result.verdicts if v["share_bps"])
             total += result.count
             continue  # more may be queued behind a full round

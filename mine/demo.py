@@ -377,6 +377,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                              "net_wei": reward - clawed - forfeited,
                              "epsilon_spent": _epsilon_spent(m.home) if settings.dp else None}
     paid = int(final_bounty.paid)
+    names = {a.lower(): m.name for a, m in by_address.items()}
     timings["total"] = time.perf_counter() - t_start
     summary: dict[str, Any] = {
         "dataset": settings.dataset, "model": manifest.name, "metric": manifest.metric, "attack": settings.attack,
@@ -388,6 +389,9 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
         "escrow_left_wei": int(final_bounty.escrow),
         "submissions": submissions, "miners_summary": per_miner, "model_versions": model_versions,
         "forfeit_burned_wei": int(final_bounty.burned),
+        "retractions": [{"round": rnd, "version": result.version,
+                         "miners": [names.get(a.lower(), a) for a in result.retracted]}
+                        for rnd, result in all_rounds if result.retracted],
         "malicious_accepted": sum(1 for s in submissions if not s["honest"] and s["accepted"]),
         "malicious_submitted": sum(1 for s in submissions if not s["honest"]),
         "audit": {"scores_replayed": audited, "mismatches": [str(f) for f in findings]},

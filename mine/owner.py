@@ -257,6 +257,9 @@ class RoundResult:
     verdicts: list[dict[str, Any]]  # per item: index, miner, share_bps, reason_code, reason, refund, reward, ...
     waiting: int = 0  # items after the round that the store could not deliver yet
     per_group: dict[str, float] = field(default_factory=dict)  # the new version's, with a group column
+    #: miners whose earlier accepted updates' weights on the inputs their code-9 forfeits named the new
+    #: version took back out of the model (:attr:`mine.round_policy.RoundPolicy.retract_convicted`)
+    retracted: list[str] = field(default_factory=list)
 
 
 def pending_items(client: SonarClient, bounty_id: int) -> tuple[int, int | None]:
@@ -354,7 +357,8 @@ def settle_round(
         accepted = [v.index for v in decision.accepted]
         cid, record = publish_version(store, current.manifest, decision.new_state, parent=current.cid,
                                       manifest_cid=current.record.manifest,
-                                      round={"first": head, "count": len(items), "accepted": accepted})
+                                      round={"first": head, "count": len(items), "accepted": accepted,
+                                             **({"retracted": list(decision.retracted)} if decision.retracted else {})})
         digest, codec = cid_to_chain(cid)
         receipt = client.settle(bid, verdicts, decision.chain_score, digest, codec)
         new_version = LoadedVersion(0, cid, record, current.manifest, decision.new_state, decision.chain_score)
@@ -374,7 +378,8 @@ def settle_round(
                          decision.score_after if decision.new_state is not None else decision.score_before,
                          [{**_verdict_dict(v), "reward": rewards.get(v.index, 0), "clawed_back": clawed.get(v.index, 0)}
                           for v in decision.verdicts], waiting,
-                         dict(decision.per_group_after) if new_version is not None and val.groups is not None else {})
+                         dict(decision.per_group_after) if new_version is not None and val.groups is not None else {},
+                         list(decision.retracted))
     owned.rounds.append(asdict(result))
     owned.save(home)
     return result, current

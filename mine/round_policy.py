@@ -23,12 +23,15 @@ gradient energy (:func:`clean_input_shares`). Under "at most ``a_g`` of this upd
 ``E_g / v`` is noncentral chi-square, and an update whose p-value is below
 ``concentration_alpha / #inputs`` (Bonferroni, default 5e-3) is forfeited. The threshold is on the
 noise, not tuned to a trigger; updates without DP (no noise level) and first layers with fewer than
-4 inputs or 8 weights per input (a one-channel CNN, a linear model) are not tested.
+4 inputs or 8 weights per input (a linear model) are not tested; a one-channel CNN is tested at its
+Linear head (:func:`input_groups`). What a backdoor's earlier accepted updates put on the inputs a
+code-9 forfeit names is taken back out of the next version (:attr:`RoundPolicy.retract_convicted`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import statistics
 from collections import Counter
@@ -44,9 +47,9 @@ from mine.aggregation import (MIN_HARM_SAMPLES, aggregate, alignments, beyond_le
                               validation_loss)
 from mine.checks import (Rejection, Validation, check_epsilon, check_improvement, check_origin, check_settings,
                          check_subgroups, parse_delta, robust_limit, unpack_validation, update_epsilon)
-from mine.concentration import (clean_input_bounds, concentrated, concentration_pvalues, declared_noise_std,
-                                fisher_combined, fisher_terms, group_matrix, input_groups, noise_explains_norm,
-                                signal_shares)
+from mine.concentration import (InputUnits, clean_input_bounds, concentrated, concentration_pvalues,
+                                declared_noise_std, fisher_combined, fisher_terms, group_matrix, input_groups,
+                                noise_explains_norm, signal_shares)
 from mine.errors import ValidationError
 from mine.evaluate import EvalResult, score_to_chain
 from mine.model import Manifest, apply_update, update_norm
@@ -85,7 +88,12 @@ class MinerEvidence:
     * ``flagged_inputs``: the input units its code-9 forfeits named (a trigger's place), which the
       other miners' later updates are tested on (:attr:`RoundPolicy.guided_concentration`);
     * ``accepted`` / ``warnings``: how many of its updates were accepted, and how many of its
-      would-be forfeits were turned into a warning (:attr:`RoundPolicy.good_standing_warning`).
+      would-be forfeits were turned into a warning (:attr:`RoundPolicy.good_standing_warning`);
+    * ``applied_sum``: the sum of its accepted updates' first-layer weights as they went into the
+      model (each one's weight in its round's mean, clipping and step included), grouped by input unit
+      like ``concentration_sum``; the rows of its ``flagged_inputs`` are zeroed once a version has
+      taken them back out (:attr:`RoundPolicy.retract_convicted`). ``()`` before the first accepted
+      update, or when the first layer is not tested or too large to keep.
     """
 
     concentration_tests: int = 0
@@ -95,12 +103,13 @@ class MinerEvidence:
     flagged_inputs: tuple[int, ...] = ()
     accepted: int = 0
     warnings: int = 0
+    applied_sum: tuple[float, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"concentration_tests": self.concentration_tests,
                 "concentration_terms": list(self.concentration_terms), "harm_z": list(self.harm_z),
                 "concentration_sum": list(self.concentration_sum), "flagged_inputs": list(self.flagged_inputs),
-                "accepted": self.accepted, "warnings": self.warnings}
+                "accepted": self.accepted, "warnings": self.warnings, "applied_sum": list(self.applied_sum)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MinerEvidence:
@@ -110,7 +119,8 @@ class MinerEvidence:
                        tuple(float(v) for v in data.get("harm_z", ())),
                        tuple(float(v) for v in data.get("concentration_sum", ())),
                        tuple(int(v) for v in data.get("flagged_inputs", ())),
-                       int(data.get("accepted", 0)), int(data.get("warnings", 0)))
+                       int(data.get("accepted", 0)), int(data.get("warnings", 0)),
+                       tuple(float(v) for v in data.get("applied_sum", ())))
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValidationError(f"unreadable miner evidence {data!r}: {exc}") from None
 
@@ -172,6 +182,9 @@ class RoundDecision:
     per_group_after: dict[str, float] = dataclasses.field(default_factory=dict)
     #: every miner's pooled evidence after this round (the judge's ``evidence`` plus this round's)
     evidence: dict[str, MinerEvidence] = dataclasses.field(default_factory=dict)
+    #: the miners whose earlier accepted updates ``new_state`` takes back out on the inputs their code-9
+    #: forfeits named (:attr:`RoundPolicy.retract_convicted`)
+    retracted: tuple[str, ...] = ()
 
     @property
     def accepted(self) -> list[ItemVerdict]:
@@ -345,6 +358,18 @@ class RoundPolicy:
       zero 4 → 0. With 2 or 3 classes (breast cancer) a sign pattern is no evidence and the rule is
       off: there it cost honest one-class shards (forfeits 19 → 36 in 100 runs) when it was tried
       with "both classes". ``None``: off;
+    * ``retract_convicted`` — a backdoor paid before its miner was caught stays in the model: the
+      clawback takes the money back, not the weights (digits CNN, backdoor, 16 replica runs: success
+      of the trigger 0–58 %, mean 11 %, though every attacker was forfeited in the end). Each miner's
+      accepted updates are therefore summed as they went into the model, first layer only, by input
+      unit (:attr:`MinerEvidence.applied_sum`); once one of its updates is forfeited by code 9, the
+      next version takes that sum back out on the inputs its forfeits named — the trigger's place —
+      and nowhere else, so the clean work of the same updates stays (validation accuracy unchanged).
+      The version must still gain and keep every subgroup with it out, or the retraction waits for a
+      round that can carry it (the contract takes only a better score). An honest update that a
+      code-9 false alarm names loses only its weights on that one input. Digits CNN, the same 16
+      runs: trigger success mean 3 %, at most 21 %; final accuracy 0.922 (0.921 without). Audits
+      replay it from the evidence like every other verdict. ``False``: weights are never taken back;
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -360,7 +385,8 @@ class RoundPolicy:
                                              "share_quantile": None, "clawback_concentrated": False,
                                              "clawback_alpha": None, "guided_concentration": False,
                                              "good_standing_warning": False, "subgroup_step_search": False,
-                                             "noise_harm_factor": None, "class_harm_factor": None}
+                                             "noise_harm_factor": None, "class_harm_factor": None,
+                                             "retract_convicted": False}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -398,6 +424,7 @@ class RoundPolicy:
     subgroup_step_search: bool = True
     noise_harm_factor: float | None = 8.0
     class_harm_factor: float | None = 2.0
+    retract_convicted: bool = True
 
     def __post_init__(self) -> None:
         check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -500,6 +527,8 @@ class _Round:
         self.min_alignment = 0.0
         self.harms: dict[int, float] = {}
         self.contributions: dict[int, float] = {}
+        self.applied: dict[int, torch.Tensor] = {}  # accepted item -> its first layer as it went into the model
+        self.retracted: tuple[str, ...] = ()  # miners whose flagged inputs the new state takes back out
 
     # -- verdicts ---------------------------------------------------------------------------------
 
@@ -527,13 +556,20 @@ class _Round:
 
     # -- the mean of a set of updates -------------------------------------------------------------
 
-    def state_of(self, members: Sequence[int], mult: float = 1.0) -> dict[str, torch.Tensor]:
-        """The current model plus ``server_lr * mult`` times the weighted mean of the clipped ``members``."""
+    def weights_of(self, members: Sequence[int], mult: float = 1.0) -> list[float]:
+        """Each member's weight in the round's step: ``server_lr * mult`` over the mean, times its clipping."""
+        w = self.policy.server_lr * mult / sum(self.precision[i] for i in members)
+        return [w * self.precision[i] * self.scales[i] for i in members]
+
+    def state_of(self, members: Sequence[int], mult: float = 1.0,
+                 minus: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The current model plus ``server_lr * mult`` times the weighted mean of the clipped ``members``
+        (minus ``minus``, float64, when given: convicted miners' earlier updates taken back out)."""
         if not members:
             return {k: v.clone() for k, v in self.current_state.items()}
-        total = sum(self.precision[i] for i in members)
-        w = self.policy.server_lr * mult / total
-        agg = aggregate([self.deltas[i] for i in members], [w * self.precision[i] * self.scales[i] for i in members])
+        agg = aggregate([self.deltas[i] for i in members], self.weights_of(members, mult))
+        if minus is not None:
+            agg = {k: agg[k] - minus[k] for k in agg}
         return {k: (self.current_state[k].detach().to(torch.float64) + agg[k]).to(torch.float32)
                 for k in self.current_state}
 
@@ -900,31 +936,96 @@ class _Round:
                 prior = out.get(miner, MinerEvidence())
                 out[miner] = dataclasses.replace(prior, accepted=prior.accepted + v.accepted,
                                                  warnings=prior.warnings + (i in self.warned))
+        for miner, (_, rows, kept) in self.retractions().items():
+            if miner in self.retracted:
+                out[miner] = dataclasses.replace(out[miner], applied_sum=tuple(kept.reshape(-1).tolist()))
+        for i, matrix in self.applied.items():
+            miner = self.miner(i)
+            prior = out.get(miner, MinerEvidence())
+            if len(prior.applied_sum) == matrix.numel():
+                matrix = torch.tensor(prior.applied_sum, dtype=torch.float64).reshape(matrix.shape) + matrix
+            out[miner] = dataclasses.replace(prior, applied_sum=tuple(matrix.reshape(-1).tolist()))
         return out
 
-    def settle(self) -> RoundDecision:
-        """The updates left: the step size (``server_lr`` times each multiplier in ``step_search``, the
-        best validation score that keeps every subgroup wins; ties: the earlier multiplier), the
-        improvement it must make (2, refunded) and each one's share of the round's pot."""
-        p, live, before, verdicts = self.policy, self.live, self.before, self.verdicts
-        in_order = [it.index for it in self.items]
-        if not live:
-            return RoundDecision([verdicts[i] for i in in_order], before.score, math.nan, None, self.loss_before,
-                                 math.nan, dict(before.per_group), evidence=self.pooled_after())
-        best: tuple[int, dict[str, torch.Tensor], EvalResult] | None = None
+    @functools.cached_property
+    def units(self) -> InputUnits | None:
+        """The first layer's input units (the concentration test's), or ``None`` if it has none to test."""
+        return input_groups(self.manifest, head=self.policy.concentration_head)
+
+    def retractions(self) -> dict[str, tuple[list[int], torch.Tensor, torch.Tensor]]:
+        """What :attr:`RoundPolicy.retract_convicted` takes back out, per miner with a code-9 forfeit
+        (earlier or in this round): its flagged input units whose rows of
+        :attr:`MinerEvidence.applied_sum` are not zero, that sum with only those rows, and with them zeroed."""
+        units = self.units
+        if not self.policy.retract_convicted or units is None:
+            return {}
+        rows = group_matrix(self.current_state[units.name], units.axis, units.shape).shape
+        out = {}
+        for miner, e in sorted(self.pooled.items()):
+            if not e.flagged_inputs or len(e.applied_sum) != rows[0] * rows[1]:
+                continue
+            matrix = torch.tensor(e.applied_sum, dtype=torch.float64).reshape(rows)
+            flagged = [j for j in e.flagged_inputs if j < rows[0] and bool(matrix[j].any())]
+            if flagged:
+                taken = torch.zeros_like(matrix)
+                taken[flagged] = matrix[flagged]
+                out[miner] = (flagged, taken, matrix - taken)
+        return out
+
+    def ungrouped(self, matrix: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A first-layer matrix grouped by input unit (:func:`group_matrix`) as a change of the whole
+        state: that weight's tensor, zero elsewhere (float64)."""
+        units = self.units
+        assert units is not None
+        weight = self.current_state[units.name]
+        where = group_matrix(torch.arange(weight.numel(), dtype=torch.float64).reshape(weight.shape), units.axis,
+                             units.shape).long()
+        out = {k: torch.zeros(v.shape, dtype=torch.float64) for k, v in self.current_state.items()}
+        out[units.name].view(-1)[where.reshape(-1)] = matrix.reshape(-1)
+        return out
+
+    def best_step(self, minus: Mapping[str, torch.Tensor] | None
+                  ) -> tuple[float, dict[str, torch.Tensor], EvalResult]:
+        """The step size whose state (``minus`` taken out) scores best and keeps every subgroup (ties:
+        the earlier multiplier); the first multiplier if none keeps them."""
+        p, live, before = self.policy, self.live, self.before
+        best: tuple[int, float, dict[str, torch.Tensor], EvalResult] | None = None
         for mult in p.step_search:  # deterministic, so audits replay it
-            candidate = self.state_of(live, mult)
+            candidate = self.state_of(live, mult, minus)
             result = evaluate_state(self.manifest, candidate, self.X, self.y, self.groups)
             if check_subgroups(before.per_group, result.per_group, higher_is_better=self.hib,
                                tolerance=p.subgroup_tolerance) is not None:
                 continue
             fixed = score_to_chain(result.score) if self.hib else -score_to_chain(result.score)
             if best is None or fixed > best[0]:
-                best = (fixed, candidate, result)
+                best = (fixed, mult, candidate, result)
         if best is None:  # only the first multiplier was checked against the subgroups above
-            candidate = self.state_of(live)
-            best = (0, candidate, evaluate_state(self.manifest, candidate, self.X, self.y, self.groups))
-        _, new_state, after = best
+            candidate = self.state_of(live, 1.0, minus)
+            best = (0, 1.0, candidate, evaluate_state(self.manifest, candidate, self.X, self.y, self.groups))
+        return best[1], best[2], best[3]
+
+    def settle(self) -> RoundDecision:
+        """The updates left: the step size (``server_lr`` times each multiplier in ``step_search``, the
+        best validation score that keeps every subgroup wins; ties: the earlier multiplier), the
+        improvement it must make (2, refunded) and each one's share of the round's pot. The first-layer
+        weights of code-9 forfeits' flagged inputs that their miners' earlier accepted updates put in the
+        model (:meth:`retractions`) are taken back out when the round still gains and keeps every
+        subgroup with them out; else they wait for a round that does."""
+        p, live, before, verdicts = self.policy, self.live, self.before, self.verdicts
+        in_order = [it.index for it in self.items]
+        if not live:
+            return RoundDecision([verdicts[i] for i in in_order], before.score, math.nan, None, self.loss_before,
+                                 math.nan, dict(before.per_group), evidence=self.pooled_after())
+        pending = self.retractions()
+        minus = self.ungrouped(sum(taken for _, taken, _ in pending.values())) if pending else None
+        if minus is not None:
+            mult, new_state, after = self.best_step(minus)
+            if check_improvement(before.score, after.score, higher_is_better=self.hib,
+                                 min_improvement=p.min_improvement) is None and check_subgroups(
+                    before.per_group, after.per_group, higher_is_better=self.hib, tolerance=p.subgroup_tolerance) is None:
+                self.retracted = tuple(pending)
+        if not self.retracted:  # none pending, or this round's gain cannot carry them yet: they wait
+            mult, new_state, after = self.best_step(None)
         loss_after = validation_loss(self.manifest, new_state, self.X, self.y)
         rej = check_improvement(before.score, after.score, higher_is_better=self.hib,
                                 min_improvement=p.min_improvement)
@@ -934,9 +1035,15 @@ class _Round:
                             alignment=self.cosines[i], **self.diag(i))
             return RoundDecision([verdicts[i] for i in in_order], before.score, after.score, None, self.loss_before,
                                  loss_after, dict(before.per_group), dict(after.per_group), self.pooled_after())
+        units = self.units if p.retract_convicted else None
+        if units is not None and self.current_state[units.name].numel() <= SUM_MAX_ENTRIES:
+            for i, w in zip(live, self.weights_of(live, mult)):
+                self.applied[i] = w * group_matrix(self.deltas[i][units.name].detach().to(torch.float64), units.axis,
+                                                   units.shape)
         shares = shares_bps([self.contributions[i] for i in live], floor=p.share_floor)
         for i, bps in zip(live, shares):
             verdicts[i] = ItemVerdict(i, self.by_index[i].submitter, bps, ACCEPTED, "accepted", False, self.norms[i],
                                       self.contributions[i], self.cosines[i], **self.diag(i))
         return RoundDecision([verdicts[i] for i in in_order], before.score, after.score, new_state, self.loss_before,
-                             loss_after, dict(before.per_group), dict(after.per_group), self.pooled_after())
+                             loss_after, dict(before.per_group), dict(after.per_group), self.pooled_after(),
+                             self.retracted)

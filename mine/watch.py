@@ -600,6 +600,10 @@ def evaluate_loop(client: SonarClient, store: Store, home: MineHome, bounty_ids:
                     log("settled", f"bounty {bid}: round #{result.first}..#{result.first + result.count - 1}, "
                         f"accepted {n_ok} of {result.count}, score {result.score_before:.4f} → {result.score_after:.4f}",
                         bounty=bid, first=result.first, count=result.count, accepted=n_ok)
+                    if result.retracted:
+                        log("retracted", f"bounty {bid}: version {result.version} takes back out what the earlier "
+                            f"accepted updates of {', '.join(result.retracted)} put on the inputs their code-9 "
+                            "forfeits named", bounty=bid, miners=result.retracted)
             backoff.reset()
             if worked:
                 continue

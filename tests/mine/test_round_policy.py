@@ -4,6 +4,7 @@ boundaries, then RoundPolicy on digits against honest, boosted, label-flipped an
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -520,6 +521,65 @@ def test_a_dp_backdoor_is_forfeited_and_dp_honest_updates_are_paid(dp_round) -> 
     # the forfeit names the trigger's input in its miner's evidence; nobody else's is flagged
     assert d.evidence[dp_round["items"][5].submitter.lower()].flagged_inputs == (pixel,)
     assert all(not d.evidence[it.submitter.lower()].flagged_inputs for it in dp_round["items"][:5])
+
+
+def test_a_backdoor_accepted_before_its_miner_was_caught_is_taken_back_out_of_the_model(dp_round) -> None:
+    """Round 1 without the concentration test keeps the backdoor; when the same miner's update is
+    forfeited in round 2 (code 9, naming the trigger's input), the new version takes the first-layer
+    weights its round-1 update put on that input back out."""
+    from mine.concentration import group_matrix, input_groups
+
+    manifest, state = dp_round["manifest"], dp_round["state"]
+    units = input_groups(manifest)
+    first = _judge(dp_round, P.RoundPolicy(concentration_alpha=None))
+    assert 5 in {v.index for v in first.accepted}, first.verdicts
+    # each accepted miner's first layer as it went into the model, grouped by input: they add up to
+    # the version's change of that layer
+    applied = {m: torch.tensor(e.applied_sum, dtype=torch.float64) for m, e in first.evidence.items() if e.applied_sum}
+    assert set(applied) == {v.miner.lower() for v in first.accepted}
+    change = group_matrix((first.new_state[units.name] - state[units.name]).to(torch.float64), units.axis, units.shape)
+    assert torch.allclose(sum(applied.values()).reshape(change.shape), change, atol=1e-6)
+    bad = dp_round["items"][5].submitter.lower()
+
+    one_step = P.RoundPolicy(step_search=(1.0,))  # the same step with and without the retraction
+    second = _judge(dp_round, one_step, evidence=first.evidence)
+    v5 = {v.index: v for v in second.verdicts}[5]
+    assert v5.reason_code == P.CONCENTRATED and "pixel_0_1" in v5.reason, v5
+    assert second.retracted == (bad,) and second.new_state is not None
+    assert second.score_after > second.score_before  # the version still gains
+    assert _judge(dp_round, evidence=first.evidence).retracted == (bad,)  # with the default step search too
+    kept = _judge(dp_round, P.RoundPolicy(step_search=(1.0,), retract_convicted=False), evidence=first.evidence)
+    assert kept.retracted == () and [v.share_bps for v in kept.verdicts] == [v.share_bps for v in second.verdicts]
+    # only the flagged input's weights differ, by what the miner's round-1 update put there
+    (flagged,) = second.evidence[bad].flagged_inputs
+    assert manifest.features[flagged] == "pixel_0_1"
+    for k in state:
+        if k != units.name:
+            assert torch.equal(second.new_state[k], kept.new_state[k]), k
+    taken = group_matrix((kept.new_state[units.name] - second.new_state[units.name]).to(torch.float64), units.axis,
+                         units.shape)
+    before = applied[bad].reshape(change.shape)
+    assert torch.allclose(taken[flagged], before[flagged], atol=1e-6) and before[flagged].abs().sum() > 0
+    assert torch.allclose(torch.cat([taken[:flagged], taken[flagged + 1:]]), torch.zeros(1, dtype=torch.float64),
+                          atol=1e-6)
+    # the evidence zeroes what was taken out, keeps the rest, and survives the owner's file
+    after = torch.tensor(second.evidence[bad].applied_sum, dtype=torch.float64).reshape(change.shape)
+    assert not after[flagged].any() and torch.equal(torch.cat([after[:flagged], after[flagged + 1:]]),
+                                                    torch.cat([before[:flagged], before[flagged + 1:]]))
+    assert P.evidence_from_json(json.loads(json.dumps(P.evidence_to_json(second.evidence)))) == second.evidence
+    assert _judge(dp_round, evidence=second.evidence).retracted == ()  # taken out once
+
+    # a retraction the round's gain cannot carry waits for a round that can
+    huge = before.clone()
+    huge[flagged] *= 1000
+    heavy = {**first.evidence, bad: dataclasses.replace(first.evidence[bad], applied_sum=tuple(huge.reshape(-1).tolist()))}
+    waits = _judge(dp_round, evidence=heavy)
+    assert waits.retracted == () and waits.new_state is not None
+    assert waits.evidence[bad].applied_sum == heavy[bad].applied_sum
+    # the setting off (bounties posted before it): nothing is summed
+    assert all(e.applied_sum == () for e in _judge(dp_round, P.RoundPolicy(
+        concentration_alpha=None, retract_convicted=False)).evidence.values())
+    assert P.RoundPolicy.ADDED_LATER["retract_convicted"] is False
 
 
 def test_an_input_another_miners_forfeit_named_is_tested_without_the_bonferroni_over_inputs(dp_round) -> None:
