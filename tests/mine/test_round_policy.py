@@ -906,8 +906,6 @@ def test_a_miners_earlier_concentration_counts_in_its_round(dp_round) -> None:
 def test_a_pull_that_adds_up_over_a_miners_updates_is_forfeited(dp_round, monkeypatch) -> None:
     """The sum of a miner's tested updates: earlier updates that each pulled input 10 the same way
     (their p-values unremarkable, Fisher's terms 0) add up with this one's weights past the limit."""
-    import json
-
     manifest, state = dp_round["manifest"], dp_round["state"]
     item = dp_round["items"][0]
     delta, _ = M.read_update(manifest, item.update)
