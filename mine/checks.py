@@ -296,7 +296,7 @@ def parse_delta(manifest: Manifest, delta: bytes | Delta) -> tuple[dict[str, tor
 
 
 def check_settings(policy: Any, *, non_negative: Sequence[str] = (), positive: Sequence[str] = (),
-                    positive_int: Sequence[str] = ()) -> None:
+                   positive_int: Sequence[str] = ()) -> None:
     """``ValidationError`` naming the first of a policy's settings that is out of its range."""
     for field in non_negative:
         v = getattr(policy, field)

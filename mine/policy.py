@@ -198,8 +198,8 @@ class DefaultPolicy:
 
     def __post_init__(self) -> None:
         check_settings(self, non_negative=("min_improvement", "subgroup_tolerance"),
-                        positive=("outlier_factor", "server_lr", "clip_norm_factor"),
-                        positive_int=("min_history", "history_window"))
+                       positive=("outlier_factor", "server_lr", "clip_norm_factor"),
+                       positive_int=("min_history", "history_window"))
 
     def settings(self) -> dict[str, Any]:
         """The settings as a dict (with ``policy`` = the registry name)."""

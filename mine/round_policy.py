@@ -428,8 +428,8 @@ class RoundPolicy:
 
     def __post_init__(self) -> None:
         check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
-                        positive=("outlier_factor", "server_lr", "clip_norm_factor"),
-                        positive_int=("min_history", "history_window"))
+                       positive=("outlier_factor", "server_lr", "clip_norm_factor"),
+                       positive_int=("min_history", "history_window"))
         for field in ("harm_factor", "suspect_harm_factor", "collusion_factor", "pooled_harm_z", "noise_harm_factor",
                       "class_harm_factor"):
             v = getattr(self, field)
@@ -488,7 +488,7 @@ class RoundPolicy:
         r.drop_harmful()  # 8 (and the noisy outliers: 8 or refunded 4)
         r.drop_colluding()  # 8, off by default
         r.trim()  # leave-one-out (8) and subgroups (3)
-        return r.settle()  # the step size, the improvement (2) and the shares
+        return r.settle()  # the step size (with any retraction), the improvement (2) and the shares
 
 
 class _Round:
@@ -564,7 +564,7 @@ class _Round:
     def state_of(self, members: Sequence[int], mult: float = 1.0,
                  minus: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The current model plus ``server_lr * mult`` times the weighted mean of the clipped ``members``
-        (minus ``minus``, float64, when given: convicted miners' earlier updates taken back out)."""
+        (minus ``minus``, float64, when given: the weights :meth:`retractions` takes back out)."""
         if not members:
             return {k: v.clone() for k, v in self.current_state.items()}
         agg = aggregate([self.deltas[i] for i in members], self.weights_of(members, mult))
@@ -936,7 +936,7 @@ class _Round:
                 prior = out.get(miner, MinerEvidence())
                 out[miner] = dataclasses.replace(prior, accepted=prior.accepted + v.accepted,
                                                  warnings=prior.warnings + (i in self.warned))
-        for miner, (_, rows, kept) in self.retractions().items():
+        for miner, (_, _, kept) in self.retractions().items():
             if miner in self.retracted:
                 out[miner] = dataclasses.replace(out[miner], applied_sum=tuple(kept.reshape(-1).tolist()))
         for i, matrix in self.applied.items():
@@ -972,11 +972,9 @@ class _Round:
                 out[miner] = (flagged, taken, matrix - taken)
         return out
 
-    def ungrouped(self, matrix: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A first-layer matrix grouped by input unit (:func:`group_matrix`) as a change of the whole
-        state: that weight's tensor, zero elsewhere (float64)."""
-        units = self.units
-        assert units is not None
+    def ungrouped(self, units: InputUnits, matrix: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A matrix of ``units``' weight grouped by input unit (:func:`group_matrix`) as a change of the
+        whole state: that weight's tensor, zero elsewhere (float64)."""
         weight = self.current_state[units.name]
         where = group_matrix(torch.arange(weight.numel(), dtype=torch.float64).reshape(weight.shape), units.axis,
                              units.shape).long()
@@ -1017,12 +1015,12 @@ class _Round:
             return RoundDecision([verdicts[i] for i in in_order], before.score, math.nan, None, self.loss_before,
                                  math.nan, dict(before.per_group), evidence=self.pooled_after())
         pending = self.retractions()
-        minus = self.ungrouped(sum(taken for _, taken, _ in pending.values())) if pending else None
-        if minus is not None:
-            mult, new_state, after = self.best_step(minus)
-            if check_improvement(before.score, after.score, higher_is_better=self.hib,
-                                 min_improvement=p.min_improvement) is None and check_subgroups(
-                    before.per_group, after.per_group, higher_is_better=self.hib, tolerance=p.subgroup_tolerance) is None:
+        if pending and self.units is not None:
+            mult, new_state, after = self.best_step(self.ungrouped(self.units, sum(t for _, t, _ in pending.values())))
+            gains = check_improvement(before.score, after.score, higher_is_better=self.hib,
+                                      min_improvement=p.min_improvement) is None
+            if gains and check_subgroups(before.per_group, after.per_group, higher_is_better=self.hib,
+                                         tolerance=p.subgroup_tolerance) is None:
                 self.retracted = tuple(pending)
         if not self.retracted:  # none pending, or this round's gain cannot carry them yet: they wait
             mult, new_state, after = self.best_step(None)

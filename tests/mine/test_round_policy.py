@@ -678,7 +678,6 @@ def test_the_harm_rules_noise_level_counts_the_updates_the_concentration_test_fo
 def test_updates_with_little_noise_are_not_tested_for_concentration(dp_round) -> None:
     """Above ``concentration_max_epsilon`` the clean-share bound is not a sound null (honest drift
     exceeds it): such an update is judged like one without DP. The same bytes stating ε 8 are tested."""
-    import json
 
     manifest, state = dp_round["manifest"], dp_round["state"]
     delta, meta = M.read_update(manifest, dp_round["items"][5].update)  # the backdoor
@@ -871,7 +870,6 @@ def test_harm_zscores_are_standalone_harms_scale_and_stouffer_pools_them() -> No
 
 
 def test_evidence_round_trips_through_json_exactly() -> None:
-    import json
 
     e = {"0xAbC": P.MinerEvidence(2, (0.1, 1 / 3, 1e-300), (0.7, -2.25), flagged_inputs=(3,), accepted=4, warnings=1)}
     back = P.evidence_from_json(json.loads(json.dumps(P.evidence_to_json(e))))
@@ -884,7 +882,6 @@ def test_evidence_round_trips_through_json_exactly() -> None:
 def test_a_miners_earlier_concentration_counts_in_its_round(dp_round) -> None:
     """An honest-looking update of a miner whose earlier updates leaned on one input: Fisher's method
     over all of them is beyond the limit; without pooling (or without that history) it is paid."""
-    import json
 
     miner = dp_round["items"][0].submitter
     earlier = [0.0] * 64
