@@ -492,6 +492,39 @@ def test_audit_catches_an_owner_that_misreports_a_round(world: World, posted: in
     assert found and int(found.group(1)) >= 1, listing.output
 
 
+def test_a_retraction_is_published_named_and_replayed_by_the_audit(world: World) -> None:
+    """The owner's client takes a code-9-flagged miner's weights back out of the next version, names
+    the miner in the version record and prints it; evidence the replay does not find (an owner that
+    invents a conviction to alter the weights) is an audit mismatch."""
+    from mine.versions import load_version
+
+    posted = _bounty_id(world.owner("bounty", "create", "--model", str(world.model_path), "--validation",
+                                    "validation", "--reward", "0.5ether", "--target", "0.99", "--deadline", "2h",
+                                    "--eval-window", "1h", "--stake", "0.01ether", "--auditable"))
+    world.miner("train", str(posted), "--dataset", "private", "--epochs", "2", "--seed", "41")
+    world.miner("submit", str(posted))
+    # the owner's file says a miner was forfeited on input 3 after putting weights there
+    path = world.owner_home / "owned" / f"{posted}.json"
+    owned = json.loads(path.read_text())
+    ghost, units, per_unit = "0x" + "de" * 20, 64, 32  # the MLP's first layer: 64 input columns of 32 weights
+    applied = [0.0] * (units * per_unit)
+    applied[3 * per_unit:4 * per_unit] = [1e-3] * per_unit
+    owned["evidence"][ghost] = {"flagged_inputs": [3], "applied_sum": applied}
+    path.write_text(json.dumps(owned))
+
+    evaluated = world.owner("evaluate", str(posted))
+    assert "accepted 1 of 1" in evaluated.output, evaluated.output
+    assert f"takes back out what the earlier accepted updates of {ghost} put on the inputs" in evaluated.output
+    version = load_version(world.sonar, _store(world), posted)
+    assert version.version == 1 and version.record.round["retracted"] == [ghost]
+    assert not any(json.loads(path.read_text())["evidence"][ghost]["applied_sum"])  # taken out once
+
+    world.owner("bounty", "reveal", str(posted))
+    audited = world.miner("audit", str(posted), ok=False)
+    assert audited.exit_code == ExitStatus.VALIDATION, audited.output
+    assert "version 1 weights" in audited.output and "not the aggregate of the accepted updates" in audited.output
+
+
 def test_rejected_update_shows_its_reason(world: World, posted: int, tmp_path: Path) -> None:
     # a boosted update (x20) is an outlier against its round: its stake is forfeited
     from mine import attacks
