@@ -564,7 +564,7 @@ class _Round:
     def state_of(self, members: Sequence[int], mult: float = 1.0,
                  minus: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The current model plus ``server_lr * mult`` times the weighted mean of the clipped ``members``
-        (minus ``minus``, float64, when given: the weights :meth:`retractions` takes back out)."""
+        (minus ``minus``, float64, when given: the weights :attr:`retractions` takes back out)."""
         if not members:
             return {k: v.clone() for k, v in self.current_state.items()}
         agg = aggregate([self.deltas[i] for i in members], self.weights_of(members, mult))
@@ -936,7 +936,7 @@ class _Round:
                 prior = out.get(miner, MinerEvidence())
                 out[miner] = dataclasses.replace(prior, accepted=prior.accepted + v.accepted,
                                                  warnings=prior.warnings + (i in self.warned))
-        for miner, (_, _, kept) in self.retractions().items():
+        for miner, (_, _, kept) in self.retractions.items():
             if miner in self.retracted:
                 out[miner] = dataclasses.replace(out[miner], applied_sum=tuple(kept.reshape(-1).tolist()))
         for i, matrix in self.applied.items():
@@ -952,10 +952,12 @@ class _Round:
         """The first layer's input units (the concentration test's), or ``None`` if it has none to test."""
         return input_groups(self.manifest, head=self.policy.concentration_head)
 
+    @functools.cached_property
     def retractions(self) -> dict[str, tuple[list[int], torch.Tensor, torch.Tensor]]:
         """What :attr:`RoundPolicy.retract_convicted` takes back out, per miner with a code-9 forfeit
         (earlier or in this round): its flagged input units whose rows of
-        :attr:`MinerEvidence.applied_sum` are not zero, that sum with only those rows, and with them zeroed."""
+        :attr:`MinerEvidence.applied_sum` are not zero, that sum with only those rows, and with them zeroed.
+        Read once the concentration stage has named this round's inputs (by :meth:`settle`)."""
         units = self.units
         if not self.policy.retract_convicted or units is None:
             return {}
@@ -1007,14 +1009,14 @@ class _Round:
         best validation score that keeps every subgroup wins; ties: the earlier multiplier), the
         improvement it must make (2, refunded) and each one's share of the round's pot. The first-layer
         weights of code-9 forfeits' flagged inputs that their miners' earlier accepted updates put in the
-        model (:meth:`retractions`) are taken back out when the round still gains and keeps every
+        model (:attr:`retractions`) are taken back out when the round still gains and keeps every
         subgroup with them out; else they wait for a round that does."""
         p, live, before, verdicts = self.policy, self.live, self.before, self.verdicts
         in_order = [it.index for it in self.items]
         if not live:
             return RoundDecision([verdicts[i] for i in in_order], before.score, math.nan, None, self.loss_before,
                                  math.nan, dict(before.per_group), evidence=self.pooled_after())
-        pending = self.retractions()
+        pending = self.retractions
         if pending and self.units is not None:
             mult, new_state, after = self.best_step(self.ungrouped(self.units, sum(t for _, t, _ in pending.values())))
             gains = check_improvement(before.score, after.score, higher_is_better=self.hib,
