@@ -44,7 +44,7 @@ import torch
 
 import mine.policy as policy_module
 from mine import attacks, datasets, dp
-from mine.demo import (CROSS_ENTROPY_TARGETS, DEMO_EPSILON, DEMO_METRICS, DIRICHLET_ALPHA, POLICY_SETTINGS, TARGETS,
+from mine.demo import (CROSS_ENTROPY_TARGETS, _attack_transform, DEMO_EPSILON, DEMO_METRICS, DIRICHLET_ALPHA, POLICY_SETTINGS, TARGETS,
                        TRAINING, VALIDATION_FRACTION)
 from mine.contract import BPS, MAX_SHARE_BPS
 from mine.evaluate import evaluate
@@ -164,6 +164,13 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
                             u, sv, vh = torch.linalg.svd(p - state[k], full_matrices=False)
                             p.copy_(state[k] + (u[:, :rank] * sv[:rank]) @ vh[:rank])
             t_train += time.perf_counter() - t0
+            tamper = _attack_transform(attack, s) if i in bad else None
+            if tamper is not None:  # the demo's update-level attacks (scale, noise) on the trained delta
+                with torch.no_grad():
+                    after = net.state_dict()
+                    changed = tamper({k: after[k] - state[k] for k in state})
+                    for k, p in after.items():
+                        p.copy_(state[k] + changed[k])
             addr = "0x%040x" % (i + 1)
             meta = {"bounty": "1", "base_version": str(version), "miner": addr, "dp": meta_dp,
                     "examples_bucket": str(dp.examples_bucket(len(y_m)))}
@@ -258,7 +265,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs per seed (the DP noise differs)")
     ap.add_argument("--dataset", default="digits", choices=datasets.DATASETS)
     ap.add_argument("--model", default="mlp")
-    ap.add_argument("--attack", default="label_flip", choices=("label_flip", "backdoor"))
+    ap.add_argument("--attack", default="label_flip", choices=("label_flip", "backdoor", "scale", "noise"))
     ap.add_argument("--miners", type=int, default=8)
     ap.add_argument("--malicious", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)

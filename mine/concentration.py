@@ -41,6 +41,7 @@ __all__ = [
     "fisher_terms",
     "group_matrix",
     "input_groups",
+    "measured_noise_std",
     "noise_explains_norm",
     "noise_variance",
     "signal_shares",
@@ -222,6 +223,16 @@ def declared_noise_std(manifest: Manifest, dp_metadata: str | None, bucket: str 
     return lr * record.noise_multiplier * record.max_grad_norm * math.sqrt(record.steps) / (record.sample_rate * b)
 
 
+def measured_noise_std(delta: Mapping[str, torch.Tensor]) -> float | None:
+    """The per-parameter std of the noise an update carries, measured in its largest weight matrix
+    (:func:`noise_variance`); ``None`` if it has no matrix of at least 4 x 4 (a linear head alone)."""
+    mats = [t for t in delta.values() if t.ndim == 2 and min(t.shape) >= 4]
+    if not mats:
+        return None
+    v = noise_variance(max(mats, key=lambda t: t.numel()))
+    return math.sqrt(v) if math.isfinite(v) and v >= 0 else math.inf
+
+
 def noise_explains_norm(delta: Mapping[str, torch.Tensor], declared_std: float | None, limit: float) -> bool:
     """Is an update's excess norm its own declared DP noise (a small shard's), not a boost?
 
@@ -234,13 +245,10 @@ def noise_explains_norm(delta: Mapping[str, torch.Tensor], declared_std: float |
     """
     if declared_std is None or not (math.isfinite(declared_std) and declared_std > 0):
         return False
-    mats = [t for t in delta.values() if t.ndim == 2 and min(t.shape) >= 4]
-    if not mats:
+    std = measured_noise_std(delta)
+    if std is None or not std <= NOISE_MARGIN * declared_std:
         return False
-    v = noise_variance(max(mats, key=lambda t: t.numel()))
-    if not (math.isfinite(v) and math.sqrt(v) <= NOISE_MARGIN * declared_std):
-        return False
-    noise = sum(t.numel() for t in delta.values()) * v
+    noise = sum(t.numel() for t in delta.values()) * std * std
     signal = math.sqrt(max(update_norm(delta) ** 2 - noise, 0.0))
     # norm^2 - noise is a small difference of large numbers: the estimate of v is good to a few
     # per cent, so a signal up to a quarter of the noise's norm is within that error

@@ -484,7 +484,8 @@ def dp_round():
             "bounty": "1", "base_version": "0", "miner": miner, "dp": out.record.to_json(),
             "examples_bucket": str(examples_bucket(rows))}))
 
-    return dict(manifest=manifest, state=state, items=items, val=(s.X_val, s.y_val), tiny=tiny)
+    return dict(manifest=manifest, state=state, items=items, val=(s.X_val, s.y_val), tiny=tiny,
+                rows=[len(shards[i]) for i in range(6)])
 
 
 def _judge(r, policy=None, **kw):
@@ -723,6 +724,38 @@ def test_a_small_shards_dp_noise_is_no_boost(dp_round) -> None:
     assert "declares" in by[6].reason
     assert (by[7].reason_code, by[7].refund) == (P.OUTLIER_NORM, False), by[7]
     assert all(by[i].accepted for i in range(5))
+
+
+def test_a_boosted_update_is_forfeited_when_the_rounds_median_is_no_reference(dp_round) -> None:
+    """Three of six updates boosted x20: their spread inflates the round's robust norm limit, so the
+    norm rule alone takes them (clipped) like honest work. Their noise is 20 times what their DP records
+    and row counts declare: forfeited as boosted; the honest ones carry at most their declaration."""
+    from mine.concentration import measured_noise_std
+    from mine.dp import examples_bucket
+
+    manifest, state = dp_round["manifest"], dp_round["state"]
+    boosted = {1, 3, 4}
+    items, ratios = [], {}
+    for i, item in enumerate(dp_round["items"][:6]):
+        delta, meta = M.read_update(manifest, item.update)
+        meta = {**meta, "examples_bucket": str(examples_bucket(dp_round["rows"][i]))}
+        if i in boosted:
+            delta = A.scale_update(delta, 20.0)
+        ratios[i] = measured_noise_std(delta) / P.declared_noise_std(manifest, meta["dp"], meta["examples_bucket"])
+        items.append(P.RoundItem(i, item.submitter, 0, M.make_update(state, {k: state[k] + delta[k] for k in state},
+                                                                     meta)))
+    assert all(0.4 < ratios[i] < 1.2 for i in range(6) if i not in boosted), ratios
+    assert all(ratios[i] > 8 for i in boosted), ratios
+    r = {**dp_round, "items": items}
+    blind = {v.index: v for v in _judge(r, P.RoundPolicy(boosted_noise_factor=None)).verdicts}
+    assert not any(blind[i].reason_code == P.OUTLIER_NORM for i in boosted), blind
+    by = {v.index: v for v in _judge(r).verdicts}
+    for i in boosted:
+        assert (by[i].reason_code, by[i].refund) == (P.OUTLIER_NORM, False), by[i]
+        assert "scaled after training" in by[i].reason
+    assert not any(by[i].reason_code == P.OUTLIER_NORM for i in (0, 2)), [by[i] for i in (0, 2)]
+    with pytest.raises(ValidationError, match="boosted_noise_factor"):
+        P.RoundPolicy(boosted_noise_factor=0.0)
 
 
 def test_a_small_shards_noisy_update_that_hurts_under_its_noise_is_forfeited(dp_round) -> None:
