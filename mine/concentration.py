@@ -41,7 +41,7 @@ __all__ = [
     "fisher_terms",
     "group_matrix",
     "input_groups",
-    "measured_noise_std",
+    "mechanism_norm_bound",
     "noise_explains_norm",
     "noise_variance",
     "signal_shares",
@@ -223,14 +223,30 @@ def declared_noise_std(manifest: Manifest, dp_metadata: str | None, bucket: str 
     return lr * record.noise_multiplier * record.max_grad_norm * math.sqrt(record.steps) / (record.sample_rate * b)
 
 
-def measured_noise_std(delta: Mapping[str, torch.Tensor]) -> float | None:
-    """The per-parameter std of the noise an update carries, measured in its largest weight matrix
-    (:func:`noise_variance`); ``None`` if it has no matrix of at least 4 x 4 (a linear head alone)."""
-    mats = [t for t in delta.values() if t.ndim == 2 and min(t.shape) >= 4]
-    if not mats:
+def mechanism_norm_bound(manifest: Manifest, dp_metadata: str | None, bucket: str | None, params: int
+                         ) -> float | None:
+    """The largest L2 norm an honest DP-SGD update of ``params`` parameters can have by its own declaration.
+
+    Each of ``steps`` steps moves the weights by ``lr`` times the mean of per-example gradients
+    clipped to ``C`` — norm at most ``C`` (full batches; with Poisson sampling at most ``C`` times the
+    batch over its expected size ``q * b``, allowed 4 standard deviations) — plus the noise, whose norm
+    is :func:`declared_noise_std` times ``sqrt(params)`` (given :data:`NOISE_MARGIN`). So the norm is
+    at most ``lr * steps * C * slack + NOISE_MARGIN * declared_std * sqrt(params)``: a bound, not an
+    estimate — an update beyond it was scaled after training (or trained with more than the bounty's
+    ``lr``). ``None`` where :func:`declared_noise_std` is.
+    """
+    from mine.dp import default_settings, parse_dp_metadata
+
+    std = declared_noise_std(manifest, dp_metadata, bucket)
+    if std is None:
         return None
-    v = noise_variance(max(mats, key=lambda t: t.numel()))
-    return math.sqrt(v) if math.isfinite(v) and v >= 0 else math.inf
+    record = parse_dp_metadata(dp_metadata)
+    settings = default_settings(manifest)
+    lr = float(settings.lr if settings.lr is not None else manifest.training["lr"])
+    expected = record.sample_rate * int(bucket)  # type: ignore[arg-type]  # declared_noise_std checked it
+    slack = 1.0 if record.sample_rate >= 1.0 else 1.0 + 4.0 / math.sqrt(expected) + 4.0 / expected
+    return (lr * record.steps * record.max_grad_norm * slack  # type: ignore[union-attr]
+            + NOISE_MARGIN * std * math.sqrt(max(int(params), 0)))
 
 
 def noise_explains_norm(delta: Mapping[str, torch.Tensor], declared_std: float | None, limit: float) -> bool:
@@ -245,10 +261,13 @@ def noise_explains_norm(delta: Mapping[str, torch.Tensor], declared_std: float |
     """
     if declared_std is None or not (math.isfinite(declared_std) and declared_std > 0):
         return False
-    std = measured_noise_std(delta)
-    if std is None or not std <= NOISE_MARGIN * declared_std:
+    mats = [t for t in delta.values() if t.ndim == 2 and min(t.shape) >= 4]
+    if not mats:
         return False
-    noise = sum(t.numel() for t in delta.values()) * std * std
+    v = noise_variance(max(mats, key=lambda t: t.numel()))
+    if not (math.isfinite(v) and math.sqrt(v) <= NOISE_MARGIN * declared_std):
+        return False
+    noise = sum(t.numel() for t in delta.values()) * v
     signal = math.sqrt(max(update_norm(delta) ** 2 - noise, 0.0))
     # norm^2 - noise is a small difference of large numbers: the estimate of v is good to a few
     # per cent, so a signal up to a quarter of the noise's norm is within that error

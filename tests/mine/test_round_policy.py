@@ -485,7 +485,7 @@ def dp_round():
             "examples_bucket": str(examples_bucket(rows))}))
 
     return dict(manifest=manifest, state=state, items=items, val=(s.X_val, s.y_val), tiny=tiny,
-                rows=[len(shards[i]) for i in range(6)])
+                rows=[len(shards[i]) for i in range(6)], train=(s.X_train, s.y_train))
 
 
 def _judge(r, policy=None, **kw):
@@ -728,34 +728,44 @@ def test_a_small_shards_dp_noise_is_no_boost(dp_round) -> None:
 
 def test_a_boosted_update_is_forfeited_when_the_rounds_median_is_no_reference(dp_round) -> None:
     """Three of six updates boosted x20: their spread inflates the round's robust norm limit, so the
-    norm rule alone takes them (clipped) like honest work. Their noise is 20 times what their DP records
-    and row counts declare: forfeited as boosted; the honest ones carry at most their declaration."""
-    from mine.concentration import measured_noise_std
-    from mine.dp import examples_bucket
+    norm rule alone takes them (clipped) like honest work. Each is larger than its declared DP mechanism
+    can produce: forfeited as boosted. Honest updates, of any size of shard, stay under the bound."""
+    from mine.concentration import mechanism_norm_bound
+    from mine.dp import default_settings, examples_bucket, train_dp
 
     manifest, state = dp_round["manifest"], dp_round["state"]
+    params = sum(t.numel() for t in state.values())
     boosted = {1, 3, 4}
-    items, ratios = [], {}
+    items, fill = [], {}
     for i, item in enumerate(dp_round["items"][:6]):
         delta, meta = M.read_update(manifest, item.update)
         meta = {**meta, "examples_bucket": str(examples_bucket(dp_round["rows"][i]))}
         if i in boosted:
             delta = A.scale_update(delta, 20.0)
-        ratios[i] = measured_noise_std(delta) / P.declared_noise_std(manifest, meta["dp"], meta["examples_bucket"])
+        fill[i] = M.update_norm(delta) / mechanism_norm_bound(manifest, meta["dp"], meta["examples_bucket"], params)
         items.append(P.RoundItem(i, item.submitter, 0, M.make_update(state, {k: state[k] + delta[k] for k in state},
                                                                      meta)))
-    assert all(0.4 < ratios[i] < 1.2 for i in range(6) if i not in boosted), ratios
-    assert all(ratios[i] > 8 for i in boosted), ratios
+    assert all(fill[i] < 0.7 for i in range(6) if i not in boosted), fill
+    assert all(fill[i] > 1 for i in boosted), fill
     r = {**dp_round, "items": items}
-    blind = {v.index: v for v in _judge(r, P.RoundPolicy(boosted_noise_factor=None)).verdicts}
+    blind = {v.index: v for v in _judge(r, P.RoundPolicy(mechanism_bound=False)).verdicts}
     assert not any(blind[i].reason_code == P.OUTLIER_NORM for i in boosted), blind
     by = {v.index: v for v in _judge(r).verdicts}
     for i in boosted:
         assert (by[i].reason_code, by[i].refund) == (P.OUTLIER_NORM, False), by[i]
         assert "scaled after training" in by[i].reason
     assert not any(by[i].reason_code == P.OUTLIER_NORM for i in (0, 2)), [by[i] for i in (0, 2)]
-    with pytest.raises(ValidationError, match="boosted_noise_factor"):
-        P.RoundPolicy(boosted_noise_factor=0.0)
+    # a bound, not an estimate: a shard of every training row (little noise, all signal) stays under it,
+    # and so does one Poisson-sampled at a quarter
+    X, y = dp_round["train"]
+    for settings in (default_settings(manifest), default_settings(manifest).replace(sample_rate=0.25, steps=40)):
+        model = M.build_model(manifest)
+        model.load_state_dict(state)
+        out = train_dp(model, X.astype(np.float32), y, manifest, settings, seed=0, noise_seed=0)
+        delta = {k: M.model_state(model)[k] - state[k] for k in state}
+        bound = mechanism_norm_bound(manifest, out.record.to_json(), str(examples_bucket(len(y))), params)
+        assert M.update_norm(delta) < bound, (settings, M.update_norm(delta), bound)
+    assert mechanism_norm_bound(manifest, "off", "8", params) is None
 
 
 def test_a_small_shards_noisy_update_that_hurts_under_its_noise_is_forfeited(dp_round) -> None:
