@@ -21,8 +21,8 @@ A config is JSON: ``mine.dp.DPSettings`` fields (over the demo's), and optionall
   b x (current - parent version), keep the better on validation), ``"polyak": true`` (also try the
   mean of the judged, current and parent versions), ``"shrink": c`` (each coordinate of the
   aggregate shrunk by ``max(0, 1 - c var / agg^2)``, var the round's pooled spread);
-* owner: ``"hold": true`` — a round that makes no version is not settled; its updates wait and are
-  judged with the next round's (the same base version), up to 32; ``"metric": m`` — the bounty's
+* owner: ``"hold": false`` — settle a round that makes no version at once (the demo's owner holds it:
+  its updates wait and are judged with the next round's, the same base version, up to 32); ``"metric": m`` — the bounty's
   metric (default: the demo's, :data:`mine.demo.DEMO_METRICS`);
 * miner post-processing of its DP output: ``"rank": r`` (each weight matrix's delta truncated to
   rank r), ``"freeze_after": k`` (from round k only the last Linear layer's delta is sent).
@@ -84,7 +84,7 @@ def run(dataset: str, model: str, seed: int, config: dict[str, Any], rounds: int
     hidden, layers, std_floor = config.pop("hidden", None), config.pop("layers", None), config.pop("std_floor", None)
     heavy, polyak = config.pop("heavy_ball", 0.0), config.pop("polyak", False)
     rank, freeze_after = config.pop("rank", None), config.pop("freeze_after", None)
-    hold = config.pop("hold", False)
+    hold = config.pop("hold", True)
     metric = config.pop("metric", DEMO_METRICS.get(dataset))
     _set_shrink(config.pop("shrink", 0.0))
     rng = np.random.default_rng(seed)

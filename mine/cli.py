@@ -721,10 +721,13 @@ def bounty_close(obj: Ctx, bounty_id: int) -> None:
 @click.option("--max-wait", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="... or when the oldest has waited this fraction of its window.")
 @click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between polls with --watch.")
+@click.option("--hold/--no-hold", default=True, show_default=True,
+              help="With --watch: a round that makes no new version waits for more updates of the same version "
+                   "(judged again together) until its oldest has waited --max-wait of its window.")
 @click.option("--json", "as_json", is_flag=True, help="With --watch: log JSON lines.")
 @pass_ctx
 def evaluate_cmd(obj: Ctx, bounty_id: int | None, watch: bool, serve_all: bool, min_round: int, max_wait: float,
-                 interval: float, as_json: bool) -> None:
+                 interval: float, hold: bool, as_json: bool) -> None:
     """Settle the queued submissions in rounds: judge each round's updates together, one transaction per round."""
     if (bounty_id is None) == (not serve_all):
         raise click.UsageError("give a BOUNTY_ID or --all")
@@ -739,7 +742,7 @@ def evaluate_cmd(obj: Ctx, bounty_id: int | None, watch: bool, serve_all: bool, 
             log = WatchLog(home, as_json=as_json, name="evaluate")
             ok, total = evaluate_loop(client, obj.store(), home, None if serve_all else [bounty_id], log,
                                       min_round=min_round, max_wait=max_wait, interval=interval, once=not watch,
-                                      stop=stop)
+                                      hold=hold, stop=stop)
         out_console.print(f"accepted {ok} of {total} updates")
         return
     from mine.owner import settle_round

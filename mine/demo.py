@@ -30,7 +30,7 @@ from rich.table import Table
 
 from mine import attacks, datasets
 from mine import dp as dp_module
-from mine.chain import SonarClient, connect, recorded_deployment
+from mine.chain import MAX_ROUND, SonarClient, connect, recorded_deployment
 from mine.devnet import anvil, dev_account
 from mine.evaluate import evaluate, score_from_chain
 from mine.home import Config, MineHome
@@ -282,6 +282,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
         epsilons: dict[tuple[str, int], float | None] = {}
         current = load_version(owner_client, store, bounty_id)
         all_rounds: list[tuple[int, RoundResult]] = []
+        submitted_in: dict[int, int] = {}  # submission index -> the round it was trained and sent in
         by_address = {m.client.account.address: m for m in miners}
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        console=progress_console, disable=not progress_console.is_terminal, transient=True)
@@ -306,14 +307,24 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                     bar.advance(task)
                 # the round's submissions go out back to back (one per account) and are awaited together
                 bar.update(task, description=f"round {rnd + 1}: submitting")
+                first = owner_client.bounty(bounty_id).submissions
                 submit_many(trained, store, bounty_id)
-                # the owner settles the round: every update judged together, one transaction
+                queued = owner_client.bounty(bounty_id)
+                submitted_in.update({index: rnd + 1 for index in range(first, queued.submissions)})
+                # the owner settles the round: every update judged together, one transaction; a round
+                # that makes no version waits for the next round's updates of the same version while
+                # both fit in one settlement (the last round always settles)
+                hold = rnd + 1 < settings.rounds and queued.submissions - queued.next_eval + len(miners) <= MAX_ROUND
                 bar.update(task, description=f"round {rnd + 1}: owner settling")
                 t0 = time.perf_counter()
                 chain_before, store_before = owner_client.chain_seconds, store.seconds
                 while True:
-                    result, current = settle_round(owner_client, store, owner_home, owned, val, current=current)
+                    result, current = settle_round(owner_client, store, owner_home, owned, val, current=current,
+                                                   hold=hold)
                     if result is None or result.count == 0:
+                        if result is not None and result.held:
+                            console.print(f"round {rnd + 1}: no gain from {result.held} update(s); they wait for the "
+                                          "next round's updates of the same version")
                         break
                     all_rounds.append((rnd + 1, result))
                 timings["evaluate"] += (time.perf_counter() - t0) - (owner_client.chain_seconds - chain_before) \
@@ -354,8 +365,10 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
             m = by_address[v["miner"]]
             accepted = v["share_bps"] > 0
             returned = accepted or bool(v["refund"])
+            sent = submitted_in.get(v["index"], rnd)
             submissions.append({
-                "miner": m.name, "honest": m.honest, "round": rnd, "index": v["index"], "accepted": accepted,
+                "miner": m.name, "honest": m.honest, "round": sent, "settled_round": rnd, "index": v["index"],
+                "accepted": accepted,
                 "reason": v["reason"], "reason_code": v["reason_code"], "share_bps": v["share_bps"],
                 "score_before": result.score_before, "score_after": result.score_after,
                 "version": result.version if accepted else None,
@@ -363,7 +376,7 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
                 "clawed_back_wei": int(v["clawed_back"]),
                 "norm": v["norm"], "contribution": v["contribution"], "alignment": v.get("alignment"),
                 "harm": v.get("harm"), "similarity": v.get("similarity"),
-                "epsilon": epsilons.get((m.name, rnd)),
+                "epsilon": epsilons.get((m.name, sent)),
             })
     per_miner: dict[str, dict[str, Any]] = {}
     for m in miners:

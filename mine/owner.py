@@ -9,7 +9,8 @@ round (`audit`). Evaluation is deterministic for that reason.
 A round (`settle_round`) is the queue head and what follows it (up to MAX_ROUND), all judged
 together by :class:`mine.policy.RoundPolicy` and settled in ONE `settle` transaction. A fetch is
 retried with backoff; an update the store cannot deliver is never rejected: the round stops
-before it and it waits (its stake comes back if its window passes).
+before it and it waits (its stake comes back if its window passes). With ``hold`` a round that
+makes no new version waits too, to be judged again with more updates of the same version.
 """
 
 from __future__ import annotations
@@ -260,6 +261,8 @@ class RoundResult:
     #: miners whose earlier accepted updates' weights on the inputs their code-9 forfeits named the new
     #: version took back out of the model (:attr:`mine.round_policy.RoundPolicy.retract_convicted`)
     retracted: list[str] = field(default_factory=list)
+    #: items judged but not settled: the round gained nothing and waits for more updates (``hold``)
+    held: int = 0
 
 
 def pending_items(client: SonarClient, bounty_id: int) -> tuple[int, int | None]:
@@ -311,8 +314,15 @@ def settle_round(
     max_items: int = MAX_ROUND,
     attempts: int = FETCH_ATTEMPTS,
     backoff: float = FETCH_BACKOFF,
+    hold: bool = False,
 ) -> tuple[RoundResult | None, LoadedVersion]:
     """Judge the queue head and what follows it (up to `max_items`) as one round; settle it in one tx.
+
+    With ``hold``, a round that makes no new version (nothing gained, or every subgroup not kept) and
+    has room for more is not settled: nothing is sent or saved, and the result says how many items
+    were ``held``. Its updates wait in the queue to be judged again with the next ones trained from
+    the same version (the mean of more DP updates carries less noise); the caller must settle without
+    ``hold`` while the head's window is still open.
 
     Returns (the round, or None if nothing could be settled; the current model version).
     """
@@ -350,6 +360,8 @@ def settle_round(
     decision = policy.judge(current.manifest, current.state, items, (val.X, val.y, val.groups), bounty_id=bid,
                             current_version=current.version, history=owned.accepted_norms,
                             suspects=forfeited_miners(client, bid, head), evidence=evidence_from_json(owned.evidence))
+    if hold and decision.new_state is None and len(items) < max(1, min(max_items, MAX_ROUND)):
+        return RoundResult(head, 0, 0, decision.score_before, decision.score_before, [], held=len(items)), current
     verdicts = [Verdict(v.share_bps, 0 if v.accepted else v.reason_code, False if v.accepted else v.refund,
                         v.clawback) for v in decision.verdicts]
     new_version: LoadedVersion | None = None

@@ -551,17 +551,21 @@ def _sleep(seconds: float, stop: Callable[[], bool]) -> None:
 
 def evaluate_loop(client: SonarClient, store: Store, home: MineHome, bounty_ids: list[int] | None, log: Log, *,
                   min_round: int = 4, max_wait: float = 0.5, interval: float = 2.0, once: bool = False,
-                  stop: Callable[[], bool] = lambda: False) -> tuple[int, int]:
+                  hold: bool = True, stop: Callable[[], bool] = lambda: False) -> tuple[int, int]:
     """The owner's `mine evaluate --watch [--all]`: settle rounds of every bounty served, with backoff.
 
     `bounty_ids` None: every open bounty this mine owns (owned/*.json), re-listed each pass so a bounty
-    posted later is served too. Returns (accepted, settled) totals.
+    posted later is served too. With `hold` (not with `once`), a round that makes no new version waits
+    (:func:`mine.owner.settle_round`'s ``hold``) and is judged again when more updates are queued,
+    and settled as it is once its oldest update has waited `max_wait` of its window. Returns
+    (accepted, settled) totals.
     """
     from mine.owner import OwnedBounty, Validation, pending_items, settle_round
     from mine.vault import Vault
     from mine.versions import load_version
 
     served: dict[int, tuple[Any, Any, Any]] = {}
+    held: dict[int, int] = {}  # bounty -> how many were queued when its round was last held
     accepted = total = 0
     backoff = Backoff(initial=max(0.5, interval), maximum=60.0)
     while not stop():
@@ -581,14 +585,22 @@ def evaluate_loop(client: SonarClient, store: Store, home: MineHome, bounty_ids:
                     log("serving", f"bounty {bid}: serving (validation {owned.validation})", bounty=bid)
                 owned, current, val = served[bid]
                 queued, oldest = pending_items(client, bid)
-                ready = queued > 0 and (once or queued >= min_round or (
-                    oldest is not None and client.now() - oldest >= max_wait * b.eval_window))
-                if not ready:
-                    continue
-                result, current = settle_round(client, store, home, owned, val, current=current)
+                waited = oldest is not None and client.now() - oldest >= max_wait * b.eval_window
+                ready = queued > 0 and (once or queued >= min_round or waited)
+                if not ready or (held.get(bid) == queued and not waited):
+                    continue  # nothing new since the round was held: wait for more, or for the window
+                result, current = settle_round(client, store, home, owned, val, current=current,
+                                               hold=hold and not once and not waited)
                 served[bid] = (owned, current, val)
                 if result is None:
                     continue
+                if result.held:
+                    held[bid] = queued
+                    log("held", f"bounty {bid}: round #{result.first}..#{result.first + result.held - 1} makes no new "
+                        "version; it waits for more updates of the same version", bounty=bid, first=result.first,
+                        count=result.held)
+                    continue
+                held.pop(bid, None)
                 if result.waiting:
                     log("waiting", f"bounty {bid}: {result.waiting} submission(s) not fetchable yet; they wait",
                         bounty=bid)

@@ -525,6 +525,52 @@ def test_a_retraction_is_published_named_and_replayed_by_the_audit(world: World)
     assert "version 1 weights" in audited.output and "not the aggregate of the accepted updates" in audited.output
 
 
+def test_a_round_that_gains_nothing_waits_and_is_settled_with_the_next_updates(world: World) -> None:
+    """With ``hold`` the owner leaves a round that makes no version unsettled (no transaction, nothing
+    saved) and judges it again with the next update of the same version: both are settled in one
+    round, which the audit replays as it was settled."""
+    from mine import attacks
+    from mine.home import MineHome
+    from mine.model import make_update, read_update
+    from mine.owner import OwnedBounty, Validation, settle_round
+    from mine.vault import Vault
+    from mine.versions import load_version
+
+    posted = _bounty_id(world.owner("bounty", "create", "--model", str(world.model_path), "--validation",
+                                    "validation", "--reward", "0.5ether", "--target", "0.99", "--deadline", "2h",
+                                    "--eval-window", "1h", "--stake", "0.01ether", "--auditable"))
+    store, home = _store(world), MineHome(world.owner_home)
+    world.sonar.reset_nonce()  # the owner's CLI posted with the same account
+    owned = OwnedBounty.load(home, posted)
+    current = load_version(world.sonar, store, posted)
+    val = Validation.from_vault(Vault(home), owned.validation, current.manifest)
+    existing = set((world.miner_home / "outbox").glob("*.safetensors"))
+    world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "61", "--no-dp")
+    (timid,) = _new_updates(world, existing)  # an honest direction, a step too small to change the score
+    delta, meta = read_update(current.manifest, timid.read_bytes())
+    small = attacks.scale_update(delta, 1e-6)
+    timid.write_bytes(make_update(current.state, {k: current.state[k] + small[k] for k in small}, meta))
+    world.miner("submit", str(posted), str(timid))
+
+    result, current = settle_round(world.sonar, store, home, owned, val, current=current, hold=True)
+    assert result is not None and (result.held, result.count, result.first) == (1, 0, 0), result
+    bounty = world.sonar.bounty(posted)
+    assert (bounty.next_eval, bounty.latest_version) == (0, 0)  # nothing settled on chain
+    assert OwnedBounty.load(home, posted).rounds == []  # nor saved
+    # the next update of the same version joins it: judged together, settled in one transaction
+    world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "62", "--no-dp")
+    (real,) = _new_updates(world, existing | {timid})
+    world.miner("submit", str(posted), str(real))
+    result, current = settle_round(world.sonar, store, home, owned, val, current=current, hold=True)
+    assert result is not None and (result.held, result.count, result.first, result.version) == (0, 2, 0, 1), result
+    assert world.sonar.bounty(posted).next_eval == 2 and [v["index"] for v in result.verdicts] == [0, 1]
+    assert result.verdicts[1]["share_bps"] > 0, result.verdicts
+
+    world.owner("bounty", "reveal", str(posted))
+    audited = world.miner("audit", str(posted))
+    assert "0 mismatch(es)" in audited.output, audited.output
+
+
 def test_rejected_update_shows_its_reason(world: World, posted: int, tmp_path: Path) -> None:
     # a boosted update (x20) is an outlier against its round: its stake is forfeited
     from mine import attacks
