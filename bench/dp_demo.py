@@ -2,8 +2,8 @@
 
 `python -m bench.dp_demo [--seeds 3] [--repeats 3] [--dataset digits] [--model mlp] [--out F.json] --config JSON ...`
 
-A replica of `mine demo` (same split, Dirichlet shards, the same two label-flipping miners, the
-demo's manifest with ``training.dp`` = ``{"target_epsilon": 8}`` under the config's DP settings):
+A replica of `mine demo` (same split, Dirichlet shards, the same two attacking miners — label flip,
+backdoor, or the demo's scale / noise transforms of the trained update (``--attack``) —, the demo's manifest with ``training.dp`` = ``{"target_epsilon": 8}`` under the config's DP settings):
 every round each miner trains the current version with :func:`mine.dp.train_dp` (CSPRNG noise, as
 in the demo, so repeats of a seed differ) and the owner judges the round with the demo's
 :class:`mine.policy.RoundPolicy` (``mine.demo.POLICY_SETTINGS`` plus the config's ``policy``).
@@ -21,8 +21,8 @@ A config is JSON: ``mine.dp.DPSettings`` fields (over the demo's), and optionall
   b x (current - parent version), keep the better on validation), ``"polyak": true`` (also try the
   mean of the judged, current and parent versions), ``"shrink": c`` (each coordinate of the
   aggregate shrunk by ``max(0, 1 - c var / agg^2)``, var the round's pooled spread);
-* owner: ``"hold": false`` — settle a round that makes no version at once (the demo's owner holds it:
-  its updates wait and are judged with the next round's, the same base version, up to 32); ``"metric": m`` — the bounty's
+* owner: ``"hold": false`` — settle a round that makes no version at once (the demo's owner holds
+  it: its updates wait and are judged with the next round's, the same base version, up to 32); ``"metric": m`` — the bounty's
   metric (default: the demo's, :data:`mine.demo.DEMO_METRICS`);
 * miner post-processing of its DP output: ``"rank": r`` (each weight matrix's delta truncated to
   rank r), ``"freeze_after": k`` (from round k only the last Linear layer's delta is sent).
@@ -44,8 +44,8 @@ import torch
 
 import mine.policy as policy_module
 from mine import attacks, datasets, dp
-from mine.demo import (CROSS_ENTROPY_TARGETS, _attack_transform, DEMO_EPSILON, DEMO_METRICS, DIRICHLET_ALPHA, POLICY_SETTINGS, TARGETS,
-                       TRAINING, VALIDATION_FRACTION)
+from mine.demo import (CROSS_ENTROPY_TARGETS, DEMO_EPSILON, DEMO_METRICS, DIRICHLET_ALPHA, POLICY_SETTINGS, TARGETS,
+                       TRAINING, VALIDATION_FRACTION, _attack_transform)
 from mine.contract import BPS, MAX_SHARE_BPS
 from mine.evaluate import evaluate
 from mine.model import build_model, default_manifest, make_update, with_normalization

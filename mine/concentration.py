@@ -238,15 +238,16 @@ def mechanism_norm_bound(manifest: Manifest, dp_metadata: str | None, bucket: st
     from mine.dp import default_settings, parse_dp_metadata
 
     std = declared_noise_std(manifest, dp_metadata, bucket)
-    if std is None:
+    if std is None or bucket is None:
         return None
-    record = parse_dp_metadata(dp_metadata)
+    record = parse_dp_metadata(dp_metadata)  # declared_noise_std has read it
+    if record is None:
+        return None
     settings = default_settings(manifest)
     lr = float(settings.lr if settings.lr is not None else manifest.training["lr"])
-    expected = record.sample_rate * int(bucket)  # type: ignore[arg-type]  # declared_noise_std checked it
+    expected = record.sample_rate * int(bucket)
     slack = 1.0 if record.sample_rate >= 1.0 else 1.0 + 4.0 / math.sqrt(expected) + 4.0 / expected
-    return (lr * record.steps * record.max_grad_norm * slack  # type: ignore[union-attr]
-            + NOISE_MARGIN * std * math.sqrt(max(int(params), 0)))
+    return lr * record.steps * record.max_grad_norm * slack + NOISE_MARGIN * std * math.sqrt(max(int(params), 0))
 
 
 def noise_explains_norm(delta: Mapping[str, torch.Tensor], declared_std: float | None, limit: float) -> bool:

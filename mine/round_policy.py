@@ -494,7 +494,7 @@ class RoundPolicy:
         """
         r = _Round(self, manifest, current_state, items, validation, suspects=suspects, evidence=evidence)
         r.screen(bounty_id=bounty_id, current_version=current_version)  # 5, 1, 6, 7, stale (2)
-        r.drop_norm_outliers(history)  # 4 (boosted, outliers); a small shard's noisy update is set aside for the harm stage
+        r.drop_norm_outliers(history)  # 4 (boosted, outliers); a small shard's noisy one waits for stage 8
         r.drop_concentrated()  # 9
         r.measure()  # the clipping bound, each update's alignment, similarity and weight
         r.drop_harmful()  # 8 (and the noisy outliers: 8 or refunded 4)
