@@ -50,15 +50,17 @@ def test_small_demo_writes_summary_and_report(tmp_path: Path, dataset: str, atta
         mine_subs = [s for s in subs if s["miner"] == name]
         forfeited = sum(s["stake_wei"] for s in mine_subs if not s["stake_returned"])
         assert row["net_wei"] == sum(s["reward_wei"] for s in mine_subs) - forfeited
-    # one model version per round that accepted something; every version better than the last
+    # one model version per settled round that accepted something (a round without gain may wait and be
+    # settled with the next one); every version better than the last
     versions = summary["model_versions"]
-    rounds_accepting = {s["round"] for s in subs if s["accepted"]}
+    assert all(s["settled_round"] >= s["round"] for s in subs)
+    rounds_accepting = {s["settled_round"] for s in subs if s["accepted"]}
     assert versions[0]["version"] == 0 and len(versions) == 1 + len(rounds_accepting)
     better = (lambda a, b: a > b) if summary["metric"] == "accuracy" else (lambda a, b: a < b)
     assert all(better(b["score"], a["score"]) for a, b in zip(versions, versions[1:]))
     # each round's accepted shares sum to 10000 bps
     for r in rounds_accepting:
-        assert sum(s["share_bps"] for s in subs if s["round"] == r and s["accepted"]) == 10_000
+        assert sum(s["share_bps"] for s in subs if s["settled_round"] == r and s["accepted"]) == 10_000
     assert set(summary["timings_s"]) >= {"total", "train", "chain", "store", "evaluate"}
     # after close, replaying every version and every verdict from chain + store + audit bundle matches
     assert summary["audit"] == {"scores_replayed": len(versions) + 6, "mismatches": []}
