@@ -376,7 +376,7 @@ class RoundPolicy:
       ``C``, plus the declared noise) was scaled after training, and is forfeited as a norm outlier
       (4) whatever the round's median says: the median is no reference when a third of the round is
       boosted, whose spread inflates the robust limit (breast cancer, scale attack, 200 replica runs
-      with the same DP noise: an attacker at or above zero in 15 runs, its clipped update accepted
+      with the same DP noise: an attacker at or above zero in 14 runs, its clipped update accepted
       and paid like honest work; 0 with the bound). A bound, not an estimate: honest updates of the
       demo's replicas measure 0.07 to 0.46 of it (digits MLP and CNN, breast cancer: 1,324 updates),
       boosted x20 ones 1.4 to 7.5. Untested: an update without DP, a bounty whose DP optimizer is not
