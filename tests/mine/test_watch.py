@@ -299,3 +299,53 @@ def test_a_dataset_without_privacy_budget_left_is_not_trained_on(market: Market)
         m.run(home, MINER_B, "vault", "budget", "private", "--set", "100")
     assert re.search(rf"bounty {bounty}: skipped, .*budget", result.output), result.output
     assert m.sonar.bounty(bounty).submissions == 0
+
+
+def test_the_owners_daemon_holds_a_round_without_gain_until_its_oldest_has_waited(market: Market) -> None:
+    """`mine evaluate --watch` leaves a round that makes no new version unsettled, without judging it
+    again until the queue grows or its oldest update has waited --max-wait of its window; then it
+    settles the round as it is (no gain: rejected, stake returned)."""
+    import io
+
+    from mine import attacks
+    from mine.model import make_update, read_update
+    from mine.store import EmbeddedStore
+    from mine.versions import load_version
+    from mine.watch import evaluate_loop
+
+    m = market
+    bounty = m.post()  # window 30 minutes
+    home, owner_home = m.miner_homes[MINER_A], MineHome(m.owner_home)
+    store = EmbeddedStore(Path(m.store_spec.split(":", 1)[1]))
+    before = set((home / "outbox").glob("*.safetensors"))
+    m.run(home, MINER_A, "train", str(bounty), "--dataset", "private", "--epochs", "1", "--seed", "71", "--no-dp")
+    (path,) = set((home / "outbox").glob("*.safetensors")) - before
+    current = load_version(m.sonar, store, bounty)
+    delta, meta = read_update(current.manifest, path.read_bytes())
+    small = attacks.scale_update(delta, 1e-6)  # an honest direction, a step too small to change the score
+    path.write_bytes(make_update(current.state, {k: current.state[k] + small[k] for k in small}, meta))
+    m.run(home, MINER_A, "submit", str(bounty), str(path))
+
+    def serve(seconds: float) -> list[str]:
+        out, end = io.StringIO(), time.monotonic() + seconds
+        m.sonar.reset_nonce()
+        evaluate_loop(m.sonar, store, owner_home, [bounty], WatchLog(owner_home, as_json=True, stream=out, name="evaluate"),
+                      min_round=1, max_wait=0.5, interval=0.1, stop=lambda: time.monotonic() > end)
+        return [json.loads(line)["event"] for line in out.getvalue().splitlines()]
+
+    w3 = m.sonar.w3
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    try:
+        events = serve(2.0)  # many passes: judged and held once
+        assert events.count("held") == 1 and "settled" not in events, events
+        assert m.sonar.bounty(bounty).next_eval == 0
+        w3.provider.make_request("evm_increaseTime", [16 * 60])  # past half of the 30-minute window
+        w3.provider.make_request("evm_mine", [])
+        events = serve(2.0)
+        assert "settled" in events and "held" not in events, events
+        assert m.sonar.bounty(bounty).next_eval == 1
+        sub = m.sonar.submission(bounty, 0)
+        assert sub.status == SubmissionStatus.REJECTED
+    finally:
+        w3.provider.make_request("evm_revert", [snapshot])
+        m.sonar.reset_nonce()
