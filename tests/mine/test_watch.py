@@ -329,8 +329,9 @@ def test_the_owners_daemon_holds_a_round_without_gain_until_its_oldest_has_waite
     def serve(seconds: float) -> list[str]:
         out, end = io.StringIO(), time.monotonic() + seconds
         m.sonar.reset_nonce()
-        evaluate_loop(m.sonar, store, owner_home, [bounty], WatchLog(owner_home, as_json=True, stream=out, name="evaluate"),
-                      min_round=1, max_wait=0.5, interval=0.1, stop=lambda: time.monotonic() > end)
+        log = WatchLog(owner_home, as_json=True, stream=out, name="evaluate")
+        evaluate_loop(m.sonar, store, owner_home, [bounty], log, min_round=1, max_wait=0.5, interval=0.1,
+                      stop=lambda: time.monotonic() > end)
         return [json.loads(line)["event"] for line in out.getvalue().splitlines()]
 
     w3 = m.sonar.w3
