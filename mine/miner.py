@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # torch and numpy are imported by train_update only, web3 by 
     from mine.chain import SonarClient
 
     from mine.dp import DPRecord, DPSettings
+    from mine.model import Manifest
 
     from mine.versions import LoadedVersion, VersionRecord
 
@@ -135,6 +136,7 @@ def train_update(
             settings = settings.replace(lr=lr)
         record = settings.resolve(len(features))
         check_privacy_terms(terms, record.to_json(), doing="trained")
+        check_learning_rate(terms, manifest, settings)
         entry = None
         if dataset is not None:
             entry, _ = PrivacyLedger(home).spend(
@@ -254,6 +256,28 @@ def check_privacy_terms(record: VersionRecord, dp_metadata: str | None, *, doing
     if rejection is not None:
         raise ValidationError(f"not {doing}: the owner would forfeit the stake — {rejection.reason}; train "
                               f"with `mine train --epsilon {record.max_epsilon:g}` (or less)")
+
+
+def check_learning_rate(record: VersionRecord, manifest: Manifest, settings: DPSettings) -> None:
+    """Refuse DP training the owner would forfeit as boosted (code 4): a bounty with the mechanism
+    bound (:attr:`mine.round_policy.RoundPolicy.mechanism_bound`) bounds an update by its steps times
+    the bounty's DP learning rate and optimizer, so a larger ``--lr`` (or another optimizer) looks
+    scaled after training. Checked before any privacy budget is spent."""
+    from mine.dp import default_settings
+    from mine.owner import policy_of
+
+    if not record.policy or not policy_of(record).mechanism_bound:
+        return
+    bounty = default_settings(manifest)
+    optimizer = bounty.optimizer or manifest.training.get("optimizer")
+    if optimizer != "sgd":
+        return  # no bound is applied (see mine.concentration.declared_noise_std)
+    lr = float(bounty.lr if bounty.lr is not None else manifest.training["lr"])
+    mine_lr = float(settings.lr if settings.lr is not None else manifest.training["lr"])
+    if (settings.optimizer or manifest.training.get("optimizer")) != "sgd" or mine_lr > lr * (1 + 1e-9):
+        raise ValidationError(f"not trained: the owner would forfeit the stake — the bounty bounds a DP update by "
+                              f"its steps x the bounty's learning rate {lr:g} with SGD (a larger step looks scaled "
+                              f"after training); train with `--lr {lr:g}` (or less) and SGD")
 
 
 def _seal_for_bounty(record: VersionRecord, data: bytes) -> tuple[bytes, str]:

@@ -429,6 +429,21 @@ def test_an_update_above_the_bounty_epsilon_cap_is_neither_trained_nor_staked(wo
     assert world.sonar.bounty(capped).submissions == submissions + 1
 
 
+def test_dp_training_above_the_bountys_learning_rate_is_refused_before_any_budget_is_spent(world: World,
+                                                                                           posted: int) -> None:
+    """The owner bounds a DP update by its steps times the bounty's learning rate (a larger one looks
+    boosted, code 4): `mine train --lr` above it is refused before the privacy ledger is charged."""
+    spent = world.miner("vault", "budget", "private").output
+    before = set((world.miner_home / "outbox").glob(f"bounty{posted}-*"))
+    result = world.miner("train", str(posted), "--dataset", "private", "--lr", "10", "--seed", "4", ok=False)
+    assert result.exit_code == ExitStatus.VALIDATION, result.output
+    assert "not trained" in result.output and "--lr 2" in result.output, result.output
+    assert set((world.miner_home / "outbox").glob(f"bounty{posted}-*")) == before
+    assert world.miner("vault", "budget", "private").output == spent
+    world.miner("train", str(posted), "--dataset", "private", "--lr", "1", "--epochs", "1", "--seed", "4")  # smaller: fine
+    _discard(_new_updates(world, {p for p in before if p.suffix == ".safetensors"}))
+
+
 def test_changed_vault_file_is_refused(world: World, posted: int, tmp_path: Path) -> None:
     copy = tmp_path / "copy.csv"
     copy.write_bytes(world.shard_path.read_bytes())
