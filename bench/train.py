@@ -146,4 +146,4 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     """The digits MLP (top-level keys) and the digits CNN (``"cnn"``: the same figures)."""
     if quick:
         return {**measure(epochs=1, repeats=3), "cnn": measure(epochs=1, repeats=3, model="cnn")}
-    return {**measure(epochs=None, repeats=100), "cnn": measure(epochs=None, repeats=20, model="cnn")}
+    return {**measure(epochs=None, repeats=100), "cnn": measure(epochs=None, repeats=40, model="cnn")}
