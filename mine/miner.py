@@ -266,8 +266,11 @@ def check_learning_rate(record: VersionRecord, manifest: Manifest, settings: DPS
     from mine.dp import default_settings
     from mine.owner import policy_of
 
-    if not record.policy or not policy_of(record).mechanism_bound:
-        return
+    try:
+        if not record.policy or not policy_of(record).mechanism_bound:
+            return
+    except ValidationError:
+        return  # not a round policy's record: the owner's client says so when it settles
     bounty = default_settings(manifest)
     optimizer = bounty.optimizer or manifest.training.get("optimizer")
     if optimizer != "sgd":
