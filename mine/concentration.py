@@ -200,6 +200,26 @@ NOISE_MARGIN = 1.25
 NOISE_SIGNAL_SLACK = 0.25
 
 
+def _declared_sgd(manifest: Manifest, dp_metadata: str | None, bucket: str | None) -> tuple[Any, int, float] | None:
+    """``(DP record, example bucket, the bounty's lr)`` of a DP update whose bounty trains with plain
+    SGD and which states a bucket; ``None`` otherwise (or if either is unreadable)."""
+    from mine.dp import default_settings, parse_dp_metadata
+
+    try:
+        record = parse_dp_metadata(dp_metadata)
+        optimizer, lr = default_settings(manifest).optimizer_and_lr(manifest.training)
+        b = int(bucket) if bucket is not None else 0
+    except (ValidationError, ValueError, KeyError):
+        return None
+    if record is None or b < 1 or optimizer != "sgd":
+        return None
+    return record, b, lr
+
+
+def _noise_std(record: Any, b: int, lr: float) -> float:
+    return lr * record.noise_multiplier * record.max_grad_norm * math.sqrt(record.steps) / (record.sample_rate * b)
+
+
 def declared_noise_std(manifest: Manifest, dp_metadata: str | None, bucket: str | None) -> float | None:
     """The largest per-parameter std of DP noise an update can carry by its own declaration.
 
@@ -209,18 +229,10 @@ def declared_noise_std(manifest: Manifest, dp_metadata: str | None, bucket: str 
     ``n`` = the stated ``examples_bucket`` ``b <= n``. ``None`` if the update is not DP, states no
     bucket, or the bounty's DP optimizer is not plain SGD (Adam rescales the noise).
     """
-    from mine.dp import default_settings, parse_dp_metadata
-
-    try:
-        record = parse_dp_metadata(dp_metadata)
-        settings = default_settings(manifest)
-        b = int(bucket) if bucket is not None else 0
-    except (ValidationError, ValueError):
+    declared = _declared_sgd(manifest, dp_metadata, bucket)
+    if declared is None:
         return None
-    if record is None or b < 1 or (settings.optimizer or manifest.training.get("optimizer")) != "sgd":
-        return None
-    lr = float(settings.lr if settings.lr is not None else manifest.training["lr"])
-    return lr * record.noise_multiplier * record.max_grad_norm * math.sqrt(record.steps) / (record.sample_rate * b)
+    return _noise_std(*declared)
 
 
 def mechanism_norm_bound(manifest: Manifest, dp_metadata: str | None, bucket: str | None, params: int
@@ -235,17 +247,12 @@ def mechanism_norm_bound(manifest: Manifest, dp_metadata: str | None, bucket: st
     estimate — an update beyond it was scaled after training (or trained with more than the bounty's
     ``lr``). ``None`` where :func:`declared_noise_std` is.
     """
-    from mine.dp import default_settings, parse_dp_metadata
-
-    std = declared_noise_std(manifest, dp_metadata, bucket)
-    if std is None or bucket is None:
+    declared = _declared_sgd(manifest, dp_metadata, bucket)
+    if declared is None:
         return None
-    record = parse_dp_metadata(dp_metadata)  # declared_noise_std has read it
-    if record is None:
-        return None
-    settings = default_settings(manifest)
-    lr = float(settings.lr if settings.lr is not None else manifest.training["lr"])
-    expected = record.sample_rate * int(bucket)
+    record, b, lr = declared
+    std = _noise_std(record, b, lr)
+    expected = record.sample_rate * b
     slack = 1.0 if record.sample_rate >= 1.0 else 1.0 + 4.0 / math.sqrt(expected) + 4.0 / expected
     return lr * record.steps * record.max_grad_norm * slack + NOISE_MARGIN * std * math.sqrt(max(int(params), 0))
 

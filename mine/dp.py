@@ -215,6 +215,10 @@ class DPSettings:
             changes.setdefault("target_epsilon", None)
         return dataclasses.replace(self, **changes)
 
+    def optimizer_and_lr(self, training: Mapping[str, Any]) -> tuple[str, float]:
+        """The optimizer and learning rate these settings train with, over a manifest's ``training``."""
+        return str(self.optimizer or training.get("optimizer")), float(self.lr if self.lr is not None else training["lr"])
+
     def total_steps(self) -> int:
         return self.steps if self.steps is not None else max(1, math.ceil(self.epochs / self.sample_rate))
 
@@ -416,9 +420,8 @@ def train_dp(
     classification = manifest.task == "classification"
     settings = settings or default_settings(manifest)
     record = settings.resolve(n)
-    tr = manifest.training
-    lr = float(settings.lr if settings.lr is not None else tr["lr"])
-    opt = make_optimizer(settings.optimizer or tr["optimizer"], model.parameters(), lr)
+    optimizer, lr = settings.optimizer_and_lr(manifest.training)
+    opt = make_optimizer(optimizer, model.parameters(), lr)
     params = dict(model.named_parameters())
     names = list(params)
     clipped_sum = _linear_clipped_sum if _closed_form_ok(model) else _vmap_clipped_sum

@@ -271,13 +271,11 @@ def check_learning_rate(record: VersionRecord, manifest: Manifest, settings: DPS
             return
     except ValidationError:
         return  # not a round policy's record: the owner's client says so when it settles
-    bounty = default_settings(manifest)
-    optimizer = bounty.optimizer or manifest.training.get("optimizer")
+    optimizer, lr = default_settings(manifest).optimizer_and_lr(manifest.training)
     if optimizer != "sgd":
         return  # no bound is applied (see mine.concentration.declared_noise_std)
-    lr = float(bounty.lr if bounty.lr is not None else manifest.training["lr"])
-    mine_lr = float(settings.lr if settings.lr is not None else manifest.training["lr"])
-    if (settings.optimizer or manifest.training.get("optimizer")) != "sgd" or mine_lr > lr * (1 + 1e-9):
+    mine_optimizer, mine_lr = settings.optimizer_and_lr(manifest.training)
+    if mine_optimizer != "sgd" or mine_lr > lr * (1 + 1e-9):
         raise ValidationError(f"not trained: the owner would forfeit the stake — the bounty bounds a DP update by "
                               f"its steps x the bounty's learning rate {lr:g} with SGD (a larger step looks scaled "
                               f"after training); train with `--lr {lr:g}` (or less) and SGD")
