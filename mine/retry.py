@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["RATE_LIMIT_CODES", "RATE_LIMIT_WORDS", "RETRY_STATUSES", "RetryPolicy", "is_rate_limited",
-           "parse_retry_after"]
+           "is_refused", "parse_retry_after"]
 
 #: HTTP statuses worth retrying: rate limited, and the gateway errors load balancers answer with.
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -24,18 +24,42 @@ RATE_LIMIT_WORDS = ("rate limit", "too many requests", "limit exceeded", "exceed
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try: `retries` extra attempts, waits of `base` × 2^attempt (± `jitter`), at most `cap` s."""
+    """How hard to try: `retries` extra attempts, waits of `base` × 2^attempt (± `jitter`), at most `cap` s.
+
+    A refused connection (nothing listens at the address) gets only `refused_retries`: a node that is
+    not running does not start within the backoff, so a command says so in under a second instead of
+    sixteen, and `mine watch` tries again on its own, slower backoff.
+    """
 
     retries: int = 6
     base: float = 0.25
     cap: float = 8.0
     jitter: float = 0.25
+    refused_retries: int = 2
+
+    def gives_up(self, attempt: int, error: BaseException | None = None) -> bool:
+        """Whether `attempt` (0 = the first retry) is one too many after `error` (None: an answer)."""
+        limit = self.refused_retries if error is not None and is_refused(error) else self.retries
+        return attempt >= min(limit, self.retries)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         wait = min(self.cap, self.base * 2**attempt)
         if retry_after is not None:
             wait = min(self.cap, max(wait, retry_after))
         return wait * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+def is_refused(error: BaseException) -> bool:
+    """Whether `error` is, or wraps, a refused TCP connection (requests and urllib3 nest it a few levels)."""
+    pending, seen = [error], 0
+    while pending and seen < 16:
+        e = pending.pop()
+        seen += 1
+        if isinstance(e, ConnectionRefusedError):
+            return True
+        pending += [x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+                    if isinstance(x, BaseException)]
+    return False
 
 
 def is_rate_limited(error: Any) -> bool:

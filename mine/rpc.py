@@ -70,8 +70,8 @@ class RetryingHTTPProvider(HTTPProvider):
                 if status not in RETRY_STATUSES or attempt >= self.policy.retries:
                     raise
                 retry_after = _retry_after(exc.response)
-            except (requests.Timeout, requests.ConnectionError):
-                if attempt >= self.policy.retries:
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                if self.policy.gives_up(attempt, exc):
                     raise
             else:
                 if not is_rate_limited(response.get("error")) or attempt >= self.policy.retries:

@@ -411,8 +411,8 @@ class JsonRpc:
                 if exc.code not in RETRY_STATUSES or attempt >= self.policy.retries:
                     raise
                 retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-            except OSError:  # refused, reset, timed out, DNS: the node did not answer
-                if attempt >= self.policy.retries:
+            except OSError as exc:  # refused, reset, timed out, DNS: the node did not answer
+                if self.policy.gives_up(attempt, exc):
                     raise
             else:
                 error = answer.get("error")

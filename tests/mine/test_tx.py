@@ -7,27 +7,33 @@ one key, and a provider in front of anvil that rate-limits and refuses large log
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.types import RPCEndpoint
 
 from mine.chain import BountyParams, SonarClient, ZERO_ADDRESS, connect
 from mine.cli import cli
-from mine.devnet import anvil, dev_account
+from mine.devnet import anvil, dev_account, free_port
 from mine.errors import ChainError, ChainUnreachableError
 from mine.home import Config, MineHome
 from mine.logs import deployment_block, read_logs
-from mine.rpc import RetryPolicy
+from mine.rpc import RetryingHTTPProvider, RetryPolicy
 from mine.tx import GWEI, Sender, TxDroppedError, TxSettings
+from mine.views import JsonRpc
 from tests.mine.rpc_proxy import ProxyRules, rpc_proxy
 
 PASSWORD = "keystore password"
@@ -168,6 +174,54 @@ def test_rate_limits_and_outages_are_retried_with_backoff(rpc_url: str) -> None:
         assert w3.provider.retried >= 5  # type: ignore[attr-defined]
     with rpc_proxy(rpc_url, ProxyRules(http_429=100)) as url, pytest.raises(ChainUnreachableError, match="no Ethereum node"):
         connect(url, retry=RetryPolicy(retries=2, base=0.01))
+
+
+@contextmanager
+def _hanging_up_server() -> Iterator[str]:
+    """A loopback server that accepts each connection and closes it unanswered (a dropped request)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = listener.accept()
+                conn.recv(65536)
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        done.set()
+        listener.close()
+
+
+def test_a_refused_connection_is_retried_twice_and_a_dropped_one_six_times() -> None:
+    """Nothing listening fails fast (a stopped node does not start within the backoff); a dropped
+    request (a provider hiccup) gets every retry. Both transports: web3's provider and the light reader."""
+    policy = RetryPolicy(base=0.01)
+    transports: list[Callable[[str], Any]] = [
+        lambda url: RetryingHTTPProvider(url, policy=policy),
+        lambda url: JsonRpc(url, policy=policy),
+    ]
+    for make in transports:
+        refused = make(f"http://127.0.0.1:{free_port()}")
+        with pytest.raises(OSError):
+            _call(refused)
+        assert refused.retried == policy.refused_retries == 2
+        with _hanging_up_server() as url:
+            dropped = make(url)
+            with pytest.raises(OSError):
+                _call(dropped)
+        assert dropped.retried == policy.retries == 6
+
+
+def _call(transport: RetryingHTTPProvider | JsonRpc) -> Any:
+    if isinstance(transport, JsonRpc):
+        return transport.request("eth_chainId")
+    return transport.make_request(RPCEndpoint("eth_blockNumber"), [])
 
 
 def test_events_are_read_in_bounded_block_ranges(sonar: SonarClient, rpc_url: str, chain_snapshot: None) -> None:
