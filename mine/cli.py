@@ -59,7 +59,10 @@ class Ctx:
         config = home.load_config() if home.exists() else None
         spec = self.store_spec or (config.store if config else None)
         gateway = os.environ.get("MINE_IPFS_GATEWAY") or (config.extra.get("gateway") if config else None)
-        return open_store(spec, home.root, gateway=gateway)
+        timeout = config.extra.get("store_timeout") if config else None
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+            raise ConfigError(f"store_timeout in {home.config_path} must be a positive number of seconds, got {timeout!r}")
+        return open_store(spec, home.root, gateway=gateway, timeout=float(timeout or 10))
 
     def _chain(self) -> tuple[Any, Any, dict[str, Any]]:
         """The home, its config, and where the chain is: `rpc`, `address`, `expected_chain_id`, `start_block`."""
@@ -232,10 +235,13 @@ def cli(ctx: click.Context, home_dir: Path | None, rpc: str | None, sonar: str |
 @click.option("--confirmations", type=int, default=None,
               help="Blocks to wait on top of each transaction (default: 0 on an automining dev chain, else 2).")
 @click.option("--max-fee-gwei", type=float, default=None, help="Never pay more than this maxFeePerGas.")
+@click.option("--store-timeout", type=click.FloatRange(min=0.1), default=None,
+              help="Seconds an IPFS node may take to deliver content before a fetch counts as missed (default 10; "
+                   "the owner tries 4 times before an update waits).")
 @click.option("--offline", is_flag=True, help="Do not contact the chain (record settings only).")
 @pass_ctx
 def init(obj: Ctx, rpc_opt: str | None, sonar_opt: str | None, store_opt: str, gateway: str | None,
-         confirmations: int | None, max_fee_gwei: float | None, offline: bool) -> None:
+         confirmations: int | None, max_fee_gwei: float | None, store_timeout: float | None, offline: bool) -> None:
     """Create the mine home (mode 0700) with its config file."""
     from mine.chain import connect, recorded_deployment
     from mine.home import DEFAULT_RPC, Config
@@ -243,7 +249,7 @@ def init(obj: Ctx, rpc_opt: str | None, sonar_opt: str | None, store_opt: str, g
     home = obj.home()
     rpc = rpc_opt or obj.rpc or DEFAULT_RPC
     extra = {k: v for k, v in (("gateway", gateway), ("confirmations", confirmations),
-                               ("max_fee_gwei", max_fee_gwei)) if v is not None}
+                               ("max_fee_gwei", max_fee_gwei), ("store_timeout", store_timeout)) if v is not None}
     config = Config(rpc=rpc, sonar=sonar_opt or obj.sonar, store=store_opt, extra=extra)
     if not offline:
         w3 = connect(rpc)

@@ -75,8 +75,8 @@ def world(request: pytest.FixtureRequest, rpc_url: str, tmp_path_factory: pytest
     model_path = tmp / "owner-data" / "digits.json"
     model_path.write_bytes(with_normalization(default_manifest("digits"), split.X_val).to_json())
     w = World(rpc_url, sonar, store_spec, tmp / "owner", tmp / "miner", shard_path, val_path, model_path, CliRunner())
-    for home in (w.owner_home, w.miner_home):
-        w.run(home, "init", "--rpc", rpc_url, "--sonar", sonar.address)
+    for home in (w.owner_home, w.miner_home):  # a loopback node answers at once: a miss is known within 2 s
+        w.run(home, "init", "--rpc", rpc_url, "--sonar", sonar.address, "--store-timeout", "2")
     w.owner("vault", "add", "validation", str(val_path), "--target", data.target_name)
     w.miner("vault", "add", "private", str(shard_path), "--target", data.target_name)
     yield w
@@ -100,6 +100,7 @@ def test_init_creates_private_home(world: World) -> None:
     assert world.miner_home.stat().st_mode & 0o777 == 0o700
     config = json.loads((world.miner_home / "config.json").read_text())
     assert config["sonar"] == world.sonar.address and config["chain_id"] == 31337
+    assert config["store_timeout"] == 2.0
 
 
 def test_bounties_lists_the_posted_bounty_with_fit(world: World, posted: int) -> None:
