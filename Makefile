@@ -9,6 +9,9 @@ LINT_VENV := .venv-lint
 SLITHER_VERSION := 0.11.6
 # random steps of the stateful property test in `make fuzz` (`make test` runs a short profile)
 FUZZ_STEPS := 10000
+# client-test processes (pytest-xdist, which eth-brownie installs): each starts its own anvil and IPFS
+# node on free ports and runs whole files, so module fixtures are built once (`make test-mine TEST_WORKERS=0`: one process)
+TEST_WORKERS ?= 2
 
 # the real anvil binary first (not npm's node wrapper), then npm tools, then the venv
 export PATH := $(ANVIL_BIN):$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
@@ -78,7 +81,7 @@ test-ganache: setup
 
 # client tests: fixtures start anvil and an IPFS node on free loopback ports and stop them
 test-mine: setup
-	$(PY) -m pytest -p no:pytest-brownie -q tests/mine
+	$(PY) -m pytest -p no:pytest-brownie -q -n $(TEST_WORKERS) --dist loadfile tests/mine
 
 # the main job: local anvil + brownie deployment + `mine demo` (ARGS="--dataset diabetes" to vary)
 demo: setup
