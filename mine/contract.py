@@ -174,12 +174,13 @@ def recorded_deployment_block(chain_id: int, address: str) -> int:
 
 def record_deployment(chain_id: int, address: str, block: int | None = None) -> Path:
     """Remember a Sonar deployment (and its block, where event scans start) so `mine init` can find it."""
+    from mine.home import write_json_atomic
+
     path = build_dir() / "deployments" / f"sonar-{chain_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"chain_id": chain_id, "address": address}
     if block is not None:
         record["block"] = block
-    path.write_text(json.dumps(record) + "\n")
+    write_json_atomic(path, record, mode=0o644)  # a reader (`mine init`, another process) never sees half a file
     return path
 
 
