@@ -59,12 +59,14 @@ $(LINT_VENV)/.installed:
 	$(LINT_VENV)/bin/pip install --quiet "slither-analyzer==$(SLITHER_VERSION)"
 	touch $@
 
-# static analysis of Sonar in plain solc mode (the project's solc shim, OpenZeppelin from npm);
+# static analysis of Sonar in plain solc mode (the project's solc shim, OpenZeppelin from npm), compiled
+# as brownie-config.yaml compiles it (optimizer, 10,000 runs, shanghai);
 # fails on any High or Medium finding. Findings in dependencies are filtered out; every accepted
 # Low/Informational one in Sonar is justified where it is (// slither-disable-next-line DETECTOR).
 lint: $(LINT_VENV)/.installed .solcx/solc-v$(SOLC_VERSION) node_modules/.installed
 	$(LINT_VENV)/bin/slither contracts/Sonar.sol --compile-force-framework solc \
 		--solc .solcx/solc-v$(SOLC_VERSION) --solc-remaps "@openzeppelin/=node_modules/@openzeppelin/" \
+		--solc-args "--optimize --optimize-runs 10000 --evm-version shanghai" \
 		--filter-paths node_modules --fail-medium
 
 # the stateful property test, run again and again until FUZZ_STEPS random steps have been checked

@@ -38,6 +38,8 @@ WINDOW = 86_400  # eval window: long enough for every filler submission to be se
 CODEC_UPDATE = 0x55  # raw
 CODEC_MODEL = 0x70  # dag-pb
 GOALS = {"submit": 60_000, "settle_per_update_32": 20_000, "withdraw": 45_000}
+#: EIP-170: the largest runtime code a public chain accepts (anvil can be told to allow more)
+CODE_SIZE_LIMIT = 24_576
 # v1 (commit–reveal) gas, measured with `make gas` at commit f4f4ef9 (the last v1 contract)
 V1 = {"commit": 79_346, "reveal": 41_612, "accept": 99_749, "reject": 63_397}
 ACCEPT, REFUND, FORFEIT = Verdict(share_bps=10_000), Verdict(reason=2, refund=True), Verdict(reason=4)
@@ -213,7 +215,7 @@ def measure(w3: Web3, *, submissions: int = 1000, open_bounties: int = 100) -> d
     for i in (OWNER2, MINER):
         send(w3, acct[DEPLOYER], token.functions.mint(acct[i].address, 100 * REWARD))
         send(w3, acct[i], token.functions.approve(sonar.address, 2**256 - 1))
-    g: dict[str, Any] = {}
+    g: dict[str, Any] = {"code_size": len(w3.eth.get_code(sonar.address))}  # runtime bytes, as brownie compiles it
     scores = _Scores()
 
     # -- one of everything ----------------------------------------------------------------------
@@ -343,6 +345,9 @@ def goals(g: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for key in ("submit", "settle"):
         growth = g[f"{key}_1000th_exec"] - g[f"{key}_1st_exec"]
         out[f"gas_{key}_growth"] = {"value": growth, "goal": "<= 0 (exec gas, nth - 1st)", "met": growth <= 0}
+    if "code_size" in g:
+        out["sonar_code_size"] = {"value": g["code_size"], "goal": f"<= {CODE_SIZE_LIMIT:,} bytes (EIP-170: deployable on mainnet)",
+                                  "met": g["code_size"] <= CODE_SIZE_LIMIT}
     return out
 
 

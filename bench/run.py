@@ -26,7 +26,8 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 # what each section's goals are called, to mark them missed when the section could not run
 GOAL_NAMES = {
     "cli": ("cli_status_start",),
-    "gas": ("gas_submit", "gas_settle_per_update_32", "gas_withdraw"),
+    "gas": ("gas_submit", "gas_settle_per_update_32", "gas_withdraw", "gas_submit_growth", "gas_settle_growth",
+            "sonar_code_size"),
     "chain": ("chain_client_vs_raw", "chain_pipelined_client_vs_raw"),
     "store": ("store_cid_vs_sha256", "store_embedded_add_vs_sha256"),
     "train": ("train_overhead", "train_overhead_cnn"),

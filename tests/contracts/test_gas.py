@@ -127,3 +127,13 @@ def test_a_round_costs_less_per_update_than_single_settlements(measured):
 def test_per_update_gas_of_a_full_round_is_bounded(measured):
     """Each extra accepted update costs a submission-slot rewrite, a warm vesting slot, an event: O(1)."""
     assert measured["round32"] / 32 <= 20_000
+
+
+EIP170_LIMIT = 24_576  # the largest runtime code a public chain accepts
+
+
+def test_sonar_fits_the_public_chain_code_size_limit(sonar):
+    """As brownie compiles it (optimizer, 10,000 runs), Sonar is deployable on mainnet (EIP-170);
+    anvil and ganache enforce the limit too, so a larger contract would fail every test's deploy."""
+    size = len(web3.eth.get_code(sonar.address))
+    assert 0 < size <= EIP170_LIMIT, size
