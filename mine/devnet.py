@@ -97,16 +97,32 @@ def anvil_binary() -> str:
     raise ConfigError("anvil not found: run `make setup` (installs npm @foundry-rs/anvil)")
 
 
-def _wait_for_rpc(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def _wait_for_rpc(port: int, proc: subprocess.Popen[bytes], timeout: float, owner: int | None = None) -> None:
+    """Wait until something answers on `port` — with `owner`, until that process listens there (another
+    process on a port we picked as free would otherwise pass for our anvil)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ChainUnreachableError(f"anvil exited with code {proc.returncode} before answering on port {port}")
         with contextlib.suppress(OSError):
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                if owner is None or _listens(port, owner) is not False:
+                    return
         time.sleep(0.05)
     raise ChainUnreachableError(f"anvil did not answer on port {port} within {timeout:.0f} s")
+
+
+def _listens(port: int, pid: int) -> bool | None:
+    """Whether process `pid` holds the listening socket on 127.0.0.1:`port` (Linux /proc); None: unknown."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return None
+    wanted = f"0100007F:{port:04X}"
+    inodes = {f"socket:[{cols[9]}]" for cols in (line.split() for line in lines)
+              if len(cols) > 9 and cols[1] == wanted and cols[3] == "0A"}  # 0A: LISTEN
+    return bool(inodes) and any(fd in inodes for fd in fds)
 
 
 @contextlib.contextmanager
@@ -120,26 +136,35 @@ def anvil(
     dev accounts and a base fee of `base_fee` wei (0 by default; None: anvil's own, 1 gwei, which
     then follows EIP-1559 like a public chain). With `block_time` it mines a block every so many
     seconds instead of one per transaction. The process is killed on exit, also on errors.
+    Without a `port`, a free one is picked; if another process takes it before anvil binds it,
+    anvil exits at once and another port is tried (up to 3).
     """
-    port = port or free_port()
-    cmd = [
-        anvil_binary(),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--hardfork", "shanghai",
-        "--accounts", str(accounts),
-        "--mnemonic", DEV_MNEMONIC,
-        "--silent",
-    ]
+    options = ["--hardfork", "shanghai", "--accounts", str(accounts), "--mnemonic", DEV_MNEMONIC, "--silent"]
     if base_fee is not None:
-        cmd += ["--block-base-fee-per-gas", str(base_fee)]
+        options += ["--block-base-fee-per-gas", str(base_fee)]
     if block_time:
-        cmd += ["--block-time", str(block_time)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+        options += ["--block-time", str(block_time)]
+    attempts = 1 if port else 3
+    for attempt in range(1, attempts + 1):
+        chosen = port or free_port()
+        proc = subprocess.Popen([anvil_binary(), "--host", "127.0.0.1", "--port", str(chosen), *options],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+        try:
+            _wait_for_rpc(chosen, proc, timeout, owner=proc.pid if not port else None)
+            break
+        except ChainUnreachableError:
+            taken = proc.poll() is not None or not _listens(chosen, proc.pid)
+            _stop(proc)
+            if not taken or attempt == attempts:
+                raise
     try:
-        _wait_for_rpc(port, proc, timeout)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{chosen}"
     finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=5)

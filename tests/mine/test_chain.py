@@ -121,6 +121,23 @@ def test_insufficient_funds_is_its_own_error(sonar: SonarClient, chain_snapshot:
         poor.post_bounty(_params(sonar))
 
 
+def test_anvil_on_a_port_another_process_took_moves_to_another(rpc_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The port picked as free is taken (here: by the session's own anvil) before anvil binds it: the
+    probe reaches the other node, which must not pass for the new chain."""
+    from web3 import Web3
+
+    from mine import devnet
+
+    taken = int(rpc_url.rsplit(":", 1)[1])
+    picks = iter([taken])
+    monkeypatch.setattr(devnet, "free_port", lambda: next(picks, None) or free_port())
+    other = Web3(Web3.HTTPProvider(rpc_url))
+    other.provider.make_request("anvil_mine", [3, 0])
+    with devnet.anvil(accounts=2) as url:
+        assert url != rpc_url
+        assert Web3(Web3.HTTPProvider(url)).eth.block_number == 0 < other.eth.block_number
+
+
 def test_unreachable_chain_says_so() -> None:
     with pytest.raises(ChainUnreachableError, match="no Ethereum node answers"):
         SonarClient.open(f"http://127.0.0.1:{free_port()}", None)
