@@ -153,7 +153,7 @@ def anvil(
             _wait_for_rpc(chosen, proc, timeout, owner=proc.pid if not port else None)
             break
         except ChainUnreachableError:
-            taken = proc.poll() is not None or not _listens(chosen, proc.pid)
+            taken = proc.poll() is not None or _listens(chosen, proc.pid) is False  # None: cannot tell
             _stop(proc)
             if not taken or attempt == attempts:
                 raise
