@@ -106,13 +106,13 @@ def _wait_for_rpc(port: int, proc: subprocess.Popen[bytes], timeout: float, owne
             raise ChainUnreachableError(f"anvil exited with code {proc.returncode} before answering on port {port}")
         with contextlib.suppress(OSError):
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                if owner is None or _listens(port, owner) is not False:
+                if owner is None or listens(port, owner) is not False:
                     return
         time.sleep(0.05)
     raise ChainUnreachableError(f"anvil did not answer on port {port} within {timeout:.0f} s")
 
 
-def _listens(port: int, pid: int) -> bool | None:
+def listens(port: int, pid: int) -> bool | None:
     """Whether process `pid` holds the listening socket on 127.0.0.1:`port` (Linux /proc); None: unknown."""
     try:
         lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
@@ -153,7 +153,7 @@ def anvil(
             _wait_for_rpc(chosen, proc, timeout, owner=proc.pid if not port else None)
             break
         except ChainUnreachableError:
-            taken = proc.poll() is not None or _listens(chosen, proc.pid) is False  # None: cannot tell
+            taken = proc.poll() is not None or listens(chosen, proc.pid) is False  # None: cannot tell
             _stop(proc)
             if not taken or attempt == attempts:
                 raise

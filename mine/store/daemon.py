@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mine.devnet import listens
 from mine.errors import StoreError
 
 __all__ = ["find_jsipfs", "ipfs_daemon"]
@@ -144,6 +145,8 @@ def _start(node: str, cli: Path, workdir: Path) -> tuple[subprocess.Popen[bytes]
             if process.poll() is not None:
                 raise StoreError(f"js-ipfs exited with status {process.returncode} while starting: {_tail(log_path)}")
             if _api_answers(api_port):
+                if listens(api_port, process.pid) is False:  # not ours: another node took the port picked as free
+                    raise StoreError(f"127.0.0.1:{api_port} was taken by another process while js-ipfs started")
                 return process, api_port, log_path
             time.sleep(0.2)
         raise StoreError(f"js-ipfs did not answer on 127.0.0.1:{api_port} within {_START_TIMEOUT:g}s: "

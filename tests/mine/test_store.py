@@ -287,3 +287,19 @@ def test_unreachable_node_says_what_to_do(tmp_path: Path) -> None:
 def test_missing_node_modules_says_run_make_setup(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="make setup"):
         find_jsipfs(tmp_path)
+
+
+def test_a_node_started_on_a_port_another_node_holds_starts_on_another(ipfs_api: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API port picked as free is the session node's by the time the new node binds: the session
+    node answers the start-up probe, but the new node must not pass for it (its own API is elsewhere)."""
+    from mine.store import daemon
+
+    taken = int(ipfs_api.rsplit("/", 1)[1])
+    picks = iter([taken])
+    real = daemon._free_port
+    monkeypatch.setattr(daemon, "_free_port", lambda: next(picks, None) or real())
+    with daemon.ipfs_daemon(tmp_path) as api:
+        assert api != ipfs_api
+        cid = IpfsNodeStore(api).add(b"only on the new node")
+    assert IpfsNodeStore(ipfs_api, timeout=2).has(cid) is False
