@@ -81,9 +81,9 @@ test-contracts: setup
 test-ganache: setup
 	$(VENV)/bin/brownie test tests/contracts --network ganache-cli
 
-# client tests: fixtures start anvil and an IPFS node on free loopback ports and stop them
+# client tests: fixtures start anvil and an IPFS node on free loopback ports and stop them; the 10 slowest are listed
 test-mine: setup
-	$(PY) -m pytest -p no:pytest-brownie -q -n $(TEST_WORKERS) --dist loadfile tests/mine
+	$(PY) -m pytest -p no:pytest-brownie -q -n $(TEST_WORKERS) --dist loadfile --durations=10 tests/mine
 
 # the main job: local anvil + brownie deployment + `mine demo` (ARGS="--dataset diabetes" to vary)
 demo: setup

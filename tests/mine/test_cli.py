@@ -464,6 +464,16 @@ def test_unreachable_chain_exit_code(world: World) -> None:
     assert result.output.startswith("error: no Ethereum node answers")
 
 
+def test_a_bad_store_timeout_in_the_config_says_where(world: World, tmp_path: Path) -> None:
+    home = tmp_path / "mine"
+    world.run(home, "init", "--offline")
+    config = json.loads((home / "config.json").read_text())
+    (home / "config.json").write_text(json.dumps({**config, "store_timeout": "soon"}))
+    result = world.run(home, "ipfs", "cat", "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", ok=False)
+    assert result.exit_code == ExitStatus.CONFIG, result.output
+    assert "store_timeout" in result.output and "config.json" in result.output and "'soon'" in result.output
+
+
 def test_missing_cid_is_a_store_error(world: World) -> None:
     result = world.miner("ipfs", "cat", "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", ok=False)
     assert result.exit_code == ExitStatus.STORE, result.output
