@@ -38,7 +38,7 @@ class RetryPolicy:
     refused_retries: int = 2
 
     def gives_up(self, attempt: int, error: BaseException | None = None) -> bool:
-        """Whether `attempt` (0 = the first retry) is one too many after `error` (None: an answer)."""
+        """Whether `attempt` (0 = the first retry) is one too many after `error` (None: an answer or HTTP status)."""
         limit = self.refused_retries if error is not None and is_refused(error) else self.retries
         return attempt >= min(limit, self.retries)
 

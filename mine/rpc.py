@@ -67,14 +67,14 @@ class RetryingHTTPProvider(HTTPProvider):
                 response = super().make_request(method, params)
             except requests.HTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else None
-                if status not in RETRY_STATUSES or attempt >= self.policy.retries:
+                if status not in RETRY_STATUSES or self.policy.gives_up(attempt):
                     raise
                 retry_after = _retry_after(exc.response)
             except (requests.Timeout, requests.ConnectionError) as exc:
                 if self.policy.gives_up(attempt, exc):
                     raise
             else:
-                if not is_rate_limited(response.get("error")) or attempt >= self.policy.retries:
+                if not is_rate_limited(response.get("error")) or self.policy.gives_up(attempt):
                     return response
             with self._lock:
                 self.retried += 1

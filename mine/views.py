@@ -408,7 +408,7 @@ class JsonRpc:
             try:
                 answer = self._post(body.encode())
             except urllib.error.HTTPError as exc:
-                if exc.code not in RETRY_STATUSES or attempt >= self.policy.retries:
+                if exc.code not in RETRY_STATUSES or self.policy.gives_up(attempt):
                     raise
                 retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
             except OSError as exc:  # refused, reset, timed out, DNS: the node did not answer
@@ -421,7 +421,7 @@ class JsonRpc:
                     if method in _CACHED_METHODS:
                         self._cache[method] = result
                     return result
-                if not is_rate_limited(error) or attempt >= self.policy.retries:
+                if not is_rate_limited(error) or self.policy.gives_up(attempt):
                     raise RpcError(method, error if isinstance(error, Mapping) else {"message": str(error)})
             with self._lock:
                 self.retried += 1

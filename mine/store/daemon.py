@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mine.devnet import listens
+from mine.devnet import free_port, listens
 from mine.errors import StoreError
 
 __all__ = ["find_jsipfs", "ipfs_daemon"]
@@ -47,12 +46,6 @@ def find_jsipfs(project_root: Path | None = None) -> tuple[str, Path]:
         raise StoreError(f"js-ipfs is not installed ({cli} is missing); run `make setup` "
                          "or use the embedded store instead")
     return node, cli
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _node_env(repo: Path) -> dict[str, str]:
@@ -128,9 +121,9 @@ def _tail(path: Path, limit: int = 800) -> str:
 def _start(node: str, cli: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
     """One attempt: fresh repo, free ports, start, wait for the API. Returns (process, api port, log)."""
     repo = Path(tempfile.mkdtemp(prefix="jsipfs-", dir=workdir)) / "repo"
-    api_port, gateway_port = _free_port(), _free_port()
+    api_port, gateway_port = free_port(), free_port()
     while gateway_port == api_port:
-        gateway_port = _free_port()
+        gateway_port = free_port()
     _init_repo(node, cli, repo, _config(api_port, gateway_port))
     log_path = repo.parent / "daemon.log"
     with open(log_path, "wb") as log:

@@ -297,8 +297,8 @@ def test_a_node_started_on_a_port_another_node_holds_starts_on_another(ipfs_api:
 
     taken = int(ipfs_api.rsplit("/", 1)[1])
     picks = iter([taken])
-    real = daemon._free_port
-    monkeypatch.setattr(daemon, "_free_port", lambda: next(picks, None) or real())
+    real = daemon.free_port
+    monkeypatch.setattr(daemon, "free_port", lambda: next(picks, None) or real())
     with daemon.ipfs_daemon(tmp_path) as api:
         assert api != ipfs_api
         cid = IpfsNodeStore(api).add(b"only on the new node")
