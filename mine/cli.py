@@ -645,6 +645,7 @@ def bounty_create(obj: Ctx, model_path: Path, weights: Path | None, validation: 
     from mine.chain import ZERO_ADDRESS
     from mine.model import Manifest, build_model, load_weights
     from mine.owner import Validation, create_bounty
+    from mine.round_policy import RoundPolicy
     from mine.vault import Vault
 
     settings: dict[str, Any] = {}
@@ -673,6 +674,9 @@ def bounty_create(obj: Ctx, model_path: Path, weights: Path | None, validation: 
         raise ValidationError(f"bad --setting ({exc})") from None
     out_console.print(f"bounty {owned.bounty_id} posted: model {cid}, initial score {initial:.6f}, target {target}"
                       + (" (auditable: reveal with `mine bounty reveal` before closing)" if auditable else ""))
+    untested = RoundPolicy(**settings, max_epsilon=max_epsilon).untested_for_backdoors(manifest)
+    if untested:
+        err_console.print(f"warning: {untested}", style="yellow", markup=False)
 
 
 def _owner_validation(obj: Ctx, bounty_id: int) -> tuple[Any, Any, Any, Any, Any]:

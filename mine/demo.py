@@ -40,6 +40,7 @@ from mine.model import build_model, default_manifest, with_normalization
 from mine.owner import RoundResult, Validation, audit, create_bounty, fetch_audit_bundle, reveal_audit, settle_round
 from mine.overview import withdraw_credits
 from mine.report import write_report
+from mine.round_policy import RoundPolicy
 from mine.store import Store, cid_from_chain, open_store
 from mine.train import train
 from mine.vault import Vault
@@ -237,14 +238,15 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
             # like the 2017 Sonar demo's owner, start from a baseline: predict the mean target
             last_bias = [k for k in initial_state if k.endswith(".bias")][-1]
             initial_state[last_bias] = torch.full_like(initial_state[last_bias], float(np.mean(split.y_val)))
+        # a DP bounty caps the ε it asks for: an update with less noise is refused (code 7), and
+        # the backdoor test (code 9) applies to every update it takes
+        max_epsilon = dp_module.default_settings(manifest).target_epsilon if settings.dp else None
         owned, model_cid, initial_score = create_bounty(
             owner_client, store, owner_home, manifest, initial_state, val, validation_name="validation",
             reward=settings.reward_wei, target=settings.target(), deadline=owner_client.now() + 86400,
             eval_window=3600, stake=settings.stake_wei, policy_settings=POLICY_SETTINGS[settings.dataset],
             auditable=True,
-            # a DP bounty caps the ε it asks for: an update with less noise is refused (code 7), and
-            # the backdoor test (code 9) applies to every update it takes
-            max_epsilon=dp_module.default_settings(manifest).target_epsilon if settings.dp else None,
+            max_epsilon=max_epsilon,
         )
         bounty_id = owned.bounty_id
 
@@ -274,6 +276,10 @@ def run_demo(settings: DemoSettings, *, console: Console, progress_console: Cons
             f"{settings.attack}), {settings.rounds} rounds, {_privacy_label(manifest) if settings.dp else 'no DP'}; bounty {bounty_id} with {settings.reward_wei / ETHER:g} ETH, "
             f"model {model_cid}, initial score {initial_score:.4f}"
         )
+        untested = RoundPolicy(**POLICY_SETTINGS[settings.dataset], max_epsilon=max_epsilon).untested_for_backdoors(
+            manifest)
+        if untested:
+            console.print(f"note: {untested}", markup=False)
         if settings.dp:
             budgets = [PrivacyLedger(m.home).status("private").budget for m in miners]
             console.print(f"privacy: each miner trains through its vault's privacy ledger; its budget is set to what "

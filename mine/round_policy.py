@@ -47,7 +47,7 @@ from mine.aggregation import (MIN_HARM_SAMPLES, aggregate, alignments, beyond_le
                               validation_loss)
 from mine.checks import (Rejection, Validation, check_epsilon, check_improvement, check_origin, check_settings,
                          check_subgroups, parse_delta, robust_limit, unpack_validation, update_epsilon)
-from mine.concentration import (InputUnits, clean_input_bounds, concentrated, concentration_pvalues,
+from mine.concentration import (MIN_GROUPS, InputUnits, clean_input_bounds, concentrated, concentration_pvalues,
                                 declared_noise_std, fisher_combined, fisher_terms, group_matrix, input_groups,
                                 mechanism_norm_bound, noise_explains_norm, signal_shares)
 from mine.errors import ValidationError
@@ -478,6 +478,30 @@ class RoundPolicy:
     def settings(self) -> dict[str, Any]:
         """The settings as a dict (with ``policy`` = the registry name)."""
         return {"policy": self.name, **dataclasses.asdict(self)}
+
+    def untested_for_backdoors(self, manifest: Manifest) -> str | None:
+        """Which updates a bounty with this policy and model would take without the backdoor test
+        (code 9), in words an owner can act on; ``None`` when every update it takes is tested.
+
+        The test measures against an update's DP noise, so an update without DP (a bounty without
+        ``max_epsilon``) or above ``concentration_max_epsilon`` is not tested, nor is any update of a
+        model whose first layer has too few inputs (:func:`mine.concentration.input_groups`).
+        """
+        if self.concentration_alpha is None:
+            return "no update takes the backdoor test (code 9): it is off (concentration_alpha is None)"
+        if input_groups(manifest, head=self.concentration_head) is None:
+            return (f"no update takes the backdoor test (code 9): the model's first layer has fewer than {MIN_GROUPS} "
+                    "inputs or too few weights per input")
+        cap, limit = self.max_epsilon, self.concentration_max_epsilon
+        if cap is None:
+            above = f" and DP updates above epsilon {limit:g}" if limit is not None else ""
+            bound = f" <= {limit:g}" if limit is not None else ""
+            return (f"updates trained without DP{above} skip the backdoor test (code 9), which measures against DP "
+                    f"noise; max_epsilon{bound} (`mine bounty create --max-epsilon`) refuses them (code 7)")
+        if limit is not None and cap > limit:
+            return (f"DP updates with epsilon above {limit:g} (the bounty allows up to {cap:g}) skip the backdoor "
+                    f"test (code 9), which needs epsilon <= {limit:g}")
+        return None
 
     def judge(self, manifest: Manifest, current_state: Mapping[str, torch.Tensor], items: Sequence[RoundItem],
               validation: Validation, *, bounty_id: int, current_version: int,

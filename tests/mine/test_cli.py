@@ -389,8 +389,11 @@ def test_store_outage_makes_updates_wait_never_rejects(world: World, posted: int
 
 
 def test_too_short_window_is_refused(world: World) -> None:
-    short = _bounty_id(world.owner("bounty", "create", "--model", str(world.model_path), "--validation",
-                                   "validation", "--reward", "0.1ether", "--target", "0.99", "--eval-window", "10m"))
+    created = world.owner("bounty", "create", "--model", str(world.model_path), "--validation", "validation",
+                          "--reward", "0.1ether", "--target", "0.99", "--eval-window", "10m")
+    # no --max-epsilon: the owner is told that updates without DP skip the backdoor test
+    assert "warning: updates trained without DP" in created.output and "--max-epsilon" in created.output
+    short = _bounty_id(created)
     world.miner("train", str(short), "--dataset", "private", "--epochs", "1")
     submissions = world.sonar.bounty(short).submissions
     result = world.miner("submit", str(short), ok=False)
@@ -404,9 +407,10 @@ def test_too_short_window_is_refused(world: World) -> None:
 def test_an_update_above_the_bounty_epsilon_cap_is_neither_trained_nor_staked(world: World) -> None:
     """The owner would forfeit it (code 7): `mine train` refuses before spending any privacy budget,
     `mine submit` before any stake moves; within the cap both go."""
-    capped = _bounty_id(world.owner("bounty", "create", "--model", str(world.model_path), "--validation",
-                                    "validation", "--reward", "0.1ether", "--target", "0.99", "--eval-window", "1h",
-                                    "--max-epsilon", "3"))
+    created = world.owner("bounty", "create", "--model", str(world.model_path), "--validation", "validation",
+                          "--reward", "0.1ether", "--target", "0.99", "--eval-window", "1h", "--max-epsilon", "3")
+    assert "backdoor test" not in created.output  # every update it takes is tested
+    capped = _bounty_id(created)
     spent = world.miner("vault", "budget", "private").output
     result = world.miner("train", str(capped), "--dataset", "private", "--epsilon", "4", "--seed", "3", ok=False)
     assert result.exit_code == ExitStatus.VALIDATION, result.output

@@ -22,6 +22,9 @@ def test_small_demo_writes_summary_and_report(tmp_path: Path, dataset: str, atta
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
+    # the DP bounty caps ε, so every update takes the backdoor test; diabetes' linear model has none
+    assert ("skip the backdoor test" in result.output or "no update takes the backdoor test" in result.output) == (
+        dataset == "diabetes"), result.output
     summary = json.loads((out / "summary.json").read_text())
     for key in ("dataset", "metric", "attack", "miners", "malicious", "rounds", "seed", "initial_score",
                 "final_score", "centralized_score", "bounty_wei", "paid_wei", "refunded_wei", "submissions",

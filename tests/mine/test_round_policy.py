@@ -1003,3 +1003,19 @@ def test_noise_variance_of_a_wide_layer_uses_a_sub_matrix() -> None:
     g = torch.Generator().manual_seed(3)
     wide = 0.2 * torch.randn(3000, 16, generator=g, dtype=torch.float64)
     assert P.noise_variance(wide) == pytest.approx(0.04, rel=0.1)
+
+
+def test_an_owner_is_told_which_updates_skip_the_backdoor_test() -> None:
+    """The concentration test (code 9) measures against DP noise: a bounty without an ε cap takes
+    updates it cannot test, and a linear model has no first layer to test."""
+    digits = M.default_manifest("digits")
+    assert round_policy.RoundPolicy(max_epsilon=8.0).untested_for_backdoors(digits) is None
+    assert round_policy.RoundPolicy(max_epsilon=16.0).untested_for_backdoors(digits) is None
+    uncapped = round_policy.RoundPolicy().untested_for_backdoors(digits)
+    assert uncapped is not None and "without DP" in uncapped and "max_epsilon <= 16" in uncapped
+    loose = round_policy.RoundPolicy(max_epsilon=20.0).untested_for_backdoors(digits)
+    assert loose is not None and "above 16" in loose and "without DP" not in loose
+    off = round_policy.RoundPolicy(max_epsilon=8.0, concentration_alpha=None, clawback_alpha=None)
+    assert "off" in (off.untested_for_backdoors(digits) or "")
+    linear = M.default_manifest("diabetes")
+    assert "first layer" in (round_policy.RoundPolicy(max_epsilon=8.0).untested_for_backdoors(linear) or "")
