@@ -16,21 +16,27 @@ from rich.console import Console
 from mine.demo import DemoSettings, run_demo
 
 QUICK = {"miners": 3, "malicious": 1, "rounds": 1}
+#: The default demo's final accuracy when the fair-market issue (issue 9) was filed, before DP became
+#: the default: the market must keep 99 % of it.
+FILED_SCORE = 0.9600
+SCORE_BAR = round(0.99 * FILED_SCORE, 4)
 
 
-def settings(*, quick: bool, out: Path, model: str = "mlp") -> DemoSettings:
-    return DemoSettings(out=out, model=model, **(QUICK if quick else {}))
+def settings(*, quick: bool, out: Path, model: str = "mlp", dp: bool = True) -> DemoSettings:
+    return DemoSettings(out=out, model=model, dp=dp, **(QUICK if quick else {}))
 
 
 def run(*, quick: bool = False) -> dict[str, Any]:
-    """The default demo (digits MLP), with the same scenario run with the digits CNN under ``"cnn"``."""
-    return {**_run_one(quick=quick, model="mlp"), "cnn": _run_one(quick=quick, model="cnn")}
+    """The default demo (digits MLP), with the same scenario run with the digits CNN under ``"cnn"``
+    and without DP (``--no-dp``) under ``"no_dp"``."""
+    return {**_run_one(quick=quick, model="mlp"), "cnn": _run_one(quick=quick, model="cnn"),
+            "no_dp": _run_one(quick=quick, model="mlp", dp=False)}
 
 
-def _run_one(*, quick: bool, model: str) -> dict[str, Any]:
+def _run_one(*, quick: bool, model: str, dp: bool = True) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix="bench-demo-"))
     try:
-        s = settings(quick=quick, out=out, model=model)
+        s = settings(quick=quick, out=out, model=model, dp=dp)
         console = Console(file=io.StringIO(), width=120)
         started = time.perf_counter()
         summary = run_demo(s, console=console, progress_console=Console(file=io.StringIO()))
@@ -41,7 +47,8 @@ def _run_one(*, quick: bool, model: str) -> dict[str, Any]:
     honest = [x for x in subs if x["honest"]]
     t = summary["timings_s"]  # "other": setup (anvil, deploy, vaults), settling, the centralised reference
     return {
-        "dataset": summary["dataset"], "model": summary.get("model", model), "metric": summary["metric"], "miners": summary["miners"],
+        "dataset": summary["dataset"], "model": summary.get("model", model), "dp": dp, "metric": summary["metric"],
+        "miners": summary["miners"],
         "malicious": summary["malicious"], "malicious_miners": summary["malicious_miners"],
         "attack": summary["attack"], "rounds": summary["rounds"],
         "timings_s": {**t, "other": round(t["total"] - sum(v for k, v in t.items() if k != "total"), 3)},
@@ -65,4 +72,12 @@ def goals(d: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if "cnn" in d:
         c = d["cnn"]["malicious_accepted"]
         out["demo_cnn_no_malicious_accepted"] = {"value": c, "goal": "== 0", "met": c == 0}
+    # issue 9's bar: the market keeps 99 % of the score it had when filed (no DP then); the DP
+    # default's own cost is a separate figure, held to the same bar (its decision is open)
+    bar = f">= 0.99 x {FILED_SCORE:.4f} = {SCORE_BAR:.4f}"
+    if "no_dp" in d:
+        v = d["no_dp"]["final_score"]
+        out["demo_score_no_dp"] = {"value": v, "goal": bar, "met": v >= SCORE_BAR}
+    out["demo_score_dp"] = {"value": d["final_score"], "goal": bar + " (issue 9: the DP cost, decision open)",
+                            "met": d["final_score"] >= SCORE_BAR}
     return out

@@ -217,23 +217,24 @@ def speed_table(r: dict[str, Any], goals: dict[str, Any]) -> Table:
     return t
 
 
+def _demo_row(t: Table, label: str, d: dict[str, Any]) -> None:
+    ts = d["timings_s"]
+    t.add_row(label, f"{d['final_score']:.4f}", f"{d['final_vs_centralized']:.3f}x of {d['centralized_score']:.4f}",
+              f"{d['malicious_accepted']} of {d['malicious_submitted']}", f"{ts['total']:.1f}",
+              ", ".join(f"{k} {ts[k]:.1f}" for k in ("train", "chain", "store", "evaluate", "other") if k in ts))
+
+
 def demo_table(d: dict[str, Any], f: dict[str, Any] | None) -> Table:
     t = Table("run", "final score", "vs centralised", "malicious accepted", "wall (s)", "time split (s)",
               title="End to end: mine demo vs FedAvg on the same split")
     if _failed(t, d, 6):
         return t
-    ts = d["timings_s"]
-    split = ", ".join(f"{k} {ts[k]:.1f}" for k in ("train", "chain", "store", "evaluate", "other") if k in ts)
-    t.add_row(f"mine demo ({d['dataset']}, {d['miners']} miners, {d['malicious']} {d['attack']}, {d['rounds']} rounds)",
-              f"{d['final_score']:.4f}", f"{d['final_vs_centralized']:.3f}x of {d['centralized_score']:.4f}",
-              f"{d['malicious_accepted']} of {d['malicious_submitted']}", f"{ts['total']:.1f}", split)
-    cnn = d.get("cnn")
-    if cnn:
-        cs = cnn["timings_s"]
-        t.add_row("mine demo --model cnn (digits as 1x8x8 images, same split)", f"{cnn['final_score']:.4f}",
-                  f"{cnn['final_vs_centralized']:.3f}x of {cnn['centralized_score']:.4f}",
-                  f"{cnn['malicious_accepted']} of {cnn['malicious_submitted']}", f"{cs['total']:.1f}",
-                  ", ".join(f"{k} {cs[k]:.1f}" for k in ("train", "chain", "store", "evaluate", "other") if k in cs))
+    _demo_row(t, f"mine demo ({d['dataset']}, {d['miners']} miners, {d['malicious']} {d['attack']}, {d['rounds']} rounds)",
+              d)
+    if d.get("cnn"):
+        _demo_row(t, "mine demo --model cnn (digits as 1x8x8 images, same split)", d["cnn"])
+    if d.get("no_dp"):
+        _demo_row(t, "mine demo --no-dp (same scenario, miners train without DP)", d["no_dp"])
     if f and "error" not in f and "fedavg_all" in f:
         c = d["centralized_score"]
         flower = "Flower " if f.get("flwr_version") else "re-implemented "

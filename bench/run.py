@@ -31,7 +31,7 @@ GOAL_NAMES = {
     "chain": ("chain_client_vs_raw", "chain_pipelined_client_vs_raw"),
     "store": ("store_cid_vs_sha256", "store_embedded_add_vs_sha256"),
     "train": ("train_overhead", "train_overhead_cnn"),
-    "demo": ("demo_no_malicious_accepted", "demo_cnn_no_malicious_accepted"),
+    "demo": ("demo_no_malicious_accepted", "demo_cnn_no_malicious_accepted", "demo_score_no_dp", "demo_score_dp"),
     "flower": (),
     "privacy": ("privacy_labels_at_chance", "privacy_reidentification_at_chance",
                 "privacy_reconstruction_below_class_mean", "privacy_membership_within_bound"),

@@ -59,6 +59,8 @@ def test_results_layout(quick: tuple[dict[str, Any], str, Path]) -> None:
     assert {"mine_s", "bare_torch_s", "ratio"} <= set(results["train"]["cnn"])
     assert results["train"]["cnn"]["model"] == "digits-cnn"
     assert {"final_score", "centralized_score", "malicious_accepted"} <= set(results["demo"]["cnn"])
+    assert {"final_score", "centralized_score", "malicious_accepted"} <= set(results["demo"]["no_dp"])
+    assert results["demo"]["no_dp"]["dp"] is False and results["demo"]["dp"] is True
     assert {"client_submissions_per_s", "raw_tx_per_s", "ratio"} <= set(results["chain"])
     assert {"timings_s", "final_score", "centralized_score", "malicious_accepted"} <= set(results["demo"])
     assert {"implementation", "fedavg_all", "fedavg_honest_only", "fedtrimmedavg_all", "krum_all", "ours"} \
