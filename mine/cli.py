@@ -631,7 +631,9 @@ def bounty() -> None:
 @click.option("--eval-window", default="30m", show_default=True, help="Time you have to settle each submission (>= 10m).")
 @click.option("--stake", default="0.01ether", show_default=True, help="Stake per submission (> 0, <= reward).")
 @click.option("--auditable", is_flag=True, help="Promise to reveal the audit bundle (validation set + key) before close.")
-@click.option("--max-epsilon", type=float, default=None, help="Reject updates trained with a DP epsilon above this.")
+@click.option("--max-epsilon", type=float, default=None,
+              help="Reject updates trained without DP or with a DP epsilon above this; at most 16 (the policy's "
+                   "concentration_max_epsilon) lets every update take the backdoor test (code 9).")
 @click.option("--setting", "settings_kv", multiple=True, metavar="KEY=VALUE",
               help="Round policy setting, e.g. server_lr=1.0 (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initial weights.")
