@@ -105,10 +105,12 @@ class EmbeddedStore:
 
     def __init__(self, root: Path | str, *, fsync: bool = False, workers: int | None = None) -> None:
         """``fsync`` makes each new block durable before it is renamed into place (default off: see
-        the module docstring); ``workers`` threads hash and write large inputs (default: CPUs, 2..4)."""
+        the module docstring); ``workers`` threads hash the leaves of large inputs while the calling
+        thread writes them (default: one fewer than the CPUs, 1..4 — on 2 cores a second hashing
+        thread competes with the writer: 64 MiB took 0.071–0.087 s with 2, 0.061 s with 1)."""
         self.root = Path(root)
         self.fsync = fsync
-        self.workers = workers or max(2, min(4, os.cpu_count() or 1))
+        self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
         self._shards: set[str] = set()
         self._shards_lock = threading.Lock()
         self._packs: dict[bytes, tuple[str, int, int]] = {}  # multihash -> (pack path, offset, length)

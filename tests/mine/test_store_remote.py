@@ -8,6 +8,7 @@ node's own `dag/export`) or that lie (tampered or substituted content).
 from __future__ import annotations
 
 import json
+import os
 import threading
 import urllib.parse
 import urllib.request
@@ -148,6 +149,17 @@ def test_large_content_is_one_pack_seen_by_other_instances(tmp_path: Path) -> No
     assert reader.cat(cid) == data and reader.has(cid)
     writer.add(data)
     assert len(list((tmp_path / "blocks" / "packs").glob("*.pack"))) == 1  # nothing new to write
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_pack_is_the_same_whatever_the_number_of_hashing_threads(tmp_path: Path, workers: int) -> None:
+    # the default is one fewer than the CPUs (the calling thread writes the pack meanwhile)
+    assert 1 <= EmbeddedStore(tmp_path / "default").workers <= max(1, (os.cpu_count() or 1) - 1)
+    data = _bytes(PACK_MIN + 7 * CHUNK_SIZE + 5, seed=5)
+    store = EmbeddedStore(tmp_path / "blocks", workers=workers)
+    cid = store.add(data)
+    assert cid == compute_cid(data, workers=1)
+    assert EmbeddedStore(tmp_path / "blocks").cat(cid) == data
 
 
 def test_a_damaged_pack_is_detected_and_repaired_by_adding_again(tmp_path: Path) -> None:
