@@ -17,9 +17,16 @@ TEST_WORKERS ?= 2
 export PATH := $(ANVIL_BIN):$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 
-.PHONY: setup chromium test test-contracts test-ganache test-mine lint fuzz demo bench gas clean
+.PHONY: setup installs test-installs chromium test test-contracts test-ganache test-mine lint fuzz demo bench gas clean
 
-setup: $(VENV)/.installed node_modules/.installed .solcx/solc-v$(SOLC_VERSION) build/.compiled chromium
+setup: installs .solcx/solc-v$(SOLC_VERSION) build/.compiled chromium
+
+# the package installs are independent of each other: they run side by side (`make test` adds slither's venv)
+installs:
+	@$(MAKE) --no-print-directory -j2 $(VENV)/.installed node_modules/.installed
+
+test-installs:
+	@$(MAKE) --no-print-directory -j3 $(VENV)/.installed node_modules/.installed $(LINT_VENV)/.installed
 
 # Debian's chromium for the page's browser tests and demo-out/ui.png (Playwright drives it; no browser download)
 chromium:
@@ -52,7 +59,7 @@ build/.compiled: $(VENV)/.installed .solcx/solc-v$(SOLC_VERSION) $(wildcard cont
 	$(VENV)/bin/brownie compile
 	touch $@
 
-test: setup lint test-contracts test-mine
+test: test-installs setup lint test-contracts test-mine
 
 $(LINT_VENV)/.installed:
 	python3 -m venv $(LINT_VENV)
