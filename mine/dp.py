@@ -12,7 +12,8 @@ them (:class:`DPResult`). Each step is DP-SGD (Abadi et al. 2016):
   the expected batch size ``sample_rate · n`` (Opacus' convention), then an ordinary optimiser step.
 
 The accounting is Opacus' (:class:`opacus.accountants.RDPAccountant`, history
-``[(noise_multiplier, sample_rate, steps)]``), so the ε recorded in an update is exactly what Opacus
+``[(noise_multiplier, sample_rate, steps)]``; its RDP analysis module is loaded on its own, see
+:func:`_rdp`), so the ε recorded in an update is exactly what Opacus
 reports for the recorded settings; :func:`epsilon_for` recomputes it from the update's metadata and
 :func:`composed_epsilon` composes several updates' histories on one dataset (RDP composition, much
 tighter than adding their ε). Per-example gradients come from ``torch.func`` rather than Opacus'
@@ -37,14 +38,17 @@ import math
 import secrets
 import time
 import warnings
+import importlib.util
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
-from mine.errors import ValidationError
+from mine.errors import ConfigError, ValidationError
 from mine.model import Manifest
 from mine.train import TrainResult, make_optimizer, thread_count, training_tensors
 
@@ -82,12 +86,25 @@ def examples_bucket(n: int) -> int:
     return 0 if n <= 0 else 1 << (n.bit_length() - 1)
 
 
-def _accountant(history: Iterable[tuple[float, float, int]]) -> Any:
-    from opacus.accountants import RDPAccountant
+#: The RDP orders Opacus' ``RDPAccountant`` searches (its ``DEFAULT_ALPHAS``; the tests check they agree).
+RDP_ORDERS = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)))
 
-    acc = RDPAccountant()
-    acc.history = [(float(s), float(q), int(t)) for s, q, t in history]
-    return acc
+
+@functools.cache
+def _rdp() -> ModuleType:
+    """Opacus' RDP analysis (``opacus/accountants/analysis/rdp.py``, which needs only numpy and scipy),
+    loaded without the ``opacus`` package: its ``__init__`` builds Opacus' whole training stack (grad
+    samplers, optimizers, ``torch.distributed``), about 3.5 s of every process that accounts for ε."""
+    found = importlib.util.find_spec("opacus")  # a top-level package: found, not imported
+    if found is None or not found.submodule_search_locations:
+        raise ConfigError("the opacus package (its RDP accountant) is not installed: run `make setup`")
+    path = Path(next(iter(found.submodule_search_locations))) / "accountants" / "analysis" / "rdp.py"
+    spec = importlib.util.spec_from_file_location("mine._opacus_rdp", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise ConfigError(f"Opacus' RDP analysis is not at {path}: install opacus==1.6.0 (`make setup`)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @functools.lru_cache(maxsize=256)
@@ -103,20 +120,20 @@ def composed_epsilon(history: Iterable[tuple[float, float, int]], delta: float) 
         return 0.0
     if any(s <= 0 for s, _, _ in history):
         return math.inf
+    # RDPAccountant.get_epsilon: the orders' RDP summed over the runs, converted at the best order
+    rdp = sum(_rdp().compute_rdp(q=float(q), noise_multiplier=float(s), steps=int(t), orders=RDP_ORDERS)
+              for s, q, t in history)
     with warnings.catch_warnings():  # "optimal order is the smallest alpha": the bound is still valid
         warnings.simplefilter("ignore", UserWarning)
-        return float(_accountant(history).get_epsilon(delta=float(delta)))
+        return float(_rdp().get_privacy_spent(orders=RDP_ORDERS, rdp=rdp, delta=float(delta))[0])
 
 
 def _epsilon_integer_orders(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
-    from opacus.accountants import RDPAccountant
-    from opacus.accountants.analysis import rdp as rdp_analysis
-
-    orders = [a for a in RDPAccountant.DEFAULT_ALPHAS if float(a).is_integer()]
-    rdp = rdp_analysis.compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=steps, orders=orders)
+    orders = [a for a in RDP_ORDERS if float(a).is_integer()]
+    rdp = _rdp().compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=steps, orders=orders)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return float(rdp_analysis.get_privacy_spent(orders=orders, rdp=rdp, delta=delta)[0])
+        return float(_rdp().get_privacy_spent(orders=orders, rdp=rdp, delta=delta)[0])
 
 
 @functools.lru_cache(maxsize=256)

@@ -177,3 +177,21 @@ def test_full_batch_steps_add_the_least_noise_per_pass(epsilon: float) -> None:
     noise = {q: dp.noise_for_epsilon(epsilon, 1e-5, q, round(10 / q)) * math.sqrt(10 / q) / 10
              for q in (1.0, 0.5, 0.25, 0.1)}
     assert noise[1.0] == min(noise.values())
+
+
+def test_the_accountant_searches_opacus_orders_without_importing_opacus() -> None:
+    """ε comes from Opacus' RDP analysis loaded on its own: the same orders as RDPAccountant, and a
+    process that only accounts never builds Opacus' training stack (seconds of start-up)."""
+    import subprocess
+    import sys
+
+    assert list(dp.RDP_ORDERS) == list(RDPAccountant.DEFAULT_ALPHAS)
+    code = ("import sys; from mine import dp; "
+            "print(dp.epsilon_for(1.2, 0.5, 10, 1e-5), dp.noise_for_epsilon(4.0, 1e-5, 1.0, 10), "
+            "'opacus' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    acc = RDPAccountant()
+    acc.history = [(1.2, 0.5, 10)]
+    assert float(out[0]) == pytest.approx(acc.get_epsilon(delta=1e-5), rel=1e-12)
+    assert float(out[1]) == pytest.approx(dp.noise_for_epsilon(4.0, 1e-5, 1.0, 10), rel=1e-12)
+    assert out[2] == "False"
