@@ -22,11 +22,12 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 setup: installs .solcx/solc-v$(SOLC_VERSION) build/.compiled chromium
 
 # the package installs are independent of each other: they run side by side (`make test` adds slither's venv)
+INSTALLS := $(VENV)/.installed node_modules/.installed
 installs:
-	@$(MAKE) --no-print-directory -j2 $(VENV)/.installed node_modules/.installed
+	@$(MAKE) --no-print-directory -j $(INSTALLS)
 
 test-installs:
-	@$(MAKE) --no-print-directory -j3 $(VENV)/.installed node_modules/.installed $(LINT_VENV)/.installed
+	@$(MAKE) --no-print-directory -j $(INSTALLS) $(LINT_VENV)/.installed
 
 # Debian's chromium for the page's browser tests and demo-out/ui.png (Playwright drives it; no browser download)
 chromium:

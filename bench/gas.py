@@ -30,6 +30,7 @@ from eth_utils import keccak
 from web3 import Web3
 
 from mine.chain import MAX_ROUND, ZERO_ADDRESS, BountyParams, SonarClient, Verdict, connect, load_artifact
+from mine.contract import CODE_SIZE_LIMIT
 from mine.devnet import anvil, dev_account
 
 REWARD = 10**18
@@ -38,8 +39,6 @@ WINDOW = 86_400  # eval window: long enough for every filler submission to be se
 CODEC_UPDATE = 0x55  # raw
 CODEC_MODEL = 0x70  # dag-pb
 GOALS = {"submit": 60_000, "settle_per_update_32": 20_000, "withdraw": 45_000}
-#: EIP-170: the largest runtime code a public chain accepts (anvil can be told to allow more)
-CODE_SIZE_LIMIT = 24_576
 # v1 (commit–reveal) gas, measured with `make gas` at commit f4f4ef9 (the last v1 contract)
 V1 = {"commit": 79_346, "reveal": 41_612, "accept": 99_749, "reject": 63_397}
 ACCEPT, REFUND, FORFEIT = Verdict(share_bps=10_000), Verdict(reason=2, refund=True), Verdict(reason=4)

@@ -28,6 +28,8 @@ MAX_REWARD = 2**96 - 1
 MAX_ROUND = 32  # most submissions one settle() may settle
 MAX_SHARE_BPS = 3500  # most of the reward one accepted update earns (unless it alone reaches the target)
 BURN_ADDRESS = "0x000000000000000000000000000000000000dEaD"
+#: EIP-170: the largest runtime code a public chain accepts (anvil and ganache enforce it too)
+CODE_SIZE_LIMIT = 24_576
 
 
 class BountyStatus(enum.IntEnum):

@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import json
 import math
 import secrets
 import time
 import warnings
-import importlib.util
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import ModuleType

@@ -18,6 +18,8 @@ from eth_utils import keccak
 
 from conftest import REWARD, STAKE
 
+from mine.contract import CODE_SIZE_LIMIT
+
 OPEN_BOUNTIES = 100
 WINDOW = 86400
 REFUND = (0, 2, True, False)
@@ -129,11 +131,8 @@ def test_per_update_gas_of_a_full_round_is_bounded(measured):
     assert measured["round32"] / 32 <= 20_000
 
 
-EIP170_LIMIT = 24_576  # the largest runtime code a public chain accepts
-
-
 def test_sonar_fits_the_public_chain_code_size_limit(sonar):
     """As brownie compiles it (optimizer, 10,000 runs), Sonar is deployable on mainnet (EIP-170);
     anvil and ganache enforce the limit too, so a larger contract would fail every test's deploy."""
     size = len(web3.eth.get_code(sonar.address))
-    assert 0 < size <= EIP170_LIMIT, size
+    assert 0 < size <= CODE_SIZE_LIMIT, size
