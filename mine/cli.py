@@ -462,16 +462,6 @@ def train_cmd(obj: Ctx, bounty_id: int, dataset: str, epochs: int | None, lr: fl
 
     The update's (ε, δ) is charged to the dataset's privacy budget (`mine vault budget NAME`).
     """
-    from mine.dp import default_settings
-    from mine.miner import train_update
-    from mine.vault import Vault
-    from mine.versions import load_version
-
-    home = obj.home()
-    config = home.load_config()
-    X, y, columns = Vault(home).load(dataset)
-    client = obj.client()  # the update names its miner (checked by the owner: a copied CID is worthless)
-    store = obj.store()
     overrides = {k: v for k, v in {"target_epsilon": epsilon, "noise_multiplier": noise_multiplier,
                                    "max_grad_norm": max_grad_norm, "sample_rate": sample_rate, "steps": steps,
                                    "delta": delta}.items() if v is not None}
@@ -480,6 +470,20 @@ def train_cmd(obj: Ctx, bounty_id: int, dataset: str, epochs: int | None, lr: fl
     if not no_dp and batch_size is not None:
         raise click.UsageError("with DP each example joins a step with probability --sample-rate; "
                                "--batch-size applies to --no-dp only")
+    home = obj.home()
+    config = home.load_config()
+    # the update names its miner (checked by the owner: a copied CID is worthless); training signs
+    # nothing, so the keystore stays locked and no password is asked
+    miner = _miner_address(obj, home, config)
+
+    from mine.dp import default_settings
+    from mine.miner import train_update
+    from mine.vault import Vault
+    from mine.versions import load_version
+
+    X, y, columns = Vault(home).load(dataset)
+    client = obj.client(with_account=False)
+    store = obj.store()
     settings = None
     base = load_version(client, store, bounty_id)
     if overrides:
@@ -488,7 +492,7 @@ def train_cmd(obj: Ctx, bounty_id: int, dataset: str, epochs: int | None, lr: fl
         upd = train_update(home, client, store, bounty_id, X, y, columns, epochs=epochs, lr=lr,
                            batch_size=batch_size, seed=seed, on_batch=lambda done, total: advance(done, total),
                            base=base, dp_settings=settings, no_dp=no_dp, dataset=dataset,
-                           miner=_miner_address(obj, home, config))
+                           miner=miner)
     out_console.print(f"update for bounty {bounty_id} (from version {upd.base_version}): {upd.path}")
     if upd.dp is None:
         out_console.print("[yellow]trained WITHOUT differential privacy (--no-dp): the update can reveal your rows "

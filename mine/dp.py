@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
+from mine.eager import optimizer_step
 from mine.errors import ConfigError, ValidationError
 from mine.model import Manifest
 from mine.train import TrainResult, make_optimizer, thread_count, training_tensors
@@ -468,7 +469,7 @@ def train_dp(
                 p = params[k]
                 p.grad = noisy[offset:offset + p.numel()].view_as(p).clone()
                 offset += p.numel()
-            opt.step()
+            optimizer_step(opt)
             opt.zero_grad(set_to_none=True)
             if on_batch is not None:
                 on_batch(step + 1, total)

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from mine.eager import use_deterministic_algorithms
 from mine.errors import ValidationError
 from mine.model import Manifest, prepare_inputs, prepare_targets
 from mine.scores import SCORE_SCALE, score_from_chain, score_to_chain  # re-exported
@@ -56,11 +57,11 @@ def deterministic(threads: int = 1) -> Iterator[None]:
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+    use_deterministic_algorithms(True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+        use_deterministic_algorithms(old_det, warn_only=old_warn)
         torch.set_num_threads(old_threads)
 
 
