@@ -64,6 +64,13 @@ class Ctx:
             raise ConfigError(f"store_timeout in {home.config_path} must be a positive number of seconds, got {timeout!r}")
         return open_store(spec, home.root, gateway=gateway, timeout=float(timeout or 10))
 
+    def private_store(self) -> Path | None:
+        """This mine's own embedded store, if that is the store in use: no other mine reads it."""
+        home = self.home()
+        config = home.load_config() if home.exists() else None
+        spec = self.store_spec or (config.store if config else None)
+        return home.root / "blocks" if (spec or "").strip().lower() in ("", "embedded") else None
+
     def _chain(self) -> tuple[Any, Any, dict[str, Any]]:
         """The home, its config, and where the chain is: `rpc`, `address`, `expected_chain_id`, `start_block`."""
         from mine.home import Config
@@ -414,14 +421,15 @@ def vault_budget(obj: Ctx, name: str, set_to: float | None) -> None:
 @pass_ctx
 def bounties(obj: Ctx, show_all: bool) -> None:
     """Bounties with reward left, stake, eval window, auditability, the owner's record, and which datasets fit."""
-    from mine.overview import list_bounties
+    from mine.overview import MODEL_MISSING_HINT, list_bounties
 
     client = obj.reader()
     table = Table("id", "status", "escrow left", "stake", "window", "audit", "deadline", "best → target", "model",
                   "owner", "fits")
     owners_shown: list[str] = []
     history: dict[str, dict[str, int]] = {}
-    for b in list_bounties(client, obj.store(), obj.home(), show_all=show_all):
+    rows = list_bounties(client, obj.store(), obj.home(), show_all=show_all)
+    for b in rows:
         if b.owner not in owners_shown:
             owners_shown.append(b.owner)
             history[b.owner] = b.owner_history
@@ -437,6 +445,8 @@ def bounties(obj: Ctx, show_all: bool) -> None:
         owners.add_row(owner, str(h["closed"]), str(h["revealed"]), audited)
     if owners_shown:
         out_console.print(owners)
+    if any(b.model_missing for b in rows):
+        err_console.print(f"note: {MODEL_MISSING_HINT}", style="yellow", markup=False)
 
 
 @cli.command("train")
@@ -668,6 +678,12 @@ def bounty_create(obj: Ctx, model_path: Path, weights: Path | None, validation: 
     else:
         state = build_model(manifest, seed=seed).state_dict()
     val = _validation_with_groups(Vault(home), validation, manifest)
+    private = obj.private_store()
+    if private is not None:
+        err_console.print(f"warning: this mine's store is its own ({private}): no miner can fetch the model from it, "
+                          "and you cannot read their updates. Post through an IPFS node they reach (`mine --store "
+                          "/ip4/HOST/tcp/5001 bounty create …` or `mine init --store …`); mines of one user on one "
+                          "machine can use `--store shared`", style="yellow", markup=False)
     client = obj.client()
     try:
         owned, cid, initial = create_bounty(

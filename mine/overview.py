@@ -14,13 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 from mine.amounts import format_amount
 from mine.contract import ZERO_ADDRESS, BountyStatus, SubmissionStatus, Vesting
-from mine.errors import ChainError, StoreError, ValidationError
+from mine.errors import ChainError, ContentNotFoundError, StoreError, ValidationError
 from mine.home import MineHome, read_json
 from mine.store import Store, cid_from_chain
 
 if TYPE_CHECKING:
     from mine.chain import SonarClient
     from mine.views import ChainView
+
+#: What to do about a bounty whose model this mine's store does not have (``BountyRow.model_missing``).
+MODEL_MISSING_HINT = (
+    "a model 'not in your store' was published where this mine's store cannot see it: read from the owner's "
+    "IPFS network (`mine init --store /ip4/HOST/tcp/5001`, a node connected to it) or a gateway "
+    "(`mine init --gateway https://GATEWAY`); mines of one user on one machine can share a store (`--store shared`)"
+)
 
 
 @dataclass
@@ -44,6 +51,7 @@ class BountyRow:
     latest_version: int
     model: str  # name and latest version
     model_detail: str  # name, task, feature count
+    model_missing: bool  # this mine's store does not have the model (see MODEL_MISSING_HINT)
     features: list[str] | None
     fits: list[str]
     owner_record: str
@@ -102,12 +110,15 @@ def list_bounties(client: ChainView, store: Store, home: MineHome, *, show_all: 
             continue
         mv = client.model_version(b.id, b.latest_version)
         features: list[str] | None = None
+        missing = False
         try:
             manifest = fetch_manifest(store, fetch_record(store, cid_from_chain(mv.digest, mv.codec)))
             features = list(manifest.features)
             model = f"{manifest.name} v{b.latest_version}"
             detail = f"{manifest.name} ({manifest.task}, {len(manifest.features)} features, v{b.latest_version})"
             fit = [d.name for d in datasets if fits(d, features) is None]
+        except ContentNotFoundError:
+            model, detail, fit, missing = "not in your store", "model not in your store", [], True
         except (StoreError, ValidationError) as exc:
             model, fit = f"unavailable ({type(exc).__name__})", []
             detail = model
@@ -123,7 +134,8 @@ def list_bounties(client: ChainView, store: Store, home: MineHome, *, show_all: 
             deadline_in=max(0, b.deadline - now),
             auditable=("revealed" if b.audit_revealed else "yes") if b.auditable else "no",
             best=score_from_chain(b.best_score), target=score_from_chain(b.target_score),
-            latest_version=b.latest_version, model=model, model_detail=detail, features=features, fits=fit,
+            latest_version=b.latest_version, model=model, model_detail=detail, model_missing=missing,
+            features=features, fits=fit,
             owner_record=f"{h['closed']} closed, {h['revealed']} revealed, {audited}", owner_history=dict(h),
             expected_reward=expected_reward(client, b),
         ))

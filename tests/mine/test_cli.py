@@ -109,6 +109,28 @@ def test_bounties_lists_the_posted_bounty_with_fit(world: World, posted: int) ->
     assert "digits-mlp" in row and "private" in row
     assert "0.01 ETH" in row and "60 min" in row and "yes" in row  # stake, eval window, auditable
 
+    assert "not in your store" not in result.output
+
+
+def test_a_store_no_other_mine_reads_is_named(world: World, posted: int) -> None:
+    """A mine on its own embedded store cannot see the owner's model (and an owner posting from one
+    is warned before it escrows anything); the table says so and how to reach the owner's content."""
+    def run(home: Path, *args: str, dev: int) -> Result:
+        base = ["--home", str(home), "--rpc", world.rpc, "--sonar", world.sonar.address, "--store", "embedded",
+                "--dev-account", str(dev)]
+        return world.runner.invoke(cli, [*base, *args], catch_exceptions=False)
+
+    listed = run(world.miner_home, "bounties", dev=MINER)
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.output.splitlines() if line.strip().startswith(f"│ {posted} "))
+    assert "not in your" in row and "private" not in row  # the fit is unknown without the model
+    assert "note: a model 'not in your store'" in listed.output and "--gateway" in listed.output
+    created = run(world.owner_home, "bounty", "create", "--model", str(world.model_path), "--validation",
+                  "validation", "--reward", "0.01ether", "--target", "0.99", "--max-epsilon", "8", dev=OWNER)
+    assert created.exit_code == 0, created.output
+    warning = created.output.index("warning: this mine's store is its own")
+    assert warning < created.output.index("posted") and str(world.owner_home / "blocks") in created.output
+
 
 def test_train_submit_evaluate_withdraw(world: World, posted: int) -> None:
     world.miner("train", str(posted), "--dataset", "private", "--epochs", "2", "--seed", "1")
