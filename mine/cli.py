@@ -701,6 +701,16 @@ def bounty_create(obj: Ctx, model_path: Path, weights: Path | None, validation: 
         err_console.print(f"warning: {untested}", style="yellow", markup=False)
 
 
+def verdict_line(v: dict[str, Any]) -> str:
+    """One settled submission as `mine evaluate` prints it; the stake's fate once, even where the
+    reason already tells it."""
+    if v["share_bps"]:
+        return f"#{v['index']} {v['miner'][:10]}…: accepted, share {v['share_bps'] / 100:.2f}%"
+    stake = f"stake {'returned' if v['refund'] else 'forfeited'}"
+    return (f"#{v['index']} {v['miner'][:10]}…: rejected [{v['reason_code']}] {v['reason']}"
+            + ("" if stake in v["reason"] else f" ({stake})"))
+
+
 def _owner_validation(obj: Ctx, bounty_id: int) -> tuple[Any, Any, Any, Any, Any]:
     from mine.owner import OwnedBounty, Validation
     from mine.vault import Vault
@@ -787,9 +797,7 @@ def evaluate_cmd(obj: Ctx, bounty_id: int | None, watch: bool, serve_all: bool, 
         result, current = settle_round(client, store, home, owned, val, current=current)
         if result is not None and result.count:
             for v in result.verdicts:
-                verdict = (f"accepted, share {v['share_bps'] / 100:.2f}%" if v["share_bps"] else
-                           f"rejected [{v['reason_code']}] {v['reason']} (stake {'returned' if v['refund'] else 'forfeited'})")
-                out_console.print(f"#{v['index']} {v['miner'][:10]}…: {verdict}")
+                out_console.print(verdict_line(v))
             out_console.print(f"round #{result.first}..#{result.first + result.count - 1}: score "
                               f"{result.score_before:.4f} → {result.score_after:.4f}"
                               + (f", version {result.version}" if result.version else ", no new version"))

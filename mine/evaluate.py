@@ -91,6 +91,13 @@ def _group_key(v: object) -> str:
     return str(v.item() if isinstance(v, np.generic) else v)
 
 
+def _f1(pred: np.ndarray, labels: np.ndarray, c: object) -> float:
+    """Class ``c``'s F1, ``2 TP / (2 TP + FP + FN)``, as an exact ratio of integers (``c`` has rows)."""
+    true_pos = int(np.count_nonzero((pred == c) & (labels == c)))
+    wrong = int(np.count_nonzero((pred == c) != (labels == c)))  # false positives + false negatives
+    return 2 * true_pos / (2 * true_pos + wrong)
+
+
 def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Manifest, *,
              groups: np.ndarray | None = None) -> EvalResult:
     """Score ``model`` on ``(X, y)`` with the manifest's metric, overall and per subgroup.
@@ -99,6 +106,11 @@ def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Man
     (none for regression), or the distinct values of ``groups`` (one entry per row). Accuracy is
     ``correct / n`` (ties in the logits go to the lowest class index); cross-entropy is the mean of
     ``-log softmax(logits)[label]`` (in float64); MSE is the float64 mean of squared float32 errors.
+    A group's score is the metric on its rows, except for a class under accuracy: that is the class's
+    F1, ``2 TP / (2 TP + FP + FN)``. Its accuracy alone (the recall) is highest for a model that calls
+    every row that class, as a random initial model often nearly does; every honest update then
+    "hurts" that class, and a bounty could never accept one. F1 also counts the rows wrongly called
+    that class, so it rises as the model learns, and a label flip still lowers it for both classes.
     Raises ``VaultError``/``ValidationError`` on data that does not fit.
     """
     yt = prepare_targets(manifest, y)
@@ -109,6 +121,7 @@ def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Man
     if out.shape[0] != n:
         raise ValidationError(f"X has {out.shape[0]} rows but y has {n}")
 
+    class_f1 = False  # a class's score is its F1 (accuracy, classes as subgroups)
     if manifest.task == "classification" and manifest.metric == "cross_entropy":
         labels = yt.numpy()
         logp = torch.log_softmax(out.to(torch.float64), dim=1)
@@ -127,6 +140,7 @@ def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Man
             return int(np.count_nonzero(per_row[mask])) / int(np.count_nonzero(mask))
 
         default_groups = labels
+        class_f1 = groups is None
     else:
         err = (out[:, 0] - yt).numpy().astype(np.float64)
         per_row = np.square(err)
@@ -144,5 +158,5 @@ def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Man
         if g.ndim != 1 or len(g) != n:
             raise ValidationError(f"groups must be a 1-D array with one entry per row ({n}), got shape {g.shape}")
         for value in np.unique(g):
-            per_group[_group_key(value)] = score_of(g == value)
+            per_group[_group_key(value)] = _f1(pred, labels, value) if class_f1 else score_of(g == value)
     return EvalResult(score=score, per_group=per_group, n=n)

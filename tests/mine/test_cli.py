@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 
 from mine import datasets, dp
 from mine.chain import SonarClient, SubmissionStatus, Verdict, connect
-from mine.cli import cli
+from mine.cli import cli, verdict_line
 from mine.devnet import dev_account, free_port
 from mine.errors import ExitStatus
 from mine.model import default_manifest, read_metadata, with_normalization
@@ -723,3 +723,13 @@ def test_model_template_is_a_valid_normalized_manifest(world: World) -> None:
     refused = world.owner("model", "template", "diabetes", "--metric", "accuracy", ok=False)
     assert refused.exit_code != 0 and "--metric" in refused.output and "'mse'" in refused.output
 
+
+
+def test_verdict_line_tells_the_stake_once() -> None:
+    v = {"index": 3, "miner": "0xf8e1fd2BDACBc1aa73159f49AE8b8ee7d88228d3", "share_bps": 0, "reason_code": 3,
+         "refund": True, "reason": "subgroup '9' got worse; it points with its round (stake returned)"}
+    assert verdict_line(v) == ("#3 0xf8e1fd2B…: rejected [3] subgroup '9' got worse; it points with its round "
+                               "(stake returned)")
+    assert verdict_line({**v, "reason": "norm above the round's limit", "refund": False}).endswith(
+        "limit (stake forfeited)")
+    assert verdict_line({**v, "share_bps": 1234}) == "#3 0xf8e1fd2B…: accepted, share 12.34%"

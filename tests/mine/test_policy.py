@@ -236,8 +236,10 @@ def test_default_policy_margin_and_subgroup_guard(world) -> None:
     d = P.DefaultPolicy(subgroup_tolerance=0.0, server_lr=1.0).decide(m, world["state1"], forget, world["validation"],
                                                                        [])
     assert not d.accepted and d.reason_code in (2, 3)
-    worse = [g for g in d.per_group_before if d.per_group_after[g] < d.per_group_before[g]]
-    assert worse and all(int(g) >= 5 for g in worse if d.per_group_before[g] - d.per_group_after[g] > 0.1)
+    # by F1 the forgotten classes fall most (0.65-0.90 here); 0-4 fall a little, as rows of 5-9 are now
+    # called 0-4 (0.02-0.25)
+    drop = {g: d.per_group_before[g] - d.per_group_after[g] for g in d.per_group_before}
+    assert min(drop[str(c)] for c in range(5, 10)) > 2 * max(drop[str(c)] for c in range(5))
     # with explicit groups the keys follow the group array
     groups = np.where(s.y_val % 2 == 0, "even", "odd")
     d = P.DefaultPolicy().decide(m, world["state1"], upd, (s.X_val, s.y_val, groups), world["norms"])

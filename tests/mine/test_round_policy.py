@@ -290,9 +290,13 @@ def test_a_shorter_step_that_spares_every_subgroup_keeps_the_round_whole(world) 
         items.append(P.RoundItem(i, miner, 0, M.make_update(state, {k: state[k] + delta[k] for k in state},
                                                             {"bounty": "1", "base_version": "0", "miner": miner})))
 
+    # the classes as an owner's group column: each group's score is its accuracy (a class's own score
+    # is its F1, which these full steps do not lower)
+    validation = (s.X_val, s.y_val, s.y_val)
+
     def judge(**settings):
         return P.RoundPolicy(subgroup_tolerance=0.0, step_search=(1.0, 0.25), **settings).judge(
-            manifest, state, items, (s.X_val, s.y_val), bounty_id=1, current_version=0)
+            manifest, state, items, validation, bounty_id=1, current_version=0)
 
     off = judge(subgroup_step_search=False)
     assert off.new_state is None
@@ -305,7 +309,7 @@ def test_a_shorter_step_that_spares_every_subgroup_keeps_the_round_whole(world) 
     # harmful update could pass at whichever step happens to gain
     small = items[1:P.MIN_HARM_SAMPLES]  # four: a shorter step would keep these whole
     few = [P.RoundPolicy(subgroup_tolerance=0.0, step_search=(1.0, 0.25), subgroup_step_search=flag).judge(
-        manifest, state, small, (s.X_val, s.y_val), bounty_id=1, current_version=0) for flag in (False, True)]
+        manifest, state, small, validation, bounty_id=1, current_version=0) for flag in (False, True)]
     assert any(v.reason_code == P.SUBGROUP_REGRESSION for v in few[0].verdicts)
     assert [(v.reason_code, v.share_bps) for v in few[0].verdicts] == [(v.reason_code, v.share_bps) for v in few[1].verdicts]
 
