@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,12 @@ def progress(description: str, total: int | None) -> Iterator[Any]:
     with bar:
         task = bar.add_task(description, total=total)
         yield lambda done, total_=None: bar.update(task, completed=done, total=total_ or total)
+
+
+def working(description: str) -> AbstractContextManager[Any]:
+    """A spinner on stderr while something waits (transactions, their confirmations); silent when
+    stderr is not a terminal."""
+    return err_console.status(description) if err_console.is_terminal else nullcontext()
 
 
 def parse_amount(text: str) -> int:
@@ -554,7 +560,8 @@ def submit(obj: Ctx, bounty_id: int, update: Path | None) -> None:
         if not candidates:
             raise MineError(f"no update for bounty {bounty_id} in {home.outbox}; run `mine train {bounty_id} --dataset NAME`")
         update = candidates[-1]
-    entry = do_submit(home, client, store, bounty_id, update)
+    with working(f"sealing, storing and submitting {update.name}"):
+        entry = do_submit(home, client, store, bounty_id, update)
     out_console.print(f"submitted {entry.cid} to bounty {bounty_id} as #{entry.index} ({entry.state})")
 
 
@@ -616,7 +623,8 @@ def withdraw(obj: Ctx, token: str | None) -> None:
         out_console.print(f"nothing to withdraw{later}")
         return
     client = obj.client()
-    amount = withdraw_credits(client, token, bounties=held)
+    with working("releasing and withdrawing"):
+        amount = withdraw_credits(client, token, bounties=held)
     if amount == 0:
         out_console.print("nothing to withdraw")
         return
@@ -686,12 +694,13 @@ def bounty_create(obj: Ctx, model_path: Path, weights: Path | None, validation: 
                           "machine can use `--store shared`", style="yellow", markup=False)
     client = obj.client()
     try:
-        owned, cid, initial = create_bounty(
-            client, obj.store(), home, manifest, state, val, validation_name=validation, reward=parse_amount(reward),
-            target=target, deadline=client.now() + parse_duration(deadline), eval_window=parse_duration(eval_window),
-            stake=parse_amount(stake), token=token or ZERO_ADDRESS, policy_settings=settings, auditable=auditable,
-            max_epsilon=max_epsilon,
-        )
+        with working("publishing the model and posting the bounty"):
+            owned, cid, initial = create_bounty(
+                client, obj.store(), home, manifest, state, val, validation_name=validation, reward=parse_amount(reward),
+                target=target, deadline=client.now() + parse_duration(deadline), eval_window=parse_duration(eval_window),
+                stake=parse_amount(stake), token=token or ZERO_ADDRESS, policy_settings=settings, auditable=auditable,
+                max_epsilon=max_epsilon,
+            )
     except TypeError as exc:
         raise ValidationError(f"bad --setting ({exc})") from None
     out_console.print(f"bounty {owned.bounty_id} posted: model {cid}, initial score {initial:.6f}, target {target}"
@@ -794,7 +803,8 @@ def evaluate_cmd(obj: Ctx, bounty_id: int | None, watch: bool, serve_all: bool, 
     accepted = total = 0
     started = time.perf_counter()
     while True:
-        result, current = settle_round(client, store, home, owned, val, current=current)
+        with working("fetching, judging and settling the next round"):
+            result, current = settle_round(client, store, home, owned, val, current=current)
         if result is not None and result.count:
             for v in result.verdicts:
                 out_console.print(verdict_line(v))

@@ -38,12 +38,15 @@ from web3.exceptions import Web3Exception
 
 from mine.amounts import format_amount, is_eth, parse_units, token_meta
 from mine.chain import BountyStatus, SonarClient, SubmissionStatus
-from mine.errors import (ChainError, ChainUnreachableError, ConfigError, MineError, StoreError, ValidationError,
-                         VaultError)
+from mine.errors import (ChainError, ChainUnreachableError, ConfigError, ContentNotFoundError, MineError, StoreError,
+                         ValidationError, VaultError)
 from mine.home import MineHome, read_json, write_json_atomic
 from mine.store import Store, cid_from_chain
 
 LOG_RANGE = 2000  # most blocks one eth_getLogs call covers
+#: Seconds before the model of a bounty that could not be fetched is looked for again (one bounty's
+#: missing content must not stall the others, nor cost a store timeout on every pass).
+MODEL_RETRY = 120.0
 FULL_PASS_EVERY = 30.0  # seconds: a full pass (expiries, withdrawals) even when no event of ours arrived
 LOG_FILE_MAX = 1 << 20  # watch.log is truncated to its newer half past this size
 DEFAULT_RULES: dict[str, Any] = {
@@ -246,6 +249,7 @@ class Watcher:
         self.seed = seed if seed is not None else int(self.me, 16) % 1_000_003
         self._said: dict[str, str] = {}  # last decision logged per key (a decision is logged once)
         self._features: dict[int, list[str]] = {}
+        self._unreachable: dict[int, float] = {}  # bounty -> when its model could not be fetched (monotonic)
         self.last_block_seen = -1
         self.passes = 0
         self._last_full = self._saved = -FULL_PASS_EVERY
@@ -286,6 +290,10 @@ class Watcher:
         for bounty_id in sorted(self.state.bounties):
             try:
                 self._consider(bounty_id)
+            except ContentNotFoundError as exc:  # this bounty's content is out of reach, not the store
+                self._unreachable[bounty_id] = time.monotonic()
+                self.decide(f"b{bounty_id}", "skip", f"bounty {bounty_id}: skipped for now, its model cannot be "
+                            f"fetched ({exc}); looked for again every {MODEL_RETRY:.0f} s", bounty=bounty_id)
             except (ChainUnreachableError, StoreError):
                 raise
             except (VaultError, ValidationError) as exc:  # e.g. the bounty's ε cap is below what I train at
@@ -445,6 +453,8 @@ class Watcher:
         min_reward = parse_units(self.rules.min_reward, decimals)
         if expected < min_reward:
             return say(f"reward {format_amount(expected, decimals, symbol)} < min {format_amount(min_reward, decimals, symbol)}")
+        if time.monotonic() - self._unreachable.get(bounty_id, -MODEL_RETRY) < MODEL_RETRY:
+            return None  # its model was out of reach a moment ago (logged then)
         features = self._features_of(bounty_id, b.latest_version)
         datasets = [d for d in Vault(self.home).list() if fits(d, features) is None]
         if not datasets:

@@ -288,6 +288,24 @@ def test_a_bounty_that_stopped_accepting_gets_no_more_stakes(market: Market) -> 
     assert m.sonar.bounty(bounty).submissions == 0
 
 
+def test_a_bounty_whose_model_is_out_of_reach_does_not_stall_the_others(market: Market) -> None:
+    """A model posted from the owner's own store is not in the miners' store: that bounty is skipped
+    for now (and looked for again later), and the daemon goes on to the next bounty."""
+    m = market
+    home = m.miner_homes[MINER_B]
+    args = [*m.base(m.owner_home, OWNER), "--store", "embedded", "bounty", "create", "--model", str(m.model_path),
+            "--validation", "validation", "--reward", "1ether", "--target", "0.99", "--eval-window", "30m"]
+    posted = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert posted.exit_code == 0 and "warning: this mine's store is its own" in posted.output, posted.output
+    hidden = int(re.search(r"bounty (\d+) posted", posted.output).group(1))
+    reachable = m.post()
+    result = m.run(home, MINER_B, "watch", "--once")
+    assert re.search(rf"bounty {hidden}: skipped for now, its model cannot be fetched .* looked for again every "
+                     r"120 s", result.output), result.output
+    assert m.sonar.bounty(hidden).submissions == 0
+    assert _submissions(m, reachable, dev_account(MINER_B).address)
+
+
 def test_a_dataset_without_privacy_budget_left_is_not_trained_on(market: Market) -> None:
     m = market
     home = m.miner_homes[MINER_B]
