@@ -300,10 +300,11 @@ def shares_bps(contributions: Sequence[float], *, floor: float) -> list[int]:
     return base
 
 
-def evaluate_state(manifest: Manifest, state: Mapping[str, torch.Tensor], X: Any, y: Any, groups: Any) -> EvalResult:
+def evaluate_state(manifest: Manifest, state: Mapping[str, torch.Tensor], X: Any, y: Any, groups: Any, *,
+                   class_f1: bool = True) -> EvalResult:
     model = build_model(manifest, seed=0)
     model.load_state_dict(dict(state), strict=True)
-    return evaluate(model, X, y, manifest, groups=groups)
+    return evaluate(model, X, y, manifest, groups=groups, class_f1=class_f1)
 
 
 def validation_loss(manifest: Manifest, state: Mapping[str, torch.Tensor], X: Any, y: Any) -> float:

@@ -99,7 +99,7 @@ def _f1(pred: np.ndarray, labels: np.ndarray, c: object) -> float:
 
 
 def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Manifest, *,
-             groups: np.ndarray | None = None) -> EvalResult:
+             groups: np.ndarray | None = None, class_f1: bool = True) -> EvalResult:
     """Score ``model`` on ``(X, y)`` with the manifest's metric, overall and per subgroup.
 
     Subgroups are the classes present in ``y`` for classification when ``groups`` is ``None``
@@ -111,6 +111,8 @@ def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Man
     every row that class, as a random initial model often nearly does; every honest update then
     "hurts" that class, and a bounty could never accept one. F1 also counts the rows wrongly called
     that class, so it rises as the model learns, and a label flip still lowers it for both classes.
+    ``class_f1=False`` gives the recall (how bounties posted before replay, see
+    :class:`mine.round_policy.RoundPolicy`'s ``class_f1``).
     Raises ``VaultError``/``ValidationError`` on data that does not fit.
     """
     yt = prepare_targets(manifest, y)
@@ -121,7 +123,7 @@ def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Man
     if out.shape[0] != n:
         raise ValidationError(f"X has {out.shape[0]} rows but y has {n}")
 
-    class_f1 = False  # a class's score is its F1 (accuracy, classes as subgroups)
+    use_f1 = False  # for accuracy with the classes as subgroups
     if manifest.task == "classification" and manifest.metric == "cross_entropy":
         labels = yt.numpy()
         logp = torch.log_softmax(out.to(torch.float64), dim=1)
@@ -140,7 +142,7 @@ def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Man
             return int(np.count_nonzero(per_row[mask])) / int(np.count_nonzero(mask))
 
         default_groups = labels
-        class_f1 = groups is None
+        use_f1 = class_f1 and groups is None
     else:
         err = (out[:, 0] - yt).numpy().astype(np.float64)
         per_row = np.square(err)
@@ -158,5 +160,5 @@ def evaluate(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, manifest: Man
         if g.ndim != 1 or len(g) != n:
             raise ValidationError(f"groups must be a 1-D array with one entry per row ({n}), got shape {g.shape}")
         for value in np.unique(g):
-            per_group[_group_key(value)] = _f1(pred, labels, value) if class_f1 else score_of(g == value)
+            per_group[_group_key(value)] = _f1(pred, labels, value) if use_f1 else score_of(g == value)
     return EvalResult(score=score, per_group=per_group, n=n)

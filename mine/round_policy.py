@@ -381,6 +381,13 @@ class RoundPolicy:
       demo's replicas measure 0.07 to 0.46 of it (digits MLP and CNN, breast cancer: 1,324 updates),
       boosted x20 ones 1.4 to 7.5. Untested: an update without DP, a bounty whose DP optimizer is not
       plain SGD. ``False``: off;
+    * ``class_f1`` — with the classes as subgroups (no group column) and accuracy as the metric, a
+      class's score is its F1 (:func:`mine.evaluate.evaluate`), not its recall. A random initial model
+      often calls nearly every row one class, whose recall then starts near 1: every update that learns
+      the other classes "hurt" it, and a bounty posted from a template refused every honest update
+      (3 of 3, class 9 from 0.92 to 0.58–0.64; by F1 the next was accepted, 0.1175 → 0.68). The demo's
+      scenarios end as before (default 0.9244, 30/30 honest in a version; backdoor seed 5: 28/28,
+      attackers −0.04 each). ``False``: recall;
 
     The pooled rules read the :class:`MinerEvidence` that :meth:`judge` is given and return it
     updated (:attr:`RoundDecision.evidence`). Settings added after bounties began recording every
@@ -397,7 +404,8 @@ class RoundPolicy:
                                              "clawback_alpha": None, "guided_concentration": False,
                                              "good_standing_warning": False, "subgroup_step_search": False,
                                              "noise_harm_factor": None, "class_harm_factor": None,
-                                             "retract_convicted": False, "mechanism_bound": False}
+                                             "retract_convicted": False, "mechanism_bound": False,
+                                             "class_f1": False}
 
     name: ClassVar[str] = "round"
     server_lr: float = 1.0
@@ -437,6 +445,7 @@ class RoundPolicy:
     class_harm_factor: float | None = 2.0
     retract_convicted: bool = True
     mechanism_bound: bool = True
+    class_f1: bool = True
 
     def __post_init__(self) -> None:
         check_settings(self, non_negative=("min_improvement", "subgroup_tolerance", "loss_tolerance"),
@@ -540,7 +549,7 @@ class _Round:
         self.new_harm_z: dict[int, float] = {}  # this round's harm z-scores, pooled once the verdicts are known
         self.X, self.y, self.groups = unpack_validation(validation)
         self.hib = manifest.higher_is_better
-        self.before = evaluate_state(manifest, current_state, self.X, self.y, self.groups)
+        self.before = self.scored(current_state)
         self.loss_before = validation_loss(manifest, current_state, self.X, self.y)
         self.verdicts: dict[int, ItemVerdict] = {}
         self.deltas: dict[int, dict[str, torch.Tensor]] = {}
@@ -597,6 +606,10 @@ class _Round:
         w = self.policy.server_lr * mult / sum(self.precision[i] for i in members)
         return [w * self.precision[i] * self.scales[i] for i in members]
 
+    def scored(self, state: Mapping[str, torch.Tensor]) -> EvalResult:
+        """``state``'s validation score and per-subgroup scores (a class's by ``class_f1``)."""
+        return evaluate_state(self.manifest, state, self.X, self.y, self.groups, class_f1=self.policy.class_f1)
+
     def state_of(self, members: Sequence[int], mult: float = 1.0,
                  minus: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The current model plus ``server_lr * mult`` times the weighted mean of the clipped ``members``
@@ -613,7 +626,7 @@ class _Round:
         return validation_loss(self.manifest, self.state_of(members), self.X, self.y) if members else self.loss_before
 
     def score_of(self, members: Sequence[int], mult: float = 1.0) -> EvalResult:
-        return evaluate_state(self.manifest, self.state_of(members, mult), self.X, self.y, self.groups)
+        return self.scored(self.state_of(members, mult))
 
     def clipped_harm(self, i: int) -> float:
         """The loss change of an update outside the mean, applied alone and clipped like the round's."""
@@ -1045,7 +1058,7 @@ class _Round:
         best: tuple[int, float, dict[str, torch.Tensor], EvalResult] | None = None
         for mult in p.step_search:  # deterministic, so audits replay it
             candidate = self.state_of(live, mult, minus)
-            result = evaluate_state(self.manifest, candidate, self.X, self.y, self.groups)
+            result = self.scored(candidate)
             if check_subgroups(before.per_group, result.per_group, higher_is_better=self.hib,
                                tolerance=p.subgroup_tolerance) is not None:
                 continue
@@ -1054,7 +1067,7 @@ class _Round:
                 best = (fixed, mult, candidate, result)
         if best is None:  # only the first multiplier was checked against the subgroups above
             candidate = self.state_of(live, 1.0, minus)
-            best = (0, 1.0, candidate, evaluate_state(self.manifest, candidate, self.X, self.y, self.groups))
+            best = (0, 1.0, candidate, self.scored(candidate))
         return best[1], best[2], best[3]
 
     def settle(self) -> RoundDecision:

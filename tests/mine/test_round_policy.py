@@ -1023,3 +1023,34 @@ def test_an_owner_is_told_which_updates_skip_the_backdoor_test() -> None:
     assert "off" in (off.untested_for_backdoors(digits) or "")
     linear = M.default_manifest("diabetes")
     assert "first layer" in (round_policy.RoundPolicy(max_epsilon=8.0).untested_for_backdoors(linear) or "")
+
+
+def test_a_model_that_calls_everything_one_class_takes_honest_work(world) -> None:
+    """Version 0 calls every row 9 (as a random initial model nearly can): honest updates learn the
+    other classes, and by class-9 recall that "hurts" class 9 — a bounty's first small rounds (too
+    few updates for a shorter step to be tried) accept nothing, ever. By F1 (``class_f1``, the
+    default) the round makes a version; a bounty recorded before replays recall."""
+    manifest, s, shards = world["manifest"], world["split"], world["shards"]
+    state = dict(world["state"])
+    last_bias = [k for k in state if k.endswith("bias")][-1]
+    state[last_bias] = state[last_bias].clone()
+    state[last_bias][9] += 5.0
+    items = []
+    for i in range(3):
+        model = M.build_model(manifest)
+        model.load_state_dict(state)
+        train(model, s.X_train[shards[i]], s.y_train[shards[i]], manifest, seed=i)
+        miner = f"0x{i + 1:040x}"
+        items.append(P.RoundItem(i, miner, 0, M.make_update(state, M.model_state(model),
+                                                            {"bounty": "1", "base_version": "0", "miner": miner})))
+
+    def judge(**settings):
+        return P.RoundPolicy(**settings).judge(manifest, state, items, (s.X_val, s.y_val), bounty_id=1,
+                                               current_version=0)
+
+    recall = judge(class_f1=False)
+    assert recall.new_state is None and all(v.reason_code == P.SUBGROUP_REGRESSION for v in recall.verdicts)
+    assert recall.per_group_before["9"] == 1.0
+    f1 = judge()
+    assert f1.new_state is not None and len(f1.accepted) == 3 and f1.score_after > f1.score_before + 0.5
+    assert P.RoundPolicy.ADDED_LATER["class_f1"] is False
