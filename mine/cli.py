@@ -543,7 +543,10 @@ def _miner_address(obj: Ctx, home: Any, config: Any) -> str:
 @click.argument("update", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @pass_ctx
 def submit(obj: Ctx, bounty_id: int, update: Path | None) -> None:
-    """Seal an update to the bounty owner, store it, submit it with the stake (one tx; crash-safe, rerun to finish)."""
+    """Seal an update to the bounty owner, store it, submit it with the stake (one tx; crash-safe, rerun to finish).
+
+    UPDATE is an update file from `mine train`; without it, the newest one for BOUNTY_ID in the outbox.
+    """
     from mine.miner import resume_all, submit as do_submit
 
     home = obj.home()

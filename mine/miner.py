@@ -310,6 +310,11 @@ def prepare_submission(home: MineHome, client: SonarClient, store: Store, bounty
         return journal, entry
     bounty = client.bounty(bounty_id)
     check_bounty_terms(home, client, bounty)
+    if (entry is None or entry.state == "abandoned") and int(meta["base_version"]) != bounty.latest_version:
+        raise ValidationError(
+            f"{update_path.name} was trained from version {meta['base_version']} of bounty {bounty_id}'s model, which "
+            f"is at version {bounty.latest_version} now: the owner would reject it as stale (code 2). Train on the "
+            f"current version: `mine train {bounty_id} --dataset NAME`")
     record = _bounty_record(client, store, bounty_id)
     check_privacy_terms(record, meta.get("dp"))
     if entry is None or entry.state == "abandoned":

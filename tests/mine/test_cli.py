@@ -187,6 +187,27 @@ def _discard(paths: list[Path]) -> None:
         path.with_suffix(".json").unlink()
 
 
+def test_an_update_from_an_older_version_is_not_staked(world: World, posted: int) -> None:
+    """The owner rejects an update trained from an older model version (stale, code 2): `mine submit`
+    says so before any stake or gas is spent, and names the command that trains on the current one."""
+    latest = world.sonar.bounty(posted).latest_version
+    assert latest >= 1  # the round above made a version
+    world.miner("train", str(posted), "--dataset", "private", "--epochs", "1", "--seed", "7")
+    update = sorted((world.miner_home / "outbox").glob(f"bounty{posted}-*.safetensors"), key=lambda p: p.stat().st_mtime)[-1]
+    meta_path = update.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    assert int(meta["base_version"]) == latest
+    meta_path.write_text(json.dumps({**meta, "base_version": str(latest - 1)}))  # as if trained before the round
+    submissions = world.sonar.bounty(posted).submissions
+    refused = world.miner("submit", str(posted), str(update), ok=False)
+    assert refused.exit_code != 0
+    assert f"trained from version {latest - 1}" in refused.output and f"at version {latest} now" in refused.output
+    assert f"mine train {posted} --dataset NAME" in refused.output
+    assert world.sonar.bounty(posted).submissions == submissions
+    for path in update.parent.glob(update.stem + ".*"):
+        path.unlink()
+
+
 def test_without_dp_same_seed_gives_same_update_bytes_and_says_dp_off(world: World, posted: int) -> None:
     existing = set((world.miner_home / "outbox").glob("*.safetensors"))
     for _ in range(2):
