@@ -315,8 +315,23 @@ ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string): require/revert with a
 PANIC = bytes.fromhex("4e487b71")  # Panic(uint256): assert, overflow, division by zero
 
 
+#: What to do about the reverts a command meets in normal use, by the custom error's name; the
+#: error's arguments fill the braces (times as UTC).
+REVERT_HINTS: dict[str, str] = {
+    "SonarAuditNotRevealed": "the bounty is auditable: publish its audit bundle first (`mine bounty reveal {bountyId}`)",
+    "SonarDeadlineNotPassed": "bounty {bountyId} runs until {deadline}; close it after that",
+    "SonarStillInWindow": "a submission of bounty {bountyId} can still be settled until {until}: settle it "
+                          "(`mine evaluate {bountyId}`) or wait",
+    "SonarDeadlinePassed": "bounty {bountyId} stopped taking submissions at {deadline}",
+    "SonarNotBountyOwner": "only the account that posted bounty {bountyId} can do this, not {caller}",
+    "SonarStillVesting": "it vests until bounty {bountyId} ends ({until})",
+}
+_HINT_TIMES = ("deadline", "until", "due")
+
+
 class ErrorDecoder:
-    """Turns revert data into `ErrorName(arg=value, …)` using the ABI's custom errors."""
+    """Turns revert data into `ErrorName(arg=value, …)` using the ABI's custom errors, followed by what
+    to do about it where :data:`REVERT_HINTS` knows."""
 
     def __init__(self, abi: Sequence[ABIParam]) -> None:
         self._abi = [item for item in abi if item.get("type") == "error"]
@@ -335,7 +350,15 @@ class ErrorDecoder:
         args = ", ".join(
             f"{i['name']}={v.hex() if isinstance(v, bytes) else v}" for i, v in zip(item["inputs"], values)
         )
+        hint = REVERT_HINTS.get(item["name"])
+        if hint is not None:
+            named = {i["name"]: _utc(v) if i["name"] in _HINT_TIMES else v for i, v in zip(item["inputs"], values)}
+            return f"{item['name']}({args}): {hint.format(**named)}"
         return f"{item['name']}({args})"
+
+
+def _utc(timestamp: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(timestamp)))
 
 
 def _hex_bytes(text: str) -> bytes:

@@ -677,6 +677,7 @@ def _store(world: World):  # noqa: ANN202 - a Store
 def test_close_refunds_the_rest_after_the_deadline(world: World, posted: int) -> None:
     early = world.owner("bounty", "close", str(posted), ok=False)
     assert early.exit_code == ExitStatus.CHAIN and "SonarDeadlineNotPassed" in early.output, early.output
+    assert "close it after that" in early.output  # and when, in UTC
     bounty = world.sonar.bounty(posted)
     w3 = world.sonar.w3
     w3.provider.make_request("evm_increaseTime", [max(bounty.deadline, bounty.last_due) - world.sonar.now() + 1])

@@ -453,3 +453,26 @@ def test_a_proxy_named_by_the_environment_is_used(market: Market, rpc_url: str, 
         reader = ChainReader.open("http://sonar-node.invalid:8545", market.sonar.address, retry=FAST)
         assert reader.bounty_count() == market.sonar.bounty_count()
     assert rules.seen["eth_chainId"] == 1 and rules.seen["eth_call"] == 1
+
+
+def test_a_revert_says_what_to_do_about_it() -> None:
+    """The reverts a command meets in normal use name the next step (encoded with eth_abi, as a node
+    returns them); an error without a hint is decoded as it is."""
+    from mine.contract import contract_abi
+    from mine.views import REVERT_HINTS, ErrorDecoder
+
+    abi = contract_abi("Sonar")
+    errors = {item["name"]: item for item in abi if item.get("type") == "error"}
+    assert set(REVERT_HINTS) <= set(errors)  # every hint names an error the contract has
+
+    def revert(name: str, *values: Any) -> bytes:
+        types = [i["type"] for i in errors[name]["inputs"]]
+        return keccak(text=f"{name}({','.join(types)})")[:4] + eth_abi_encode(types, list(values))
+
+    decoder = ErrorDecoder(abi)
+    assert decoder.describe(revert("SonarAuditNotRevealed", 4)) == (
+        "SonarAuditNotRevealed(bountyId=4): the bounty is auditable: publish its audit bundle first "
+        "(`mine bounty reveal 4`)")
+    assert decoder.describe(revert("SonarDeadlineNotPassed", 7, 1_800_000_000)).endswith(
+        "bounty 7 runs until 2027-01-15 08:00:00 UTC; close it after that")
+    assert decoder.describe(revert("SonarNothingToSkip", 3)) == "SonarNothingToSkip(bountyId=3)"
