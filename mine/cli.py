@@ -57,19 +57,23 @@ class Ctx:
 
         home = self.home()
         config = home.load_config() if home.exists() else None
-        spec = self.store_spec or (config.store if config else None)
+        spec = self._store_spec(config)
         gateway = os.environ.get("MINE_IPFS_GATEWAY") or (config.extra.get("gateway") if config else None)
         timeout = config.extra.get("store_timeout") if config else None
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
             raise ConfigError(f"store_timeout in {home.config_path} must be a positive number of seconds, got {timeout!r}")
         return open_store(spec, home.root, gateway=gateway, timeout=float(timeout or 10))
 
+    def _store_spec(self, config: Any) -> str | None:
+        return self.store_spec or (config.store if config else None)
+
     def private_store(self) -> Path | None:
         """This mine's own embedded store, if that is the store in use: no other mine reads it."""
+        from mine.store import is_own_store
+
         home = self.home()
         config = home.load_config() if home.exists() else None
-        spec = self.store_spec or (config.store if config else None)
-        return home.root / "blocks" if (spec or "").strip().lower() in ("", "embedded") else None
+        return home.root / "blocks" if is_own_store(self._store_spec(config)) else None
 
     def _chain(self) -> tuple[Any, Any, dict[str, Any]]:
         """The home, its config, and where the chain is: `rpc`, `address`, `expected_chain_id`, `start_block`."""

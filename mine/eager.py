@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.optim import optimizer as _optim
 
 __all__ = ["eager_optimizers", "optimizer_step", "use_deterministic_algorithms"]
 
@@ -86,7 +87,5 @@ def _unwrapped_step(cls: type) -> Callable[..., Any]:
 
 
 def _has_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
-    from torch.optim import optimizer as module
-
     return bool(optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
-                or module._global_optimizer_pre_hooks or module._global_optimizer_post_hooks)
+                or _optim._global_optimizer_pre_hooks or _optim._global_optimizer_post_hooks)

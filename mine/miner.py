@@ -308,16 +308,17 @@ def prepare_submission(home: MineHome, client: SonarClient, store: Store, bounty
     entry = next((e for e in journal.entries() if e.bounty == bounty_id and e.update == str(update_path)), None)
     if entry is not None and entry.state == "submitted":
         return journal, entry
+    new = entry is None or entry.state == "abandoned"  # else a prepared entry: finish what was started
     bounty = client.bounty(bounty_id)
     check_bounty_terms(home, client, bounty)
-    if (entry is None or entry.state == "abandoned") and int(meta["base_version"]) != bounty.latest_version:
+    if new and int(meta["base_version"]) != bounty.latest_version:
         raise ValidationError(
             f"{update_path.name} was trained from version {meta['base_version']} of bounty {bounty_id}'s model, which "
             f"is at version {bounty.latest_version} now: the owner would reject it as stale (code 2). Train on the "
             f"current version: `mine train {bounty_id} --dataset NAME`")
     record = _bounty_record(client, store, bounty_id)
     check_privacy_terms(record, meta.get("dp"))
-    if entry is None or entry.state == "abandoned":
+    if new:
         ciphertext, eph = _seal_for_bounty(record, data)
         sealed = update_path.with_suffix(".sealed")
         tmp = sealed.with_suffix(".sealed-tmp")

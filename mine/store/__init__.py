@@ -62,6 +62,7 @@ __all__ = [
     "ContentNotFoundError",
     "ContentTooLargeError",
     "EmbeddedStore",
+    "is_own_store",
     "GatewayReader",
     "GatewayStore",
     "IntegrityError",
@@ -165,6 +166,11 @@ def _url_to_api(spec: str) -> tuple[str, str] | None:
     return f"{address}/tcp/{port}/{scheme}", path or "api/v0"
 
 
+def is_own_store(spec: str | None) -> bool:
+    """Whether ``spec`` names the mine's own embedded store (``MINE_HOME/blocks``), which no other mine reads."""
+    return (spec or "").strip().lower() in ("", "embedded")
+
+
 def open_store(spec: str | None, home: Path, *, timeout: float = 10, gateway: str | None = None) -> Store:
     """Open the store named by ``spec``.
 
@@ -180,7 +186,7 @@ def open_store(spec: str | None, home: Path, *, timeout: float = 10, gateway: st
     text = (spec or "").strip()
     lowered = text.lower()
     local: EmbeddedStore | None = None
-    if lowered in ("", "embedded"):
+    if is_own_store(spec):
         local = EmbeddedStore(Path(home) / "blocks")
     elif lowered == "shared":
         local = EmbeddedStore(shared_store_dir())
